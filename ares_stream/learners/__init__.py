@@ -1,0 +1,1 @@
+"""Learners: River online models with ADWIN drift detection (batch boosters come later)."""

@@ -1,0 +1,1 @@
+"""The SQLite state store: the only package that touches the database."""
