@@ -1,0 +1,192 @@
+"""Typed, frozen configuration loaded from TOML; unknown keys and wrong types are errors.
+
+The dataclass defaults below are the source of truth; ``configs/default.toml`` mirrors them with a
+one-line comment per setting (a test keeps the two equal). A user file only needs the keys it changes.
+
+>>> cfg = load_config(None)
+>>> cfg.labels.horizon, cfg.learner.model
+(10, 'logreg')
+>>> replace_values(cfg, {"labels": {"horizon": 3}}).labels.horizon
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ares_stream.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    symbols: tuple[str, ...] = ()  # empty: every symbol the source carries
+    skip_bad: bool = False  # replay: skip and count malformed rows instead of stopping
+
+
+@dataclass(frozen=True)
+class BarsConfig:
+    interval: str = "1m"  # time-bar length for bars built from trades: 1s, 10s, 1m, 1h ...
+    source: str = "auto"  # auto | trades | klines: what becomes a bar (auto: first seen per symbol)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    return_horizons: tuple[int, ...] = (1, 5, 15)
+    vol_span: int = 20
+    rsi_period: int = 14
+    macd: tuple[int, int, int] = (12, 26, 9)
+    boll_window: int = 20
+    vwap_window: int = 20
+    flow_window: int = 20
+    intensity_span: int = 20
+    volume_window: int = 20
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    horizon: int = 10  # bars between a prediction and its label
+    threshold_bps: float = 20.0  # label 1 when the forward return beats this (round-trip fees)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    model: str = "logreg"  # logreg | hat | arf (classification); linreg | hatr | arfr (regression)
+    task: str = "classification"  # classification | regression
+    seed: int = 0
+    rolling_window: int = 1000  # samples in the rolling prequential metrics
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    enabled: bool = True
+    delta: float = 0.002  # ADWIN confidence
+    warm_samples: int = 500  # recent samples a fresh learner is warmed on after an upward drift
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    dir: str = "state"  # where run databases live (relative to the working directory)
+    flush_rows: int = 2000  # rows buffered before a write transaction
+    flush_seconds: float = 1.0  # live: longest time a row waits (a crash loses at most this)
+
+
+@dataclass(frozen=True)
+class Config:
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    bars: BarsConfig = field(default_factory=BarsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+_INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
+_CHOICES = {
+    ("bars", "source"): {"auto", "trades", "klines"},
+    ("learner", "task"): {"classification", "regression"},
+    ("learner", "model"): {"logreg", "hat", "arf", "linreg", "hatr", "arfr"},
+}
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Defaults overlaid with the TOML file at ``path`` (``None``: defaults only)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc}") from None
+    return replace_values(Config(), data, source=str(p))
+
+
+def replace_values(cfg: Config, data: dict[str, Any], source: str = "<override>") -> Config:
+    """Return ``cfg`` with the sections and keys of ``data`` replaced, all checked."""
+    sections: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for name, table in data.items():
+        if name not in hints:
+            raise ConfigError(f"{source}: unknown section [{name}] (valid: {', '.join(hints)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        sections[name] = _section(getattr(cfg, name), name, table, source)
+    config = dataclasses.replace(cfg, **sections)
+    _validate(config, source)
+    return config
+
+
+def _section(current: Any, name: str, table: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(type(current))
+    values = {}
+    for key, value in table.items():
+        if key not in hints:
+            raise ConfigError(
+                f"{source}: unknown key {name}.{key} (valid: {', '.join(hints)})"
+            )
+        values[key] = _coerce(value, hints[key], f"{name}.{key}", source)
+        if (name, key) in _CHOICES and values[key] not in _CHOICES[(name, key)]:
+            allowed = ", ".join(sorted(_CHOICES[(name, key)]))
+            raise ConfigError(f"{source}: {name}.{key} = {value!r}: must be one of {allowed}")
+    return dataclasses.replace(current, **values)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        item_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{source}: {key} must have {len(item_types)} items")
+        return tuple(_coerce(v, t, key, source) for v, t in zip(value, item_types, strict=True))
+    if origin in (types.UnionType, typing.Union):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{source}: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _validate(cfg: Config, source: str) -> None:
+    checks = [
+        (_INTERVAL.fullmatch(cfg.bars.interval) is not None,
+         f"bars.interval = {cfg.bars.interval!r}: use a number and s, m, h or d (1s, 10s, 1m)"),
+        (cfg.labels.horizon >= 1, "labels.horizon must be >= 1"),
+        (cfg.labels.threshold_bps >= 0, "labels.threshold_bps must be >= 0"),
+        (cfg.drift.delta > 0, "drift.delta must be > 0"),
+        (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
+        (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),
+        (all(h >= 1 for h in cfg.features.return_horizons), "features.return_horizons >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {message}")
+    _check_task_model(cfg, source)
+
+
+def _check_task_model(cfg: Config, source: str) -> None:
+    regression = cfg.learner.model in {"linreg", "hatr", "arfr"}
+    if regression != (cfg.learner.task == "regression"):
+        raise ConfigError(
+            f"{source}: learner.model = {cfg.learner.model!r} does not fit "
+            f"learner.task = {cfg.learner.task!r}"
+        )
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain data (for the ``runs`` table)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,43 @@
+"""structlog set-up: JSON lines for journald and files, pretty output on a terminal.
+
+Event names are snake_case facts (``feed_gap``, ``frame_rejected``, ``drift_detected``); values are
+keyword arguments, never formatted into the message.
+
+>>> import io
+>>> out = io.StringIO()
+>>> configure(stream=out, json=True)
+>>> structlog.get_logger("x").info("feed_connected", url="ws://127.0.0.1")
+>>> '"event": "feed_connected"' in out.getvalue()
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+
+def configure(*, stream: TextIO | None = None, json: bool | None = None,
+              level: str = "info") -> None:
+    """Route structlog to ``stream`` (stderr by default) as JSON, or pretty on a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    if json is None:
+        json = not stream.isatty()
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer(sort_keys=False) if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,122 @@
+"""Opening a state database: WAL, ``synchronous=NORMAL``, forward migrations on ``user_version``.
+
+Migrations are an append-only list of SQL scripts; a database at version *n* gets scripts *n+1…*
+applied in one transaction each, so an old file is brought forward and a new one built from scratch
+by the same code. A database newer than this code is refused with a clear message.
+
+>>> db = open_db(":memory:")
+>>> schema_version(db) == len(MIGRATIONS)
+True
+>>> sorted(db.table_names())[:3]
+['drift_events', 'feed_health', 'predictions']
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from ares_stream.errors import AresError
+
+MIGRATIONS: list[str] = [
+    # 1: the replay run store.
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        mode TEXT NOT NULL,            -- replay | paper | live
+        config TEXT NOT NULL,          -- the effective config, JSON
+        code_version TEXT NOT NULL,
+        sources TEXT NOT NULL,         -- JSON list of inputs
+        started_at INTEGER NOT NULL,   -- wall clock, ns
+        ended_at INTEGER,              -- wall clock, ns; NULL while running or after a crash
+        status TEXT NOT NULL,          -- running | finished | failed | interrupted
+        summary TEXT                   -- JSON summary at the end
+    );
+    CREATE TABLE predictions (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- bar end the prediction was made at, ns
+        ts_init INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        horizon INTEGER NOT NULL,
+        proba REAL,                    -- P(label = 1); NULL for regression
+        value REAL NOT NULL,
+        close REAL NOT NULL,
+        ts_label INTEGER,              -- filled when the outcome is known
+        forward_return REAL,
+        label INTEGER,
+        loss REAL,
+        PRIMARY KEY (run_id, symbol, ts_event)
+    ) WITHOUT ROWID;
+    CREATE TABLE drift_events (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,
+        ts_init INTEGER NOT NULL,
+        detector TEXT NOT NULL,
+        mean_before REAL NOT NULL,
+        mean_after REAL NOT NULL,
+        samples_seen INTEGER NOT NULL,
+        action TEXT NOT NULL
+    );
+    CREATE TABLE feed_health (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        symbol TEXT NOT NULL,          -- '' when the incident names no symbol
+        ts_event INTEGER NOT NULL,
+        ts_init INTEGER NOT NULL,
+        kind TEXT NOT NULL,            -- gap | rejected | duplicate | error_frame | summary
+        count INTEGER NOT NULL,        -- frames, ids or bars concerned
+        first_missing INTEGER,
+        last_missing INTEGER,
+        detail TEXT NOT NULL           -- reason, or the first bytes of a rejected frame
+    );
+    CREATE INDEX feed_health_run ON feed_health(run_id, kind);
+    CREATE INDEX drift_events_run ON drift_events(run_id, symbol);
+    """,
+]
+
+
+class StoreError(AresError):
+    """The state database cannot be opened or is from a newer version of ares-stream."""
+
+
+def open_db(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` and migrate it forward."""
+    try:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        db = sqlite_utils.Database(conn)
+        migrate(db)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise StoreError(f"{path}: not a usable ares-stream database: {exc}") from None
+    return db
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply every migration newer than the file's ``user_version``, each atomically."""
+    current = schema_version(db)
+    if current > len(MIGRATIONS):
+        raise StoreError(
+            f"database schema version {current} is newer than this ares-stream "
+            f"({len(MIGRATIONS)}); upgrade ares-stream"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        script = MIGRATIONS[version - 1]
+        try:
+            db.conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        except sqlite3.Error:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,83 @@
+"""Config loading: defaults, overrides, and errors that name the key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ares_stream.config import Config, load_config
+from ares_stream.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_toml_mirrors_the_dataclass_defaults() -> None:
+    """configs/default.toml holds exactly the built-in defaults."""
+    assert load_config(ROOT / "configs" / "default.toml") == Config()
+
+
+def test_default_toml_lists_every_setting() -> None:
+    """Every setting of every section appears in configs/default.toml."""
+    import tomllib
+    from dataclasses import fields
+
+    data = tomllib.loads((ROOT / "configs" / "default.toml").read_text())
+    for section in fields(Config):
+        assert set(data[section.name]) == {f.name for f in fields(getattr(Config(), section.name))}
+
+
+def test_partial_file_overrides_only_its_keys(tmp_path: Path) -> None:
+    """A file with one key changes that key and keeps the other defaults."""
+    cfg = load_config(write(tmp_path, "[labels]\nhorizon = 3\n"))
+    assert cfg.labels.horizon == 3
+    assert cfg.labels.threshold_bps == Config().labels.threshold_bps
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    """An unknown key is an error naming the key and the file."""
+    path = write(tmp_path, "[labels]\nhorizn = 3\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: unknown key labels\.horizn"):
+        load_config(path)
+
+
+def test_unknown_section_is_an_error(tmp_path: Path) -> None:
+    """An unknown section is an error naming it."""
+    with pytest.raises(ConfigError, match=r"unknown section \[lables\]"):
+        load_config(write(tmp_path, "[lables]\nhorizon = 3\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[labels]\nhorizon = "ten"\n', r"labels\.horizon must be int"),
+        ("[labels]\nhorizon = true\n", r"labels\.horizon must be int"),
+        ("[labels]\nhorizon = 0\n", r"labels\.horizon must be >= 1"),
+        ('[bars]\ninterval = "1 minute"\n', r"bars\.interval"),
+        ('[learner]\nmodel = "svm"\n', r"learner\.model = 'svm': must be one of"),
+        ('[learner]\nmodel = "linreg"\n', r"does not fit learner\.task"),
+        ("[features]\nmacd = [12, 26]\n", r"features\.macd must have 3 items"),
+        ("[labels\n", r"cannot read config"),
+    ],
+)
+def test_bad_values_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    """Wrong types, bad values and broken TOML are ConfigErrors that say what is wrong."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A config path that does not exist is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_int_accepted_where_float_expected(tmp_path: Path) -> None:
+    """threshold_bps = 5 is read as 5.0."""
+    assert load_config(write(tmp_path, "[labels]\nthreshold_bps = 5\n")).labels.threshold_bps == 5.0
