@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Project tasks that need nothing but Python 3.11 and pip: ``python3 tasks.py demo|test|bench|lint``.
+"""Project tasks needing nothing but Python 3.11 and pip: ``python3 tasks.py demo|test|bench|lint``.
 
 Each task creates ``.venv`` and installs the project into it when missing (or when pyproject.toml
 changed), then runs inside it.

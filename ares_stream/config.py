@@ -1,7 +1,8 @@
 """Typed, frozen configuration loaded from TOML; unknown keys and wrong types are errors.
 
 The dataclass defaults below are the source of truth; ``configs/default.toml`` mirrors them with a
-one-line comment per setting (a test keeps the two equal). A user file only needs the keys it changes.
+one-line comment per setting (a test keeps the two equal). A user file only needs the keys it
+changes.
 
 >>> cfg = load_config(None)
 >>> cfg.labels.horizon, cfg.learner.model

@@ -62,7 +62,10 @@ class BookTop(msgspec.Struct, frozen=True, gc=False):
 
 
 class Kline(msgspec.Struct, frozen=True, gc=False):
-    """A candle (``@kline_<interval>``, REST klines or a candle file). Only ``closed`` ones become bars."""
+    """A candle (``@kline_<interval>``, REST klines or a candle file).
+
+    Only ``closed`` candles become bars.
+    """
 
     symbol: str
     ts_event: int  # E for a stream frame; close time for a file row

@@ -87,9 +87,10 @@ class RunStore:
                                             d.detector, d.mean_before, d.mean_after,
                                             d.samples_seen, d.action)))
 
-    def gap(self, g: Gap, detail: str = "") -> None:
-        self.health(g.symbol, g.ts_event, g.ts_init, "gap", g.size, detail or g.kind,
-                    g.first_missing, g.last_missing)
+    def gap(self, g: Gap, count: int | None = None) -> None:
+        """Record a gap; ``count`` is the number of missing items (ids, or bars for time gaps)."""
+        self.health(g.symbol, g.ts_event, g.ts_init, "gap", g.size if count is None else count,
+                    g.kind, g.first_missing, g.last_missing)
 
     def health(
         self, symbol: str, ts_event: int, ts_init: int, kind: str, count: int, detail: str,

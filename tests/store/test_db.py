@@ -63,5 +63,5 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     """A file that is not SQLite is a StoreError naming the file."""
     bad = tmp_path / "junk.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="junk.db"):
+    with pytest.raises(StoreError, match=r"junk\.db"):
         open_db(bad)

@@ -1,0 +1,322 @@
+"""The engine: one synchronous, pure code path from frame to learned prediction, for one shard.
+
+``on_frame`` decodes a raw frame; ``on_event`` does all per-event work: continuity checks, bars,
+features, delayed labels, predict-then-learn, ADWIN. It never awaits, sleeps or does network I/O;
+the live daemon wraps it in asyncio and ``ares-stream replay`` drives it with a plain loop, so the
+same input gives the same bars, features and predictions whichever drives it.
+
+Per bar, in this order (River's ``progressive_val_score(delay=horizon)`` order):
+
+1. reveal the labels of the bars made ``horizon`` bars ago and learn them (learn, score, ADWIN);
+2. update the features with the new bar;
+3. predict on the new bar and queue it until its label exists.
+
+A data gap (missing trade ids, a jump in kline times, a recording marker) drops the partial bar,
+the pending labels (a label would span the gap) and warms the features up again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from ares_stream.config import Config
+from ares_stream.errors import ParseError
+from ares_stream.events import (
+    Bar,
+    BookTop,
+    Control,
+    DriftDetected,
+    Gap,
+    Kline,
+    Outcome,
+    Prediction,
+    Trade,
+)
+from ares_stream.features.bars import BarBuilder, bar_from_kline, parse_interval
+from ares_stream.features.labels import LabelQueue
+from ares_stream.features.pipeline import FeatureSet
+from ares_stream.feed import RawFrame
+from ares_stream.feed.binance import Decoder
+from ares_stream.feed.sequence import DUPLICATE, OK, IdSequence, TimeSequence
+from ares_stream.learners.online import OnlineLearner
+
+log = structlog.get_logger("ares_stream.engine")
+
+_EPS = 1e-15
+_LOGGED_REJECTS = 20  # log the first rejected frames in full, then every 1000th
+
+
+class Sink(Protocol):
+    """Where the engine's results go (the run store, or a list in a test)."""
+
+    def prediction(self, p: Prediction) -> None: ...
+    def outcome(self, o: Outcome) -> None: ...
+    def drift(self, d: DriftDetected) -> None: ...
+    def gap(self, g: Gap, count: int | None = None) -> None: ...
+    def health(
+        self, symbol: str, ts_event: int, ts_init: int, kind: str, count: int, detail: str,
+        first_missing: int | None = None, last_missing: int | None = None,
+    ) -> None: ...
+
+
+@dataclass
+class SymbolState:
+    """Everything the engine keeps for one symbol."""
+
+    builder: BarBuilder
+    features: FeatureSet
+    labels: LabelQueue
+    learner: OnlineLearner
+    bar_source: str = ""  # "trade" | "aggTrade" | "kline" once locked
+    trade_seq: IdSequence = field(default_factory=IdSequence)
+    kline_seq: TimeSequence | None = None
+    kline_interval: str = ""
+    bars: int = 0
+    predictions: int = 0
+    labelled: int = 0
+    base_ones: int = 0  # revealed labels equal to 1: the constant-probability baseline
+    base_loss: float = 0.0
+    model_loss: float = 0.0
+    hits: int = 0
+
+
+class Engine:
+    """Wires the stages for one shard of symbols."""
+
+    def __init__(self, config: Config, sink: Sink) -> None:
+        self.config = config
+        self.sink = sink
+        self.decoder = Decoder()
+        self.symbols = frozenset(s.upper() for s in config.feed.symbols)
+        self.interval_ns = parse_interval(config.bars.interval)
+        self.threshold = config.labels.threshold_bps / 1e4
+        self.regression = config.learner.task == "regression"
+        self.model_name = config.learner.model
+        self.state: dict[str, SymbolState] = {}
+        self.counts: Counter[str] = Counter()
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def feed(self, item: RawFrame | Any) -> None:
+        """Take one item of a source: a raw frame or a ready-made event."""
+        if type(item) is RawFrame:
+            self.on_frame(item.ts_init, item.data)
+        else:
+            self.on_event(item)
+
+    def on_frame(self, ts_init: int, data: bytes) -> None:
+        """Decode one raw frame; a malformed one is counted, logged and skipped."""
+        self.counts["frames"] += 1
+        try:
+            event = self.decoder.decode(data, ts_init)
+        except ParseError as exc:
+            self._reject(ts_init, exc)
+            return
+        if event is not None:
+            self.on_event(event)
+
+    def on_event(self, ev: Any) -> None:
+        """All per-event work. Hot path: dispatch on the exact type."""
+        kind = type(ev)
+        if kind is Trade:
+            self._on_trade(ev)
+        elif kind is BookTop:
+            st = self._state(ev.symbol)
+            if st is not None:
+                st.builder.on_book(ev)
+        elif kind is Kline:
+            if ev.closed:
+                self._on_kline(ev)
+        elif kind is Gap:
+            st = self._state(ev.symbol)
+            if st is not None:
+                self._on_gap(st, ev)
+        elif kind is Control:
+            self._on_control(ev)
+        else:
+            self.counts[f"ignored_{kind.__name__}"] += 1
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def _state(self, symbol: str) -> SymbolState | None:
+        st = self.state.get(symbol)
+        if st is None:
+            if self.symbols and symbol not in self.symbols:
+                self.counts["other_symbol"] += 1
+                return None
+            st = self.state[symbol] = self._new_state(symbol)
+        return st
+
+    def _new_state(self, symbol: str) -> SymbolState:
+        cfg = self.config
+        f = cfg.features
+        return SymbolState(
+            builder=BarBuilder(symbol, self.interval_ns),
+            features=FeatureSet(
+                return_horizons=f.return_horizons, vol_span=f.vol_span,
+                rsi_period=f.rsi_period, macd=f.macd, boll_window=f.boll_window,
+                vwap_window=f.vwap_window, flow_window=f.flow_window,
+                intensity_span=f.intensity_span, volume_window=f.volume_window,
+            ),
+            labels=LabelQueue(cfg.labels.horizon, self.threshold),
+            learner=OnlineLearner(
+                cfg.learner.model, task=cfg.learner.task, horizon=cfg.labels.horizon,
+                delta=cfg.drift.delta if cfg.drift.enabled else None,
+                warm_samples=cfg.drift.warm_samples,
+                rolling_window=cfg.learner.rolling_window, seed=cfg.learner.seed,
+            ),
+        )
+
+    def _lock_source(self, st: SymbolState, source: str) -> bool:
+        """Bars of a symbol come from one kind of input: the configured one, or the first seen."""
+        if st.bar_source == source:
+            return True
+        wanted = self.config.bars.source
+        allowed = wanted == "auto" or (wanted == "klines") == (source == "kline")
+        if st.bar_source or not allowed:
+            self.counts[f"unused_{source}"] += 1
+            return False
+        st.bar_source = source
+        return True
+
+    def _on_trade(self, t: Trade) -> None:
+        st = self.state.get(t.symbol) or self._state(t.symbol)
+        if st is None or not self._lock_source(st, "aggTrade" if t.is_agg else "trade"):
+            return
+        status = st.trade_seq.check(t.trade_id)
+        if status != OK:
+            if status == DUPLICATE:
+                self.counts["duplicates"] += 1
+                return
+            kind = "agg_id" if t.is_agg else "trade_id"
+            last = t.trade_id - status - 1
+            self._on_gap(st, Gap(t.symbol, t.ts_event, t.ts_init, kind, last + 1, t.trade_id - 1))
+        bar = st.builder.on_trade(t)
+        if bar is not None:
+            self._on_bar(st, bar)
+
+    def _on_kline(self, k: Kline) -> None:
+        st = self._state(k.symbol)
+        if st is None or not self._lock_source(st, "kline"):
+            return
+        if st.kline_seq is None:
+            st.kline_interval = k.interval
+            st.kline_seq = TimeSequence(step=parse_interval(k.interval))
+        elif k.interval != st.kline_interval:
+            self.counts["unused_kline_interval"] += 1
+            return
+        status = st.kline_seq.check(k.open_time)
+        if status == DUPLICATE:
+            self.counts["duplicates"] += 1
+            return
+        if status != OK:
+            step = parse_interval(k.interval)
+            first = k.open_time - status * step
+            self._on_gap(st, Gap(k.symbol, k.ts_event, k.ts_init, "kline_time", first,
+                                 k.open_time - step), count=status)
+        self._on_bar(st, bar_from_kline(k))
+
+    def _on_gap(self, st: SymbolState, g: Gap, count: int | None = None) -> None:
+        st.builder.reset()
+        st.features.reset()
+        dropped = st.labels.clear()
+        self.counts["gaps"] += 1
+        self.counts["labels_dropped"] += dropped
+        self.sink.gap(g, count)
+        log.warning("feed_gap", symbol=g.symbol, kind=g.kind, first=g.first_missing,
+                    last=g.last_missing, labels_dropped=dropped)
+
+    def _on_bar(self, st: SymbolState, bar: Bar) -> None:
+        """Reveal due labels and learn, then update features, then predict. Hot path."""
+        st.bars += 1
+        for r in st.labels.resolve(bar.close):
+            self._learn(st, r, bar)
+        x = st.features.update(bar)
+        if x is None:
+            st.labels.push(None, bar.close, bar.ts_event)
+            return
+        learner = st.learner
+        y_pred = learner.predict(x)
+        p = Prediction(bar.symbol, bar.ts_event, bar.ts_init, self.model_name,
+                       self.config.labels.horizon, math.nan if self.regression else y_pred,
+                       y_pred, bar.close)
+        st.predictions += 1
+        self.sink.prediction(p)
+        st.labels.push(x, bar.close, bar.ts_event, y_pred)
+
+    def _learn(self, st: SymbolState, r: Any, bar: Bar) -> None:
+        y_pred = r.payload
+        if self.regression:
+            y: float = r.forward_return
+            loss = abs(y - y_pred)
+        else:
+            y = label = r.label
+            p = min(max(y_pred, _EPS), 1 - _EPS)
+            loss = -math.log(p if y else 1 - p)
+            self._baseline(st, label)
+            st.hits += int((y_pred >= 0.5) == bool(label))
+        st.labelled += 1
+        st.model_loss += loss
+        self.sink.outcome(Outcome(bar.symbol, r.ts_event, bar.ts_init, bar.ts_event,
+                                  r.forward_return, r.label, loss))
+        report = st.learner.learn(r.x, y, y_pred)
+        if report is not None:
+            self._drift(st, bar, report)
+
+    def _baseline(self, st: SymbolState, y: int) -> None:
+        """Prequential constant-probability baseline: the label frequency seen so far."""
+        n = st.labelled
+        p = (st.base_ones + 0.5) / (n + 1.0)
+        st.base_loss -= math.log(p if y else 1.0 - p)
+        st.base_ones += y
+
+    def _drift(self, st: SymbolState, bar: Bar, report: Any) -> None:
+        d = DriftDetected(bar.symbol, bar.ts_event, bar.ts_init, "adwin", report.mean_before,
+                          report.mean_after, report.samples_seen, report.action)
+        self.counts["drifts"] += 1
+        self.sink.drift(d)
+        log.info("drift_detected", symbol=d.symbol, ts_event=d.ts_event,
+                 mean_before=round(d.mean_before, 5), mean_after=round(d.mean_after, 5),
+                 action=d.action)
+
+    def _on_control(self, c: Control) -> None:
+        self.counts[f"control_{c.kind}"] += 1
+        if c.kind == "error":
+            self.sink.health(c.symbol, c.ts_event, c.ts_init, "error_frame", 1,
+                             f"code={c.code} {c.msg}")
+            log.warning("error_frame", code=c.code, msg=c.msg, id=c.id)
+
+    def _reject(self, ts_init: int, exc: ParseError) -> None:
+        n = self.counts["rejected"] = self.counts["rejected"] + 1
+        self.sink.health("", 0, ts_init, "rejected", 1, f"{exc.reason}: {exc.head!r}")
+        if n <= _LOGGED_REJECTS or n % 1000 == 0:
+            log.warning("frame_rejected", reason=exc.reason, head=repr(exc.head), rejected=n)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Run totals and per-symbol prequential metrics."""
+        symbols = {sym: self._symbol_summary(st) for sym, st in sorted(self.state.items())}
+        totals = {k: sum(s[k] for s in symbols.values())
+                  for k in ("bars", "predictions", "labelled", "drifts")}
+        return {"counts": dict(sorted(self.counts.items())), **totals, "symbols": symbols}
+
+    def _symbol_summary(self, st: SymbolState) -> dict[str, Any]:
+        n = st.labelled
+        out: dict[str, Any] = {
+            "bars": st.bars, "predictions": st.predictions, "labelled": n,
+            "drifts": st.learner.n_drifts, "bar_source": st.bar_source or "none",
+        }
+        if n and not self.regression:
+            out["log_loss"] = st.model_loss / n
+            out["baseline_log_loss"] = st.base_loss / n
+            out["accuracy"] = st.hits / n
+        elif n:
+            out["mae"] = st.model_loss / n
+        out["metrics"] = st.learner.metrics()
+        return out

@@ -1,0 +1,155 @@
+"""The engine: bars, gaps, duplicates, predict-then-learn order, rejection of bad frames."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ares_stream.config import Config, replace_values
+from ares_stream.engine import Engine
+from ares_stream.events import Kline, Trade
+
+S = 1_000_000_000
+
+
+@dataclass
+class ListSink:
+    """A sink that keeps everything in lists."""
+
+    predictions: list[Any] = field(default_factory=list)
+    outcomes: list[Any] = field(default_factory=list)
+    drifts: list[Any] = field(default_factory=list)
+    gaps: list[Any] = field(default_factory=list)
+    incidents: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def prediction(self, p: Any) -> None:
+        self.predictions.append(p)
+
+    def outcome(self, o: Any) -> None:
+        self.outcomes.append(o)
+
+    def drift(self, d: Any) -> None:
+        self.drifts.append(d)
+
+    def gap(self, g: Any, count: int | None = None) -> None:
+        self.gaps.append(g)
+
+    def health(self, *args: Any, **kwargs: Any) -> None:
+        self.incidents.append(args)
+
+
+def config(**sections: dict[str, Any]) -> Config:
+    base = {"bars": {"interval": "1s"}, "labels": {"horizon": 3, "threshold_bps": 0.0}}
+    base.update(sections)
+    return replace_values(Config(), base)
+
+
+def trades(n: int, start_id: int = 1, per_second: int = 3, symbol: str = "BTCUSDT") -> list[Trade]:
+    """A deterministic zig-zag tape: ``per_second`` trades per second, consecutive agg ids."""
+    out = []
+    for i in range(n):
+        ident = start_id + i
+        price = 100.0 + (ident % 7) * 0.1 + (ident % 13) * 0.05
+        ts = (ident // per_second) * S + (ident % per_second) * 1000
+        out.append(Trade(symbol, ts, ts + 5, ident, price, 0.5 + (ident % 3), ident % 2 == 0, True))
+    return out
+
+
+def run(events: list[Any], cfg: Config | None = None) -> tuple[Engine, ListSink]:
+    sink = ListSink()
+    engine = Engine(cfg or config(), sink)
+    for ev in events:
+        engine.on_event(ev)
+    return engine, sink
+
+
+def test_predictions_are_labelled_horizon_bars_later() -> None:
+    """Each outcome belongs to a prediction made exactly `horizon` bars before the labelling bar."""
+    _, sink = run(trades(600))
+    assert sink.predictions, "features warm up within 200 bars"
+    bar_times = sorted({p.ts_event for p in sink.predictions})
+    index = {t: i for i, t in enumerate(bar_times)}
+    for o in sink.outcomes:
+        assert index[o.ts_label] - index[o.ts_event] == 3
+
+
+def test_every_prediction_precedes_its_outcome() -> None:
+    """No outcome is emitted for a bar before that bar's prediction (predict, then learn)."""
+    _, sink = run(trades(600))
+    predicted = {p.ts_event for p in sink.predictions}
+    assert all(o.ts_event in predicted for o in sink.outcomes)
+    assert len(sink.outcomes) == len(sink.predictions) - 3
+
+
+def test_id_gap_is_recorded_and_warms_up_again() -> None:
+    """A hole in agg ids is a gap: recorded with its exact ids, pending labels dropped."""
+    tape = trades(600)
+    holed = tape[:300] + tape[320:]
+    engine, sink = run(holed)
+    assert [(g.kind, g.first_missing, g.last_missing) for g in sink.gaps] == [
+        ("agg_id", tape[300].trade_id, tape[319].trade_id)
+    ]
+    assert engine.counts["labels_dropped"] == 3
+
+
+def test_duplicates_are_dropped_and_counted() -> None:
+    """Re-sent trades do not change bars or predictions; they are counted."""
+    tape = trades(600)
+    _, clean = run(tape)
+    engine, sink = run(tape[:400] + tape[390:400] + tape[400:])
+    assert engine.counts["duplicates"] == 10
+    assert [p.value for p in sink.predictions] == [p.value for p in clean.predictions]
+
+
+def test_malformed_frames_are_counted_and_skipped() -> None:
+    """A bad frame among good ones is rejected, recorded, and the good ones still count."""
+    sink = ListSink()
+    engine = Engine(config(), sink)
+    good = {"stream": "btcusdt@aggTrade", "data": {"e": "aggTrade", "E": 1, "s": "BTCUSDT",
+            "a": 1, "p": "1.0", "q": "1.0", "f": 1, "l": 1, "T": 1_700_000_000_000,
+            "m": True, "M": True}}
+    engine.on_frame(1, json.dumps(good).encode())
+    engine.on_frame(2, b'{"stream":"btcusdt@aggTrade","data":{"p":"NaN"')
+    engine.on_frame(3, b"\xff\xfe garbage")
+    assert engine.counts["frames"] == 3
+    assert engine.counts["rejected"] == 2
+    assert [i[3] for i in sink.incidents] == ["rejected", "rejected"]
+
+
+def test_kline_gap_and_only_closed_klines() -> None:
+    """Open klines are ignored; a jump in open times is a kline_time gap."""
+    m = 60 * S
+
+    def k(i: int, closed: bool = True) -> Kline:
+        return Kline("BTCUSDT", (i + 1) * m, (i + 1) * m, "1m", i * m, (i + 1) * m - 1,
+                     100.0 + i % 5, 101.0 + i % 5, 99.0, 100.5, 3.0, 10, 1.0, closed)
+
+    events = [k(i) for i in range(50)] + [k(50, closed=False)] + [k(i) for i in range(53, 80)]
+    engine, sink = run(events)
+    assert engine.summary()["bars"] == 50 + 27
+    assert [(g.kind, g.first_missing, g.last_missing) for g in sink.gaps] == [
+        ("kline_time", 50 * m, 52 * m)
+    ]
+
+
+def test_bar_source_locks_to_first_kind_seen() -> None:
+    """With trades and klines for one symbol, only the first kind seen makes bars."""
+    kl = Kline("BTCUSDT", 60 * S, 60 * S, "1m", 0, 60 * S - 1, 1, 1, 1, 1, 1, 1, 1.0, True)
+    engine, _ = run([*trades(30), kl])
+    assert engine.counts["unused_kline"] == 1
+    assert engine.summary()["symbols"]["BTCUSDT"]["bar_source"] == "aggTrade"
+
+
+def test_symbol_filter() -> None:
+    """Symbols outside feed.symbols are ignored and counted."""
+    cfg = config(feed={"symbols": ["ETHUSDT"]})
+    engine, _ = run(trades(100), cfg)
+    assert not engine.state
+    assert engine.counts["other_symbol"] == 100
+
+
+def test_same_input_gives_identical_predictions() -> None:
+    """Two engines fed the same events produce the same predictions, bit for bit."""
+    tape = trades(900)
+    assert run(tape)[1].predictions == run(tape)[1].predictions

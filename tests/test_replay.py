@@ -1,0 +1,120 @@
+"""`ares-stream replay` end to end: real captures, candles, errors a user can make."""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ares_stream.cli import main
+from ares_stream.feed.simulator import write_recording
+from tests.conftest import shared_path
+
+
+def rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "select symbol, ts_event, ts_init, model, horizon, proba, value, close, ts_label,"
+            " forward_return, label, loss from predictions order by symbol, ts_event"
+        ).fetchall()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "sample.gz"
+    write_recording(path, seconds=3 * 3600, seed=3)
+    return path
+
+
+def test_replay_sample_prints_summary_and_writes_db(sample: Path, tmp_path: Path, capsys) -> None:
+    """Replaying a simulated recording exits 0, prints the summary and stores predictions."""
+    db = tmp_path / "run.db"
+    assert main(["replay", str(sample), "--interval", "10s", "--db", str(db), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for word in ("frames", "bars", "predictions", "log loss", "constant baseline", "drift events",
+                 "throughput", str(db)):
+        assert word in out
+    assert len(rows(db)) > 500
+
+
+def test_replaying_twice_stores_identical_predictions(sample: Path, tmp_path: Path) -> None:
+    """The same input replayed twice gives identical prediction rows."""
+    for name in ("a.db", "b.db"):
+        assert main(["replay", str(sample), "--interval", "10s", "--db",
+                     str(tmp_path / name), "--quiet"]) == 0
+    assert rows(tmp_path / "a.db") == rows(tmp_path / "b.db")
+
+
+def test_truncated_recording_replays_up_to_last_whole_line(sample: Path, tmp_path: Path) -> None:
+    """A recording cut off mid-write still replays what it holds."""
+    raw = gzip.decompress(sample.read_bytes())
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(raw)[: len(gzip.compress(raw)) // 2])
+    assert main(["replay", str(cut), "--interval", "10s", "--db", str(tmp_path / "c.db"),
+                 "--quiet"]) == 0
+    assert len(rows(tmp_path / "c.db")) > 100
+
+
+def test_missing_path_is_one_line_error(tmp_path: Path, capsys) -> None:
+    """A path that does not exist ends with exit 2 and one line naming it."""
+    assert main(["replay", str(tmp_path / "nope.gz"), "--db", str(tmp_path / "x.db")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.gz" in err[0]
+
+
+def test_bad_config_key_is_one_line_error(sample: Path, tmp_path: Path, capsys) -> None:
+    """An unknown config key ends with exit 2 and a line naming the key and the file."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[labels]\nhorizn = 3\n")
+    assert main(["replay", str(sample), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "labels.horizn" in err and "bad.toml" in err
+
+
+def test_bad_row_names_file_and_line_and_skip_bad_counts(tmp_path: Path, capsys) -> None:
+    """A malformed CSV row stops the replay naming file:line; --skip-bad carries on."""
+    csv = tmp_path / "BTCUSDT-aggTrades-2024-01-01.csv"
+    good = [f"{i},100.{i % 10},1.0,{i},{i},{1_700_000_000_000 + i * 1000},True,True"
+            for i in range(1, 400)]
+    csv.write_text("\n".join([*good[:100], "101,abc,1.0,101,101,1700000100000,True,True",
+                              *good[101:]]) + "\n")
+    assert main(["replay", str(csv), "--db", str(tmp_path / "a.db"), "--quiet"]) == 2
+    assert f"{csv}:101" in capsys.readouterr().err
+    assert main(["replay", str(csv), "--db", str(tmp_path / "b.db"), "--quiet",
+                 "--skip-bad"]) == 0
+
+
+def test_cli_error_shows_no_traceback(tmp_path: Path) -> None:
+    """Run as a process, a user error prints no Python traceback."""
+    proc = subprocess.run([sys.executable, "-m", "ares_stream.cli", "replay",
+                           str(tmp_path / "missing.gz")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_replay_real_btcusdt_captures(tmp_path: Path, capsys) -> None:
+    """The two real BTCUSDT captures replay with no rejected frame and no id gap."""
+    files = [str(shared_path(f"ws/binance-spot-btcusdt-2024080{d}.gz")) for d in (8, 9)]
+    db = tmp_path / "ws.db"
+    assert main(["replay", *files, "--interval", "1s", "--db", str(db), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "(0 rejected)" in out
+    with sqlite3.connect(db) as conn:
+        kinds = conn.execute("select kind, count(*) from feed_health group by kind").fetchall()
+    assert ("gap", 1) not in kinds and all(k != "gap" for k, _ in kinds)
+    assert len(rows(db)) > 300
+
+
+def test_replay_real_hourly_candles_records_the_outage_gaps(tmp_path: Path) -> None:
+    """The hourly candle file's 28 exchange-outage gaps (128 bars) are recorded as gaps."""
+    path = shared_path("klines/BTCUSDT-1h-2017-08-17_2024-04-21.csv.gz")
+    db = tmp_path / "h.db"
+    assert main(["replay", str(path), "--db", str(db), "--quiet"]) == 0
+    with sqlite3.connect(db) as conn:
+        n, missing = conn.execute(
+            "select count(*), sum(count) from feed_health where kind = 'gap'").fetchone()
+    assert (n, missing) == (28, 128)
