@@ -30,14 +30,17 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     print("installing ares-stream and its dependencies into .venv", flush=True)
-    run([*pip, "--upgrade", "pip"])
-    run([*pip, "-e", f"{ROOT}[dev]"])
+    run([*pip, "--upgrade", "pip"], quiet=True)
+    run([*pip, "-e", f"{ROOT}[dev]"], quiet=True)
     STAMP.write_text(digest)
 
 
-def run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, cwd=ROOT)
+def run(cmd: list[str], quiet: bool = False) -> None:
+    """Run ``cmd``; a quiet one shows its output only when it fails."""
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=quiet, text=True)
     if result.returncode != 0:
+        if quiet:
+            print(result.stdout, result.stderr, sep="\n", file=sys.stderr)
         sys.exit(result.returncode)
 
 

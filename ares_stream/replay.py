@@ -77,7 +77,7 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     started = time.perf_counter()
     status = "failed"
     try:
-        items = _drive(engine, stream, progress)
+        items = _drive(engine, stream, progress, sources)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -92,7 +92,8 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     return ReplayResult(db_path, store.run_id, engine.counts["frames"], items, elapsed, summary)
 
 
-def _drive(engine: Engine, stream: Iterable[Any], progress: TextIO | None) -> int:
+def _drive(engine: Engine, stream: Iterable[Any], progress: TextIO | None,
+           sources: Sequence[Any] = ()) -> int:
     """The replay loop. Hot path: one call per frame, progress checked every 16k items."""
     feed = engine.feed
     items = 0
@@ -100,7 +101,7 @@ def _drive(engine: Engine, stream: Iterable[Any], progress: TextIO | None) -> in
         for items, item in enumerate(stream, 1):  # noqa: B007 - items is the count afterwards
             feed(item)
         return items
-    bar = Progress(progress)
+    bar = Progress(progress, sources)
     for items, item in enumerate(stream, 1):
         feed(item)
         if not items & 0x3FFF:
@@ -110,22 +111,36 @@ def _drive(engine: Engine, stream: Iterable[Any], progress: TextIO | None) -> in
 
 
 class Progress:
-    """A one-line progress display on a terminal: items, items/s, event time reached."""
+    """A one-line progress display on a terminal: items, items/s, time reached, ETA.
 
-    def __init__(self, out: TextIO) -> None:
+    The ETA comes from the fraction of the input files' bytes read so far.
+    """
+
+    def __init__(self, out: TextIO, sources: Sequence[Any] = ()) -> None:
         self.out = out
+        self.sources = sources
         self.started = time.perf_counter()
         self.last = 0.0
+
+    def fraction(self) -> float | None:
+        """Share of the input read (each source weighted alike), or None when unknown."""
+        if not self.sources:
+            return None
+        return sum(s.progress() for s in self.sources) / len(self.sources)
 
     def show(self, items: int, item: Any) -> None:
         now = time.perf_counter()
         if now - self.last < 0.25:
             return
         self.last = now
-        rate = items / max(now - self.started, 1e-9)
+        elapsed = max(now - self.started, 1e-9)
         ts = item.ts_init if type(item) is RawFrame else getattr(item, "ts_event", 0)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts / 1e9))
-        self.out.write(f"\r  {items:>12,} frames  {rate:>10,.0f}/s  at {when} UTC ")
+        done = self.fraction()
+        eta = f"ETA {elapsed * (1 - done) / done:6.1f} s" if done else "ETA      ?"
+        pct = f"{100 * done:5.1f}%" if done is not None else ""
+        self.out.write(f"\r  {pct} {items:>12,} frames  {items / elapsed:>10,.0f}/s  {eta}"
+                       f"  at {when} UTC ")
         self.out.flush()
 
     def done(self, items: int) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ares_stream import logs
 from ares_stream.config import Config, replace_values
 from ares_stream.engine import Engine
 from ares_stream.features.bars import BarBuilder, parse_interval
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="copies of the trade frames")
     args = parser.parse_args()
     require(*WS, KLINES)
+    logs.configure(level="warning")
     with tempfile.TemporaryDirectory() as tmp:
         dec, n_dec = bench_decode_and_bar(args.repeat)
         e2e, n_e2e, e2e_bars = bench_end_to_end(Path(tmp))

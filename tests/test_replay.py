@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import io
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from ares_stream.cli import main
+from ares_stream.config import Config, load_config, replace_values
 from ares_stream.feed.simulator import write_recording
+from ares_stream.replay import run_replay
 from tests.conftest import shared_path
 
 
@@ -118,3 +122,37 @@ def test_replay_real_hourly_candles_records_the_outage_gaps(tmp_path: Path) -> N
         n, missing = conn.execute(
             "select count(*), sum(count) from feed_health where kind = 'gap'").fetchone()
     assert (n, missing) == (28, 128)
+
+
+class FakeTerminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("kind", ["recording", "candles"])
+def test_progress_line_shows_rate_and_eta(kind: str, sample: Path, tmp_path: Path) -> None:
+    """On a terminal the replay shows frames, frames/s, a share done and an ETA, then clears."""
+    path = sample if kind == "recording" else shared_path(
+        "klines/BTCUSDT-1m-2025-05-20_2025-08-18.csv.gz")
+    out = FakeTerminal()
+    cfg = replace_values(Config(), {"bars": {"interval": "1s"}})
+    run_replay([str(path)], cfg, db_path=tmp_path / "p.db", progress=out)
+    shown = [line for line in out.getvalue().split("\r") if "frames" in line]
+    assert shown, "at least one progress line"
+    assert all(re.search(r"\d+\.\d% +[\d,]+ frames +[\d,]+/s +ETA +\d+\.\d s", s) for s in shown)
+    assert out.getvalue().endswith("\r")
+
+
+def test_demo_config_detects_the_planted_concept_drift(tmp_path: Path) -> None:
+    """With the demo config, the simulator's sign flip is detected as one drift within 200 bars."""
+    path = tmp_path / "day.gz"
+    sched = write_recording(path, seconds=86_400, seed=7)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.toml")
+    run_replay([str(path)], cfg, db_path=tmp_path / "d.db")
+    with sqlite3.connect(tmp_path / "d.db") as conn:
+        drifts = [t for (t,) in conn.execute("select ts_event from drift_events")]
+    (planted,) = sched.concept_drifts_ns
+    assert len(drifts) == 1
+    assert 0 < drifts[0] - planted <= 200 * 10 * 10**9

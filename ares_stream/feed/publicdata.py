@@ -104,7 +104,9 @@ class PublicDataSource:
     ares_stream.errors.SourceError: no such file: /no/such/BTCUSDT-1m-2025-01.zip
     """
 
-    __slots__ = ("_layout", "interval", "kind", "path", "skip_bad", "stats", "symbol", "warnings")
+    __slots__ = (
+        "_layout", "_where", "interval", "kind", "path", "skip_bad", "stats", "symbol", "warnings",
+    )
 
     def __init__(
         self, path: str | Path, *, symbol: str | None = None, skip_bad: bool = False
@@ -118,6 +120,7 @@ class PublicDataSource:
         if symbol:  # the argument wins over a Symbol column
             layout.cols.pop("symbol", None)
         self._layout = layout
+        self._where: list[Callable[[], float]] = []
         self.kind = layout.kind
         self.symbol = symbol or _symbol(self.path, head, layout)
         self.interval = _interval(self.path, head, self._layout) if self.kind == "klines" else None
@@ -130,7 +133,8 @@ class PublicDataSource:
         events = 0
         lineno = stats["header_rows"] = int(self._layout.header)
         with ExitStack() as stack:
-            lines = _open_lines(self.path, stack)
+            self._where = []
+            lines = _open_lines(self.path, stack, self._where)
             try:
                 if lineno:
                     next(lines, None)
@@ -153,6 +157,13 @@ class PublicDataSource:
             finally:
                 stats["rows"] = lineno - stats["header_rows"]
                 stats["events"] = events
+
+    def progress(self) -> float:
+        """Fraction of the file read so far (0..1), for a progress display."""
+        try:
+            return min(self._where[-1](), 1.0) if self._where else 0.0
+        except (ValueError, OSError):  # the file is closed: iteration ended
+            return 1.0
 
     def _converter(self) -> Callable[[list[str]], Event]:
         symbol, cols = self.symbol, self._layout.cols
@@ -222,18 +233,32 @@ def _next_month(start_ns: int) -> int:
     return int(datetime(year, month, 1, tzinfo=UTC).timestamp()) * NS_PER_S
 
 
-def _open_lines(path: Path, stack: ExitStack) -> Iterator[str]:
-    """The text lines (newlines kept) of a plain, gzip (by magic bytes) or single-CSV ZIP file."""
+def _open_lines(
+    path: Path, stack: ExitStack, progress: list[Callable[[], float]] | None = None
+) -> Iterator[str]:
+    """The text lines (newlines kept) of a plain, gzip (by magic bytes) or single-CSV ZIP file.
+
+    ``progress`` receives a callable telling the fraction of the file read so far.
+    """
     try:
         with path.open("rb") as fh:
             magic = fh.read(4)
+        size = max(path.stat().st_size, 1)
         if magic.startswith(b"PK\x03\x04"):
-            binary: IO[bytes] = stack.enter_context(_zip_member(path, stack))
+            member = _zip_member(path, stack)
+            binary: IO[bytes] = stack.enter_context(member)
+            total = max(getattr(member, "_orig_file_size", 0) or size, 1)
+            where: Callable[[], float] = lambda: member.tell() / total  # noqa: E731
         elif magic.startswith(b"\x1f\x8b"):
             gz = gzip.open(path, "rb")  # noqa: SIM115 (closed by the ExitStack)
             binary = stack.enter_context(cast(IO[bytes], gz))
+            raw = cast(IO[bytes], gz.fileobj)
+            where = lambda: raw.tell() / size  # noqa: E731
         else:
             binary = stack.enter_context(path.open("rb"))
+            where = lambda: binary.tell() / size  # noqa: E731
+        if progress is not None:
+            progress.append(where)
     except (OSError, zipfile.BadZipFile) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from exc
     return iter(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))

@@ -133,17 +133,21 @@ def _seconds_to_ns(text: bytes) -> int:
     return int(whole) * 1_000_000_000 + int((frac + b"000000000")[:9])
 
 
-def _raw_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
+def _raw_chunks(path: Path, chunk_size: int, read: list[int] | None = None) -> Iterator[bytes]:
     """Decompressed (gzip, found by magic bytes, multi-member) or plain bytes of one file.
 
-    Raises EOFError when a gzip stream ends early and zlib.error when it is corrupt.
+    ``read[0]`` counts the bytes read from disk (for progress). Raises EOFError when a gzip
+    stream ends early and zlib.error when it is corrupt.
     """
+    read = read if read is not None else [0]
     with path.open("rb") as fh:
         raw = fh.read(chunk_size)
+        read[0] += len(raw)
         if not raw.startswith(_GZIP_MAGIC):
             while raw:
                 yield raw
                 raw = fh.read(chunk_size * 8)  # plain text: about what a gzip chunk inflates to
+                read[0] += len(raw)
             return
         inflater = zlib.decompressobj(31)
         while raw:
@@ -152,6 +156,7 @@ def _raw_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
                 rest, inflater = inflater.unused_data, zlib.decompressobj(31)
                 yield inflater.decompress(rest)
             raw = fh.read(chunk_size)
+            read[0] += len(raw)
         if not inflater.eof:
             raise EOFError("gzip stream ended before its end marker")
 
@@ -168,7 +173,7 @@ class RecordingSource:
     ares_stream.errors.SourceError: no recording matches /no/such/dir/*.gz
     """
 
-    __slots__ = ("_files", "paths", "skip_bad", "stats", "warnings")
+    __slots__ = ("_files", "_read", "_size", "paths", "skip_bad", "stats", "warnings")
 
     def __init__(self, paths: Sequence[str | Path], *, skip_bad: bool = False) -> None:
         self.paths = paths
@@ -176,6 +181,12 @@ class RecordingSource:
         self._files = expand_paths(paths)
         self.stats: dict[str, int] = dict.fromkeys(_STAT_KEYS, 0)
         self.warnings: list[str] = []
+        self._read = [0]
+        self._size = sum(f.stat().st_size for f in self._files)
+
+    def progress(self) -> float:
+        """Fraction of the files' bytes read so far (0..1), for a progress display."""
+        return min(self._read[0] / self._size, 1.0) if self._size else 1.0
 
     @property
     def files(self) -> list[Path]:
@@ -185,6 +196,7 @@ class RecordingSource:
     def __iter__(self) -> Iterator[Item]:
         self.stats = dict.fromkeys(_STAT_KEYS, 0)
         self.warnings = []
+        self._read = [0]
         starts = sorted((self._first_ts(f), i) for i, f in enumerate(self._files))
         return _merge_by_start([(start, self._batches(self._files[i])) for start, i in starts])
 
@@ -216,7 +228,7 @@ class RecordingSource:
         left = b""
         cut = ""
         try:
-            for chunk in _raw_chunks(path, chunk_size):
+            for chunk in _raw_chunks(path, chunk_size, None if quiet else self._read):
                 text = left + chunk
                 if b"\r" in text:  # CRLF line ends (memchr: free when absent)
                     text = text.replace(b"\r\n", b"\n")

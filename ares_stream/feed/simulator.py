@@ -4,10 +4,12 @@ It produces ``@aggTrade`` and ``@bookTicker`` frames in the combined-stream wrap
 as ``<receive ns> <frame>``, with a planted, documented relationship so a learner has something to
 find:
 
-- a latent order-flow state ``m`` (AR(1) per second, ``phi = 0.98``) tilts each trade's side:
-  P(taker buy) = 0.5 + 0.35·tanh(2m);
-- the log price moves each second by ``beta·m·sigma + sigma·eps``: while ``beta > 0`` signed flow
-  predicts the next minutes' return;
+- a latent order-flow state ``m``, drawn afresh for every block of ``block`` seconds (i.i.d.
+  normal, sd 0.5), tilts each trade's side: P(taker buy) = 0.5 + 0.35·tanh(2m);
+- the log price moves each second by ``beta·m_prev·sigma + sigma·eps``, where ``m_prev`` is the
+  previous block's state: while ``beta > 0`` the signed flow of a block predicts the next block's
+  return, and past returns do not (the states are independent), so the only way to the signal is
+  the order flow;
 - **concept drift**: ``beta`` flips sign at half-time (flow then predicts the opposite move);
 - **virtual drift**: ``sigma`` doubles during the second and fourth quarters.
 
@@ -52,15 +54,18 @@ def write_recording(
     trades_per_second: float = 2.0,
     sigma: float = 1e-4,
     beta: float = 0.8,
+    block: int = 10,
     start_ns: int = 1_735_689_600 * NS,  # 2025-01-01 00:00:00 UTC
 ) -> Schedule:
     """Write a gzip recording of ``seconds`` of simulated market and return its schedule."""
     rng = np.random.default_rng(seed)
     sched = Schedule(start_ns=start_ns, seconds=seconds)
-    m = _flow_state(rng, seconds)
+    m = np.repeat(rng.standard_normal(seconds // block + 1) * 0.5, block)[:seconds]
+    m_prev = np.concatenate([np.zeros(block), m[:-block]])[:seconds]
     betas = np.where(np.arange(seconds) < seconds // 2, beta, -beta)
     sigmas = np.where((np.arange(seconds) * 4 // seconds) % 2 == 1, 2 * sigma, sigma)
-    logp = np.log(60_000.0) + np.cumsum(betas * m * sigmas + sigmas * rng.standard_normal(seconds))
+    drift = betas * m_prev * sigmas
+    logp = np.log(60_000.0) + np.cumsum(drift + sigmas * rng.standard_normal(seconds))
     sched.concept_drifts_ns = [start_ns + (seconds // 2) * NS]
     sched.volatility_switches_ns = [start_ns + (seconds * q // 4) * NS for q in (1, 2, 3)]
     lines = _frames(rng, symbol, start_ns, m, logp, trades_per_second)
@@ -68,16 +73,6 @@ def write_recording(
         fh.writelines(lines)
     sched.frames = len(lines)
     return sched
-
-
-def _flow_state(rng: np.random.Generator, seconds: int, phi: float = 0.98) -> np.ndarray:
-    noise = rng.standard_normal(seconds) * np.sqrt(1 - phi * phi) * 0.5
-    m = np.empty(seconds)
-    acc = 0.0
-    for i in range(seconds):  # a scalar AR(1) recursion: no vectorized form
-        acc = phi * acc + noise[i]
-        m[i] = acc
-    return m
 
 
 def _frames(rng: np.random.Generator, symbol: str, start_ns: int, m: np.ndarray,

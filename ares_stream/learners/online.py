@@ -16,17 +16,17 @@ Drift handling, and why it is not just ``ADWIN.update(loss)``:
   future returns, so consecutive losses are strongly autocorrelated while ADWIN assumes independent
   values: fed per sample it alarms over and over on a stationary stream (the tests pin this). The
   detector gets one value per block of H consecutive samples, their mean loss.
-- **Two-sided.** ADWIN fires when the mean changes either way. On a detection River's ADWIN drops
-  the oldest part of its window; we compare the mean of the part it dropped (from the window total
-  before and after the update) with the mean of the part it kept. Only when the kept (recent) mean
-  is higher did the error rise: the learner is then replaced by a fresh model and ``learn`` returns
-  a :class:`DriftReport`. A fall is counted in ``improvements`` and otherwise ignored.
-- **Warm start on the new regime only.** The fresh model learns the recent samples of a ring
-  buffer (``warm_samples`` long). ADWIN's kept window holds the change, but River cuts at bucket
-  granularity and keeps old-regime samples too (measured: a small shift detected 164 samples late
-  left a kept window of 640). Within the kept samples (kept blocks × H, capped by the buffer) we
-  locate the change as the split maximising the standardised difference of mean loss (the CUSUM /
-  binary-segmentation estimator) and warm the fresh model on the samples after it.
+- **Two-sided.** ADWIN fires when the mean changes either way, and River cuts its window at bucket
+  granularity, far from the change (measured: a sign flip detected 97 samples late made ADWIN drop
+  the *oldest* 511 of 4,383 samples, whose mean was higher than the kept part's: comparing dropped
+  with kept calls that rise a fall). So on a detection we locate the change inside the ring buffer
+  of recent losses (``warm_samples`` long) as the split maximising the standardised absolute
+  difference of mean loss (CUSUM / binary segmentation), and compare the mean loss after that split
+  with ADWIN's window mean before the update. Only when the recent mean is higher did the error
+  rise: the learner is then replaced by a fresh model and ``learn`` returns a
+  :class:`DriftReport`. A fall is counted in ``improvements`` and otherwise ignored.
+- **Warm start on the new regime only.** The fresh model learns the buffered samples after that
+  split, i.e. the new regime only.
 - The H samples resolved right after a reset were predicted by the old model; their losses go to
   the detector's fresh window. ADWIN restarts its window after every detection (River's
   ``DriftDetector`` resets on the next update).
@@ -216,17 +216,19 @@ class _RegressionScores:
         return {"mae": self.mae.get(), "r2": self.r2.get()}
 
 
-def _change_point(losses: Sequence[float]) -> int:
-    """Index where the mean of ``losses`` most significantly rises (0 if it never does).
+def _change_point(losses: Sequence[float], min_size: int = 1) -> int:
+    """Index where the mean of ``losses`` most significantly shifts, either way (0 if never).
 
-    The split maximising ``(mean(after) - mean(before)) * sqrt(k (n - k) / n)``: the CUSUM /
-    binary-segmentation estimate of a single mean shift.
+    The split maximising ``|mean(after) - mean(before)| * sqrt(k (n - k) / n)``: the CUSUM /
+    binary-segmentation estimate of a single mean shift. Both sides hold at least ``min_size``
+    values (the statistic favours tiny end segments on pure noise).
     """
     n, total = len(losses), math.fsum(losses)
-    best, best_k, head = 0.0, 0, 0.0
-    for k in range(1, n):
+    best, best_k = 0.0, 0
+    head = math.fsum(losses[: min_size - 1]) if min_size > 1 else 0.0
+    for k in range(max(min_size, 1), n - min_size + 1):
         head += losses[k - 1]
-        stat = ((total - head) / (n - k) - head / k) * math.sqrt(k * (n - k) / n)
+        stat = abs((total - head) / (n - k) - head / k) * math.sqrt(k * (n - k) / n)
         if stat > best:
             best, best_k = stat, k
     return best_k
@@ -336,25 +338,21 @@ class OnlineLearner:
         adwin = self._adwin
         assert adwin is not None
         # River's ADWIN wipes its window on the update following a detection.
-        total, width = (0.0, 0) if adwin.drift_detected else (adwin.total, adwin.width)
+        fresh = adwin.drift_detected or adwin.width == 0
+        before = block if fresh else (adwin.total + block) / (adwin.width + 1)
         adwin.update(block)
         if not adwin.drift_detected:
             return None
-        kept_n, kept_total = int(adwin.width), adwin.total
-        dropped_n = int(width) + 1 - kept_n
-        if kept_n < 1 or dropped_n < 1:
-            return None
-        before, after = (total + block - kept_total) / dropped_n, kept_total / kept_n
+        recent = list(self._buffer)
+        split = _change_point([s[2] for s in recent], max(2 * self.horizon, len(recent) // 10))
+        after = math.fsum(s[2] for s in recent[split:]) / max(len(recent) - split, 1)
         if after <= before:
             self.improvements += 1
             return None
-        return self._reset(before, after, kept_n)
+        return self._reset(before, after, recent[split:])
 
-    def _reset(self, before: float, after: float, kept_blocks: int) -> DriftReport:
-        """Replace the estimator by a fresh one warmed on the new-regime part of the buffer."""
-        buffer = self._buffer
-        recent = list(buffer)[max(0, len(buffer) - kept_blocks * self.horizon) :]
-        warm = recent[_change_point([s[2] for s in recent]) :]
+    def _reset(self, before: float, after: float, warm: list[Any]) -> DriftReport:
+        """Replace the estimator by a fresh one warmed on the new-regime samples ``warm``."""
         self.n_drifts += 1
         estimator: Any = make_model(self.model, seed=self.seed + self.n_drifts)
         self._estimator = estimator
