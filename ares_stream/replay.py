@@ -8,6 +8,7 @@ the engine sees what the live daemon would have seen.
 from __future__ import annotations
 
 import heapq
+import json
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -87,9 +88,17 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
         summary = engine.summary()
         summary["sources"] = {str(i): dict(getattr(s, "stats", {})) for i, s in enumerate(sources)}
         summary["elapsed_s"] = elapsed
+        counts = summary["counts"]
+        store.health("", 0, 0, "totals", counts.get("frames", 0) or items_seen(sources),
+                     json.dumps(counts, sort_keys=True))
         store.close(status, summary)
         store.db.conn.close()
     return ReplayResult(db_path, store.run_id, engine.counts["frames"], items, elapsed, summary)
+
+
+def items_seen(sources: Sequence[Any]) -> int:
+    """Rows read from file sources (they carry no frames)."""
+    return sum(int(getattr(s, "stats", {}).get("events", 0)) for s in sources)
 
 
 def _drive(engine: Engine, stream: Iterable[Any], progress: TextIO | None,

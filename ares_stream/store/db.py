@@ -68,11 +68,11 @@ MIGRATIONS: list[str] = [
         symbol TEXT NOT NULL,          -- '' when the incident names no symbol
         ts_event INTEGER NOT NULL,
         ts_init INTEGER NOT NULL,
-        kind TEXT NOT NULL,            -- gap | rejected | duplicate | error_frame | summary
-        count INTEGER NOT NULL,        -- frames, ids or bars concerned
+        kind TEXT NOT NULL,            -- gap | rejected | error_frame | totals (one per run)
+        count INTEGER NOT NULL,        -- frames, ids or bars concerned (totals: frames or rows)
         first_missing INTEGER,
         last_missing INTEGER,
-        detail TEXT NOT NULL           -- reason, or the first bytes of a rejected frame
+        detail TEXT NOT NULL           -- reason, first bytes of a rejected frame, or JSON counts
     );
     CREATE INDEX feed_health_run ON feed_health(run_id, kind);
     CREATE INDEX drift_events_run ON drift_events(run_id, symbol);
