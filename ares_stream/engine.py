@@ -11,15 +11,21 @@ Per bar, in this order (River's ``progressive_val_score(delay=horizon)`` order):
 2. update the features with the new bar;
 3. predict on the new bar and queue it until its label exists.
 
-A data gap (missing trade ids, a jump in kline times, a recording marker) drops the partial bar,
-the pending labels (a label would span the gap) and warms the features up again.
+Continuity is the :class:`~ares_stream.feed.gate.Gate`'s: duplicates are dropped; a gap is either
+reported at once (replay) or held while the daemon backfills it over REST (live), then released in
+order. A data gap that stays (missing trade ids, a jump in kline times, a recording marker) drops
+the partial bar, the pending labels (a label would span the gap) and warms the features up again.
+
+With a ``recorder`` the engine writes every raw frame in the order it consumed it — backfilled
+frames before the frames that waited for them, a gap marker where a gap stayed — so a replay of
+that recording reproduces the live run exactly.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -42,7 +48,7 @@ from ares_stream.features.labels import LabelQueue
 from ares_stream.features.pipeline import FeatureSet
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
-from ares_stream.feed.sequence import DUPLICATE, OK, IdSequence, TimeSequence
+from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
 from ares_stream.learners.online import OnlineLearner
 
 log = structlog.get_logger("ares_stream.engine")
@@ -64,6 +70,13 @@ class Sink(Protocol):
     ) -> None: ...
 
 
+class Recorder(Protocol):
+    """Where consumed raw frames go, in consumption order (the recording writer)."""
+
+    def write(self, ts_init: int, data: bytes) -> None: ...
+    def write_gap(self, gap: Gap) -> None: ...
+
+
 @dataclass
 class SymbolState:
     """Everything the engine keeps for one symbol."""
@@ -73,8 +86,6 @@ class SymbolState:
     labels: LabelQueue
     learner: OnlineLearner
     bar_source: str = ""  # "trade" | "aggTrade" | "kline" once locked
-    trade_seq: IdSequence = field(default_factory=IdSequence)
-    kline_seq: TimeSequence | None = None
     kline_interval: str = ""
     bars: int = 0
     predictions: int = 0
@@ -88,9 +99,13 @@ class SymbolState:
 class Engine:
     """Wires the stages for one shard of symbols."""
 
-    def __init__(self, config: Config, sink: Sink) -> None:
+    def __init__(self, config: Config, sink: Sink, *, gate: Gate | None = None,
+                 recorder: Recorder | None = None, learn: bool = True) -> None:
         self.config = config
         self.sink = sink
+        self.gate = gate if gate is not None else Gate()
+        self.recorder = recorder
+        self.learn = learn  # False: decode, gate, record and count only (``ares-stream record``)
         self.decoder = Decoder()
         self.symbols = frozenset(s.upper() for s in config.feed.symbols)
         self.interval_ns = parse_interval(config.bars.interval)
@@ -116,13 +131,73 @@ class Engine:
             event = self.decoder.decode(data, ts_init)
         except ParseError as exc:
             self._reject(ts_init, exc)
+            event = None
+        if event is None:
+            if self.recorder is not None:
+                self.recorder.write(ts_init, data)
             return
-        if event is not None:
-            self.on_event(event)
+        self._admit(event, ts_init, data)
 
     def on_event(self, ev: Any) -> None:
-        """All per-event work. Hot path: dispatch on the exact type."""
+        """An event without a raw frame (a file row, a recording's gap marker)."""
+        self._admit(ev, ev.ts_init, None)
+
+    def _admit(self, ev: Any, ts_init: int, data: bytes | None) -> None:
+        """Through the gate: process now, drop a duplicate, hold behind a gap, or gap first."""
+        status = self.gate.admit(ev, ts_init, data)
+        if status == PASS:
+            self._consume(ev, ts_init, data)
+        elif status == DROP:
+            self.counts["duplicates"] += 1
+            if self.recorder is not None and data is not None:
+                self.recorder.write(ts_init, data)
+        elif status == GAP:
+            assert self.gate.gap is not None
+            self._consume(self.gate.gap, ts_init, None)
+            self._consume(ev, ts_init, data)
+        else:
+            self.counts["held"] += 1
+
+    def _consume(self, ev: Any, ts_init: int, data: bytes | None) -> None:
+        rec = self.recorder
+        if rec is not None:
+            if data is not None:
+                rec.write(ts_init, data)
+            elif type(ev) is Gap:
+                rec.write_gap(ev)
+        self._process(ev)
+
+    def on_backfill(self, request: BackfillRequest, frames: list[Any], complete: bool,
+                    reason: str = "") -> None:
+        """The daemon's answer to a backfill request: synthetic frames (``RawFrame``) in order."""
+        filled = []
+        for f in frames:
+            try:
+                ev = self.decoder.decode(f.data, f.ts_init)
+            except ParseError as exc:
+                self._reject(f.ts_init, exc)
+                continue
+            if ev is not None:
+                filled.append((ev, f.ts_init, f.data))
+        released = self.gate.resolve(request, filled, complete)
+        n_filled = sum(1 for ev, _, _ in released if type(ev) is not Gap)
+        self.counts["backfilled"] = self.gate.counts["backfilled"]
+        self.sink.health(request.symbol, 0, 0, "backfill", len(filled), reason or "ok",
+                         request.first_missing, request.last_missing)
+        for ev, ts_init, data in released:
+            self._consume(ev, ts_init, data)
+        log.info("feed_backfilled", symbol=request.symbol, kind=request.kind,
+                 first=request.first_missing, last=request.last_missing, items=len(filled),
+                 complete=complete, reason=reason, released=n_filled)
+
+    def _process(self, ev: Any) -> None:
+        """All per-event work after the gate. Hot path: dispatch on the exact type."""
         kind = type(ev)
+        if kind is Gap:
+            self._on_gap_event(ev)
+            return
+        if not self.learn:
+            return
         if kind is Trade:
             self._on_trade(ev)
         elif kind is BookTop:
@@ -132,10 +207,6 @@ class Engine:
         elif kind is Kline:
             if ev.closed:
                 self._on_kline(ev)
-        elif kind is Gap:
-            st = self._state(ev.symbol)
-            if st is not None:
-                self._on_gap(st, ev)
         elif kind is Control:
             self._on_control(ev)
         else:
@@ -188,14 +259,6 @@ class Engine:
         st = self.state.get(t.symbol) or self._state(t.symbol)
         if st is None or not self._lock_source(st, "aggTrade" if t.is_agg else "trade"):
             return
-        status = st.trade_seq.check(t.trade_id)
-        if status != OK:
-            if status == DUPLICATE:
-                self.counts["duplicates"] += 1
-                return
-            kind = "agg_id" if t.is_agg else "trade_id"
-            last = t.trade_id - status - 1
-            self._on_gap(st, Gap(t.symbol, t.ts_event, t.ts_init, kind, last + 1, t.trade_id - 1))
         bar = st.builder.on_trade(t)
         if bar is not None:
             self._on_bar(st, bar)
@@ -204,32 +267,34 @@ class Engine:
         st = self._state(k.symbol)
         if st is None or not self._lock_source(st, "kline"):
             return
-        if st.kline_seq is None:
+        if not st.kline_interval:
             st.kline_interval = k.interval
-            st.kline_seq = TimeSequence(step=parse_interval(k.interval))
         elif k.interval != st.kline_interval:
             self.counts["unused_kline_interval"] += 1
             return
-        status = st.kline_seq.check(k.open_time)
-        if status == DUPLICATE:
-            self.counts["duplicates"] += 1
-            return
-        if status != OK:
-            step = parse_interval(k.interval)
-            first = k.open_time - status * step
-            self._on_gap(st, Gap(k.symbol, k.ts_event, k.ts_init, "kline_time", first,
-                                 k.open_time - step), count=status)
         self._on_bar(st, bar_from_kline(k))
 
-    def _on_gap(self, st: SymbolState, g: Gap, count: int | None = None) -> None:
-        st.builder.reset()
-        st.features.reset()
-        dropped = st.labels.clear()
+    def _on_gap_event(self, g: Gap) -> None:
+        """A gap that stays: recorded; the symbol's bar, labels and features start afresh."""
+        count = None
+        interval = self._interval_of(g)
+        if g.kind == "kline_time" and interval:
+            count = (g.last_missing - g.first_missing) // parse_interval(interval) + 1
         self.counts["gaps"] += 1
-        self.counts["labels_dropped"] += dropped
         self.sink.gap(g, count)
+        st = self.state.get(g.symbol)
+        dropped = 0
+        if st is not None:
+            st.builder.reset()
+            st.features.reset()
+            dropped = st.labels.clear()
+            self.counts["labels_dropped"] += dropped
         log.warning("feed_gap", symbol=g.symbol, kind=g.kind, first=g.first_missing,
                     last=g.last_missing, labels_dropped=dropped)
+
+    def _interval_of(self, g: Gap) -> str:
+        st = self.state.get(g.symbol)
+        return st.kline_interval if st is not None else ""
 
     def _on_bar(self, st: SymbolState, bar: Bar) -> None:
         """Reveal due labels and learn, then update features, then predict. Hot path."""

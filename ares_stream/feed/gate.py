@@ -1,0 +1,214 @@
+"""The gate: continuity, duplicates and ordering of the event stream, before the engine's stages.
+
+Per symbol and stream kind (``trade_id``, ``agg_id``, ``kline_time:<interval>``) the gate keeps
+the last id (or kline open time) it let through:
+
+- an item at or below it is a **duplicate** (a re-sent frame, a rotation overlap): dropped;
+- the next one passes;
+- a jump is a **gap**. In replay (``backfill=False``) the gap is reported (``GAP``): the caller
+  processes :attr:`Gate.gap` first, then the item. Live (``backfill=True``) the item is **held**,
+  with everything after it of the same key, and a :class:`BackfillRequest` is queued; the daemon
+  fetches the missing items over REST and calls :meth:`Gate.resolve`, which releases, in order,
+  the backfilled items, a ``Gap`` for whatever could not be filled, then the held items.
+
+Gap markers from a recording advance the cursor, so the jump that follows a marker is not a second
+gap. A checkpointed cursor (``cursors``) makes the first live item after a restart a gap too.
+
+>>> g = Gate()
+>>> t = lambda i: Trade("X", i, i, i, 1.0, 1.0, False, True)
+>>> [g.admit(t(i)) for i in (1, 2, 2, 5)]
+[0, 0, 1, 3]
+>>> (g.gap.kind, g.gap.first_missing, g.gap.last_missing)
+('agg_id', 3, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ares_stream.events import Gap, Kline, Trade
+from ares_stream.feed.publicdata import INTERVALS
+from ares_stream.feed.sequence import DUPLICATE, OK, IdSequence
+
+PASS, DROP, HOLD, GAP = 0, 1, 2, 3
+Item = tuple[Any, int, "bytes | None"]  # (event, ts_init, raw frame or None)
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    """Items missing from one stream: ids (inclusive), or kline open times in ns."""
+
+    symbol: str
+    kind: str  # "agg_id" | "trade_id" | "kline_time"
+    first_missing: int
+    last_missing: int
+    interval: str = ""  # kline interval for kline_time
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return _key(self.symbol, self.kind, self.interval)
+
+
+@dataclass
+class Held:
+    """A key waiting for its backfill: the request and the items that arrived meanwhile."""
+
+    request: BackfillRequest
+    items: list[Item] = field(default_factory=list)
+
+
+def _key(symbol: str, kind: str, interval: str = "") -> tuple[str, str]:
+    return (symbol, f"kline_time:{interval}" if kind == "kline_time" else kind)
+
+
+class Gate:
+    """Continuity checks and holding behind gaps. Pure, synchronous; the hot path is ``admit``."""
+
+    def __init__(
+        self, *, backfill: bool = False, cursors: Mapping[tuple[str, str], int] | None = None,
+        max_hold: int = 200_000,
+    ) -> None:
+        self.backfill = backfill
+        self.max_hold = max_hold
+        self._seqs: dict[tuple[str, str], IdSequence] = {
+            k: IdSequence(last=v) for k, v in (cursors or {}).items()
+        }
+        self._steps: dict[tuple[str, str], int] = {}
+        self.held: dict[tuple[str, str], Held] = {}
+        self.requests: list[BackfillRequest] = []
+        self.gap: Gap | None = None
+        self.counts = {"duplicates": 0, "gaps": 0, "held": 0, "backfilled": 0, "unfilled": 0}
+
+    def cursors(self) -> dict[tuple[str, str], int]:
+        """The last id (or kline open time) let through, per key: what a checkpoint stores."""
+        return {k: s.last for k, s in self._seqs.items() if s.last is not None}
+
+    def admit(self, ev: Any, ts_init: int = 0, data: bytes | None = None) -> int:
+        """``PASS``, ``DROP``, ``HOLD`` or ``GAP`` for one event (hot path: trades first)."""
+        kind = type(ev)
+        if kind is Trade:
+            key = (ev.symbol, "agg_id" if ev.is_agg else "trade_id")
+            ident, step = ev.trade_id, 1
+        elif kind is Kline and ev.closed:
+            key = (ev.symbol, f"kline_time:{ev.interval}")
+            ident, step = ev.open_time, _step(ev)
+        elif kind is Gap:
+            self._advance(ev)
+            return PASS
+        else:
+            return PASS
+        held = self.held.get(key) if self.held else None
+        if held is not None:
+            held.items.append((ev, ts_init, data))
+            self.counts["held"] += 1
+            return HOLD
+        seq = self._seqs.get(key)
+        if seq is None:
+            seq = self._seqs[key] = IdSequence(step=step)
+            self._steps[key] = step
+        return self._check(seq, key, ev, ident, step, ts_init, data)
+
+    def _check(self, seq: IdSequence, key: tuple[str, str], ev: Any, ident: int, step: int,
+               ts_init: int, data: bytes | None) -> int:
+        last = seq.last
+        status = seq.check(ident)
+        if status == OK:
+            return PASS
+        if status == DUPLICATE:
+            self.counts["duplicates"] += 1
+            return DROP
+        assert last is not None
+        kind = key[1].split(":")[0]
+        interval = key[1].partition(":")[2]
+        first, end = last + step, ident - step
+        self.counts["gaps"] += 1
+        if self.backfill:
+            seq.last = last  # not accepted yet: the backfill must come first
+            request = BackfillRequest(ev.symbol, kind, first, end, interval)
+            self.held[key] = Held(request, [(ev, ts_init, data)])
+            self.requests.append(request)
+            self.counts["held"] += 1
+            return HOLD
+        self.gap = Gap(ev.symbol, ev.ts_event, ev.ts_init, kind, first, end)
+        return GAP
+
+    def _advance(self, gap: Gap) -> None:
+        """A recorded gap marker: the missing range is known lost; move the cursor past it."""
+        for key, seq in self._seqs.items():
+            same = key[0] == gap.symbol and key[1].split(":")[0] == gap.kind
+            if same and (seq.last is None or seq.last < gap.last_missing):
+                seq.last = gap.last_missing
+
+    def take_requests(self) -> list[BackfillRequest]:
+        """The backfill requests queued since the last call."""
+        out, self.requests = self.requests, []
+        return out
+
+    def resolve(self, request: BackfillRequest, filled: list[Item],
+                complete: bool) -> list[Item]:
+        """Release, in order: backfilled items, a Gap for the unfilled rest, then the held items.
+
+        ``filled`` are the decoded backfill items (event, ts_init, raw frame) in id order. Items
+        outside the requested range or already seen are dropped. A held item that opens a new
+        gap is held again behind a new request.
+        """
+        key = request.key
+        held = self.held.pop(key, None)
+        waiting = held.items if held is not None else []
+        seq = self._seqs[key]
+        out: list[Item] = []
+        for item in filled:
+            ident = _ident(item[0])
+            if request.first_missing <= ident <= request.last_missing and seq.check(ident) == OK:
+                out.append(item)
+                self.counts["backfilled"] += 1
+        if seq.last is None or seq.last < request.last_missing:
+            out.append(self._unfilled(request, seq, waiting))
+        out.extend(self._release(key, waiting))
+        return out
+
+    def _unfilled(self, request: BackfillRequest, seq: IdSequence,
+                  waiting: list[Item]) -> tuple[Any, int, None]:
+        step = self._steps.get(request.key, 1)
+        first = request.first_missing if seq.last is None else max(seq.last + step,
+                                                                   request.first_missing)
+        seq.last = request.last_missing
+        self.counts["unfilled"] += 1
+        ev = waiting[0][0] if waiting else None
+        ts_event = ev.ts_event if ev is not None else 0
+        ts_init = ev.ts_init if ev is not None else 0
+        gap = Gap(request.symbol, ts_event, ts_init, request.kind, first, request.last_missing)
+        return (gap, ts_init, None)
+
+    def _release(self, key: tuple[str, str], waiting: list[Item]) -> list[Item]:
+        out: list[Item] = []
+        for n, (ev, ts_init, data) in enumerate(waiting):
+            self.counts["held"] -= 1
+            status = self.admit(ev, ts_init, data)
+            if status == PASS:
+                out.append((ev, ts_init, data))
+            elif status == HOLD:  # a new gap: the rest waits behind it, in order
+                rest = waiting[n + 1:]
+                self.held[key].items.extend(rest)
+                break
+        return out
+
+    def holding(self) -> int:
+        """Items held behind gaps right now."""
+        return sum(len(h.items) for h in self.held.values())
+
+    def overflowing(self) -> list[BackfillRequest]:
+        """Requests whose held items exceed ``max_hold``: to be given up as unfilled."""
+        return [h.request for h in self.held.values() if len(h.items) > self.max_hold]
+
+
+def _step(k: Kline) -> int:
+    """One kline interval in ns: by name, else from the candle's own open and close times."""
+    return INTERVALS.get(k.interval) or (k.close_time - k.open_time + NS_PER_MS)
+
+
+def _ident(ev: Any) -> int:
+    return int(ev.trade_id) if type(ev) is Trade else int(ev.open_time)
