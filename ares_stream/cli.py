@@ -33,12 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip and count malformed rows instead of stopping")
     replay.add_argument("--interval", help="bar interval for bars built from trades (e.g. 1s)")
     replay.add_argument("--quiet", action="store_true", help="no progress line, warnings only")
+    record = sub.add_parser("record", help="record the live websocket feed without learning")
+    record.add_argument("--symbols", help="comma-separated symbols (or feed.symbols in config)")
+    record.add_argument("--streams", help="comma-separated streams per symbol, e.g. "
+                        "aggTrade,bookTicker,kline_1m (default: feed.streams)")
+    record.add_argument("--out", type=Path, default=Path("state/recordings"),
+                        help="directory of the hourly recordings and record.db")
+    record.add_argument("--duration", type=float, help="stop after this many seconds")
+    _common(record)
+    _endpoints(record)
     sim = sub.add_parser("simulate", help="write a seeded simulated recording (for the demo)")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--symbol", default="SIMUSDT")
     return parser
+
+
+def _endpoints(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ws-url", help="websocket base URL (default: the endpoint's, e.g. "
+                   "wss://stream.binance.com:9443)")
+    p.add_argument("--rest-url", help="REST base URL (default: https://api.binance.com)")
+    p.add_argument("--endpoint", choices=["spot", "spot-data", "testnet", "usdm"],
+                   help="Binance endpoint preset")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -56,6 +73,12 @@ def _config(args: argparse.Namespace) -> Config:
         overrides.setdefault("feed", {})["skip_bad"] = True
     if getattr(args, "interval", None):
         overrides.setdefault("bars", {})["interval"] = args.interval
+    if getattr(args, "streams", None):
+        streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+        overrides.setdefault("feed", {})["streams"] = streams
+    for flag, key in (("ws_url", "ws_url"), ("rest_url", "rest_url"), ("endpoint", "endpoint")):
+        if getattr(args, flag, None):
+            overrides.setdefault("feed", {})[key] = getattr(args, flag)
     return replace_values(cfg, overrides, source="command line") if overrides else cfg
 
 
@@ -71,6 +94,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ares_stream import live, logs
+
+    logs.configure(json=True if args.log_json else None)
+    cfg = _config(args)
+    if not cfg.feed.symbols:
+        raise AresError("record needs symbols: --symbols BTCUSDT,ETHUSDT (or feed.symbols)")
+    summary = asyncio.run(live.run_record(cfg, str(args.out), duration=args.duration))
+    counts, gate = summary["counts"], summary["gate"]
+    print(f"recorded {counts.get('frames', 0):,} frames into {len(summary['files'])} file(s) "
+          f"under {args.out}; gaps {gate['gaps']:,} (backfilled items {gate['backfilled']:,}, "
+          f"unfilled {gate['unfilled']:,}); connects {summary['feed'].get('connects', 0)}; "
+          f"lag p50 {summary['lag_p50_ms']:.2f} ms, p99 {summary['lag_p99_ms']:.2f} ms")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ares_stream.feed.simulator import write_recording
 
@@ -83,7 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"replay": cmd_replay, "simulate": cmd_simulate}
+COMMANDS = {"replay": cmd_replay, "record": cmd_record, "simulate": cmd_simulate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,11 +24,34 @@ from typing import Any
 
 from ares_stream.errors import ConfigError
 
+ENDPOINTS = {  # name: (websocket base URL, REST base URL, market)
+    "spot": ("wss://stream.binance.com:9443", "https://api.binance.com", "spot"),
+    "spot-data": ("wss://data-stream.binance.vision", "https://data-api.binance.vision", "spot"),
+    "testnet": ("wss://stream.testnet.binance.vision", "https://testnet.binance.vision", "spot"),
+    "usdm": ("wss://fstream.binance.com", "https://fapi.binance.com", "usdm"),
+}
+
 
 @dataclass(frozen=True)
 class FeedConfig:
     symbols: tuple[str, ...] = ()  # empty: every symbol the source carries
     skip_bad: bool = False  # replay: skip and count malformed rows instead of stopping
+    endpoint: str = "spot"  # spot | spot-data | testnet | usdm: default URLs and REST market
+    ws_url: str = ""  # websocket base URL; empty: the endpoint's
+    rest_url: str = ""  # REST base URL; empty: the endpoint's
+    streams: tuple[str, ...] = ("aggTrade", "bookTicker")  # per symbol: trade, kline_1m, ...
+    time_unit: str = ""  # "" (milliseconds) or "MICROSECOND"
+    silence_timeout_s: float = 30.0  # no frame for this long: reconnect
+    rotate_hours: float = 23.5  # open a fresh connection before Binance's 24 h cut
+    queue_size: int = 100_000  # frames buffered between socket and engine (never dropped)
+    backfill: bool = True  # fill gaps over REST before live frames resume
+    record: bool = True  # live: record every raw frame under recordings_dir
+    recordings_dir: str = "state/recordings"  # hourly gzip recordings
+
+    def urls(self) -> tuple[str, str, str]:
+        """(websocket base, REST base, market) after the overrides."""
+        ws, rest, market = ENDPOINTS[self.endpoint]
+        return self.ws_url or ws, self.rest_url or rest, market
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,8 @@ class Config:
 
 _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
 _CHOICES = {
+    ("feed", "endpoint"): set(ENDPOINTS),
+    ("feed", "time_unit"): {"", "MICROSECOND"},
     ("bars", "source"): {"auto", "trades", "klines"},
     ("learner", "task"): {"classification", "regression"},
     ("learner", "model"): {"logreg", "hat", "arf", "linreg", "hatr", "arfr"},
@@ -167,6 +192,12 @@ def _validate(cfg: Config, source: str) -> None:
         (_INTERVAL.fullmatch(cfg.bars.interval) is not None,
          f"bars.interval = {cfg.bars.interval!r}: use a number and s, m, h or d (1s, 10s, 1m)"),
         (cfg.labels.horizon >= 1, "labels.horizon must be >= 1"),
+        (cfg.feed.silence_timeout_s > 0, "feed.silence_timeout_s must be > 0"),
+        (cfg.feed.rotate_hours > 0, "feed.rotate_hours must be > 0"),
+        (cfg.feed.queue_size >= 1, "feed.queue_size must be >= 1"),
+        (all(u == "" or u.split("://")[0] in {"ws", "wss", "http", "https"}
+             for u in (cfg.feed.ws_url, cfg.feed.rest_url)),
+         "feed.ws_url / feed.rest_url must start with ws://, wss://, http:// or https://"),
         (cfg.labels.threshold_bps >= 0, "labels.threshold_bps must be >= 0"),
         (cfg.drift.delta > 0, "drift.delta must be > 0"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
