@@ -72,9 +72,14 @@ class Ingest:
         self.recorder = recorder
         self.lag = LagStats()
         self.stopping = asyncio.Event()
+        self.catch_up_due = False
 
     def on_notice(self, notice: FeedNotice) -> None:
-        """A connection incident: counted and stored in feed_health."""
+        """A connection incident: counted and stored in feed_health. A new connection makes
+        the pump catch up over REST from every cursor (what the gap missed may never be
+        revealed by a later live item)."""
+        if notice.kind in ("connected", "rotated"):
+            self.catch_up_due = True
         self.engine.counts[f"feed_{notice.kind}"] += 1
         self.engine.sink.health("", 0, notice.ts, notice.kind, 1, notice.detail)
         log.info("feed_notice", kind=notice.kind, detail=notice.detail)
@@ -97,10 +102,14 @@ class Ingest:
                 frame = await asyncio.wait_for(queue.get(), timeout=0.25)
             except TimeoutError:
                 self._idle(task)
+                if self.catch_up_due:
+                    await self._catch_up()
                 continue
             engine.on_frame(frame.ts_init, frame.data)
             if engine.gate.requests:
                 await self._backfill()
+            if self.catch_up_due:
+                await self._catch_up()
             self.lag.add(time.time_ns() - frame.ts_init)
             frames += 1
             if self.recorder is not None:
@@ -122,6 +131,16 @@ class Ingest:
                 continue
             result = await self.backfiller.fetch(request)
             self.engine.on_backfill(request, result.frames, result.complete, result.reason)
+
+    async def _catch_up(self) -> None:
+        """Everything REST has after each cursor, through the gate (duplicates dropped)."""
+        self.catch_up_due = False
+        if self.backfiller is None:
+            return
+        for request in self.engine.gate.catch_up_requests():
+            result = await self.backfiller.fetch(request)
+            if result.frames:
+                self.engine.on_backfill(request, result.frames, True, "catch_up")
 
     def stop(self) -> None:
         self.stopping.set()

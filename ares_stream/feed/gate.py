@@ -33,6 +33,7 @@ from ares_stream.feed.publicdata import INTERVALS
 from ares_stream.feed.sequence import DUPLICATE, OK, IdSequence
 
 PASS, DROP, HOLD, GAP = 0, 1, 2, 3
+OPEN_END = 2**63 - 1  # last_missing of a catch-up request: everything REST has after the cursor
 Item = tuple[Any, int, "bytes | None"]  # (event, ts_init, raw frame or None)
 NS_PER_MS = 1_000_000
 
@@ -142,6 +143,22 @@ class Gate:
             if same and (seq.last is None or seq.last < gap.last_missing):
                 seq.last = gap.last_missing
 
+    def catch_up_requests(self) -> list[BackfillRequest]:
+        """Open-ended requests from every cursor not held behind a gap.
+
+        After a (re)connection the daemon asks REST for everything after each cursor instead of
+        waiting for the next live item to reveal a hole: in a quiet market, or when the stream
+        ends right after a drop, that item may never come.
+        """
+        out = []
+        for key, seq in self._seqs.items():
+            if seq.last is None or key in self.held:
+                continue
+            kind, _, interval = key[1].partition(":")
+            step = self._steps.get(key) or INTERVALS.get(interval) or 1
+            out.append(BackfillRequest(key[0], kind, seq.last + step, OPEN_END, interval))
+        return out
+
     def take_requests(self) -> list[BackfillRequest]:
         """The backfill requests queued since the last call."""
         out, self.requests = self.requests, []
@@ -165,7 +182,8 @@ class Gate:
             if request.first_missing <= ident <= request.last_missing and seq.check(ident) == OK:
                 out.append(item)
                 self.counts["backfilled"] += 1
-        if seq.last is None or seq.last < request.last_missing:
+        open_end = request.last_missing == OPEN_END
+        if not open_end and (seq.last is None or seq.last < request.last_missing):
             out.append(self._unfilled(request, seq, waiting))
         out.extend(self._release(key, waiting))
         return out

@@ -222,7 +222,8 @@ class WsFeed:
         self.on_notice = on_notice
         self.stats: dict[str, int] = dict.fromkeys(
             ("frames", "connects", "disconnects", "silences", "rotations", "server_shutdowns",
-             "error_frames", "subscribe_messages", "queue_full_waits", "max_queue"), 0)
+             "error_frames", "subscribe_messages", "queue_full_waits", "max_queue",
+             "connect_failures"), 0)
         self._queue: _FrameQueue | None = None
         self._links: set[_Link] = set()
         self._subscribed: list[str] = []  # live subscriptions, replayed on every new connection
@@ -252,7 +253,7 @@ class WsFeed:
             return
         self._task = asyncio.current_task()
         conns = cast(AsyncGenerator[ClientConnection, None], aiter(connect(
-            self.url, process_exception=process_exception,
+            self.url, process_exception=self._failed_attempt,
             reconnect_delays=self.reconnect_delays, **self._options())))
         try:
             async with contextlib.aclosing(conns):
@@ -265,6 +266,13 @@ class WsFeed:
         finally:
             await asyncio.gather(*(self._finish(link, drain=False) for link in list(self._links)))
             self._task = None
+
+    def _failed_attempt(self, exc: Exception) -> Exception | None:
+        """A connection attempt failed: report it (feed_health), then retry or give up."""
+        verdict = process_exception(exc)
+        self.stats["connect_failures"] += 1
+        self._notice("connect_failed", f"{type(exc).__name__}: {exc}"[:200])
+        return verdict
 
     def stop(self) -> None:
         """End :meth:`run` promptly, closing every connection."""
