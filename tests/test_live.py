@@ -27,6 +27,7 @@ from ares_stream.feed.simulator import write_recording
 from ares_stream.feed.ws import WsFeed, backoff
 from ares_stream.live import Ingest, run_record, ws_settings
 from ares_stream.replay import run_replay
+from tests.conftest import shared_path
 from tests.test_engine import ListSink
 
 SYMBOL = "SIMUSDT"
@@ -227,3 +228,85 @@ def test_record_command_writes_recordings_and_feed_health(tape: Tape, tmp_path: 
         kinds = dict(conn.execute("select kind, count(*) from feed_health group by kind"))
     assert kinds["disconnected"] >= 1 and kinds["connected"] >= 2
     assert kinds.get("backfill", 0) >= 1
+
+
+def test_rotation_with_overlap_loses_and_duplicates_nothing(tape: Tape) -> None:
+    """Proactive rotation opens a new connection before closing the old: every id exactly once."""
+    engine, sink, _ = asyncio.run(ingest(tape, Faults(), rate=5_000, rotate_hours=0.25 / 3600))
+    check_exact(engine, tape)
+    assert incidents(sink)["rotated"] >= 2
+
+
+def test_real_trade_capture_with_drops_is_backfilled_by_trade_id(tmp_path: Path) -> None:
+    """The real BTCUSDT @trade capture, dropped mid-stream, is completed via historicalTrades."""
+    real = Tape.from_recording([shared_path("ws/binance-spot-btcusdt-20240808.gz")])
+    ids = [row["id"] for row in real.trades["BTCUSDT"].rows]
+
+    async def main() -> tuple[list[int], dict[str, int]]:
+        faults = Faults(drop_every=8_000, max_drops=3)
+        async with LocalExchange(real, rate=40_000, faults=faults, ping_interval=None) as ex:
+            cfg = replace_values(live_config(ex), {"feed": {
+                "symbols": ["BTCUSDT"], "streams": ["trade", "bookTicker", "depth@100ms"]}})
+            gate = Gate(backfill=True, cursors={("BTCUSDT", "trade_id"): ids[0] - 1})
+            engine = CaptureEngine(cfg, ListSink(), gate=gate, learn=False)
+            feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
+            async with Backfiller(ex.rest_url) as backfiller:
+                run = Ingest(engine, feed_, backfiller)
+                feed_.on_notice = run.on_notice
+                task = asyncio.create_task(run.run())
+                async with asyncio.timeout(30):
+                    while not engine.ids or engine.ids[-1] != ids[-1]:
+                        await asyncio.sleep(0.02)
+                run.stop()
+                await task
+            return engine.ids, dict(ex.stats)
+
+    got, stats = asyncio.run(main())
+    assert stats["drops"] >= 2
+    assert got == ids
+
+
+def test_record_cli_output_replays_to_the_tape(tape: Tape, tmp_path: Path) -> None:
+    """`ares-stream record` as a process, against the exchange under drops: its recording
+    replays to exactly the tape's trades."""
+    import subprocess
+    import sys
+    import threading
+
+    ready: dict[str, str] = {}
+    stop = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            faults = Faults(drop_every=1200, max_drops=2)
+            async with LocalExchange(tape, rate=3_000, faults=faults, ping_interval=None) as ex:
+                ready.update(ws=ex.ws_url, rest=ex.rest_url)
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if ready:
+            break
+        threading.Event().wait(0.02)
+    out = tmp_path / "rec"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ares_stream.cli", "record", "--symbols", SYMBOL, "--streams",
+             "aggTrade,bookTicker", "--ws-url", ready["ws"], "--rest-url", ready["rest"],
+             "--out", str(out), "--duration", "3.5"],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recorded" in proc.stdout
+    sink = ListSink()
+    engine = CaptureEngine(replace_values(Config(), {"bars": {"interval": "10s"}}), sink)
+    for item in RecordingSource([out]):
+        engine.feed(item)
+    assert engine.ids == tape_ids(tape)
+    assert sink.gaps == []
