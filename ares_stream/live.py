@@ -96,15 +96,19 @@ class Ingest:
                 self.recorder.flush()
 
     async def _pump(self, max_frames: int | None, task: asyncio.Task[None]) -> None:
+        """The live hot loop: take what is queued without awaiting, await only when empty."""
         queue, engine, frames = self.feed.queue, self.engine, 0
         while not self.stopping.is_set():
             try:
-                frame = await asyncio.wait_for(queue.get(), timeout=0.25)
-            except TimeoutError:
-                self._idle(task)
-                if self.catch_up_due:
-                    await self._catch_up()
-                continue
+                frame = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    frame = await asyncio.wait_for(queue.get(), timeout=0.25)
+                except TimeoutError:
+                    self._idle(task)
+                    if self.catch_up_due:
+                        await self._catch_up()
+                    continue
             engine.on_frame(frame.ts_init, frame.data)
             if engine.gate.requests:
                 await self._backfill()
@@ -116,6 +120,8 @@ class Ingest:
                 self.recorder.maybe_flush()
             if max_frames is not None and frames >= max_frames:
                 return
+            if not frames & 0xFF:
+                await asyncio.sleep(0)  # let the socket reader and the scheduler run
 
     def _idle(self, task: asyncio.Task[None]) -> None:
         if task.done() and task.exception() is not None:
