@@ -31,6 +31,8 @@ from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
 log = structlog.get_logger("ares_stream.live")
 
 _LAG_SAMPLES = 100_000
+LAG_WARN_NS = 1_000_000_000  # the oldest queued frame waited this long: the engine is behind
+LAG_CLEAR_NS = 100_000_000  # ... and it has caught up again below this
 
 
 def ws_settings(config: Config) -> WsSettings:
@@ -73,6 +75,8 @@ class Ingest:
         self.lag = LagStats()
         self.stopping = asyncio.Event()
         self.catch_up_due = False
+        self.behind = False  # inside an episode of the engine falling behind
+        self._waits_seen = 0
 
     def on_notice(self, notice: FeedNotice) -> None:
         """A connection incident: counted and stored in feed_health. A new connection makes
@@ -121,7 +125,29 @@ class Ingest:
             if max_frames is not None and frames >= max_frames:
                 return
             if not frames & 0xFF:
+                self._check_lag(time.time_ns() - frame.ts_init)
                 await asyncio.sleep(0)  # let the socket reader and the scheduler run
+
+    def _check_lag(self, lag_ns: int) -> None:
+        """Report each episode of the engine falling behind the socket (feed_health, log).
+
+        Behind means a frame waited over ``LAG_WARN_NS`` in the queue, or the queue was full
+        (the socket reader had to wait: from then on the backlog sits in socket buffers, where
+        receive stamps cannot see it).
+        """
+        waits = self.feed.stats["queue_full_waits"]
+        full, self._waits_seen = waits > self._waits_seen, waits
+        if not self.behind and (lag_ns > LAG_WARN_NS or full):
+            self.behind = True
+            queued = self.feed.queue.qsize()
+            self.engine.counts["lag_episodes"] += 1
+            why = "queue full" if full else "queued too long"
+            self.engine.sink.health("", 0, time.time_ns(), "lag", queued,
+                                    f"engine {lag_ns / 1e6:.0f} ms behind the socket ({why})")
+            log.warning("engine_lagging", lag_ms=round(lag_ns / 1e6), queued=queued, why=why)
+        elif self.behind and lag_ns < LAG_CLEAR_NS and not full:
+            self.behind = False
+            log.info("engine_caught_up", lag_ms=round(lag_ns / 1e6))
 
     def _idle(self, task: asyncio.Task[None]) -> None:
         if task.done() and task.exception() is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,61 @@ def test_record_cli_output_replays_to_the_tape(tape: Tape, tmp_path: Path) -> No
         engine.feed(item)
     assert engine.ids == tape_ids(tape)
     assert sink.gaps == []
+
+
+def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None:
+    """An engine slower than the wire (exchange in its own thread): the queue stays bounded,
+    the socket is paused, the lag episode is reported, and no trade id is lost."""
+    import threading
+
+    class SlowEngine(CaptureEngine):
+        def _process(self, ev: Any) -> None:
+            if type(ev) is Trade:
+                time.sleep(0.0005)  # 0.5 ms per trade: far slower than the 20k frames/s served
+            super()._process(ev)
+
+    urls: dict[str, str] = {}
+    stop = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with LocalExchange(tape, rate=20_000, ping_interval=None) as ex:
+                urls.update(ws=ex.ws_url, rest=ex.rest_url)
+                while not stop.is_set():
+                    await asyncio.sleep(0.02)
+
+        asyncio.run(main())
+
+    async def main() -> tuple[SlowEngine, ListSink, dict[str, int]]:
+        cfg = replace_values(Config(), {"feed": {
+            "symbols": [SYMBOL], "streams": ["aggTrade", "bookTicker"], "ws_url": urls["ws"],
+            "rest_url": urls["rest"], "queue_size": 200, "silence_timeout_s": 5.0}})
+        sink = ListSink()
+        gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
+        engine = SlowEngine(cfg, sink, gate=gate, learn=False)
+        feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
+        async with Backfiller(urls["rest"]) as backfiller:
+            run = Ingest(engine, feed_, backfiller)
+            feed_.on_notice = run.on_notice
+            task = asyncio.create_task(run.run())
+            async with asyncio.timeout(40):
+                while not engine.ids or engine.ids[-1] != tape_ids(tape)[-1]:
+                    await asyncio.sleep(0.02)
+            run.stop()
+            await task
+        return engine, sink, dict(feed_.stats)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        for _ in range(250):
+            if urls:
+                break
+            time.sleep(0.02)
+        engine, sink, stats = asyncio.run(main())
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    check_exact(engine, tape)
+    assert stats["max_queue"] <= 200 and stats["queue_full_waits"] > 0
+    assert incidents(sink)["lag"] >= 1 and engine.counts["lag_episodes"] >= 1

@@ -26,12 +26,15 @@ from ares_stream.exchange.tape import INTERVALS, Series, Tape
 
 __all__ = ["WEIGHTS", "RestServer", "exchange_info"]
 
-WEIGHTS = {  # request weight of each endpoint (Binance spot, 2024)
+WEIGHTS = {  # request weight of each endpoint (Binance spot, 2024; USD-M futures under /fapi/v1)
     "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20, "/api/v3/aggTrades": 4,
     "/api/v3/klines": 2, "/api/v3/trades": 25, "/api/v3/historicalTrades": 25,
+    "/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/exchangeInfo": 1, "/fapi/v1/aggTrades": 20,
+    "/fapi/v1/klines": 5, "/fapi/v1/trades": 5, "/fapi/v1/historicalTrades": 20,
 }  # fmt: skip
 _MARKET_DATA = frozenset(
-    {"/api/v3/aggTrades", "/api/v3/klines", "/api/v3/trades", "/api/v3/historicalTrades"}
+    {"/api/v3/aggTrades", "/api/v3/klines", "/api/v3/trades", "/api/v3/historicalTrades",
+     "/fapi/v1/aggTrades", "/fapi/v1/klines", "/fapi/v1/trades", "/fapi/v1/historicalTrades"}
 )
 _MAX_LIMIT = 1000
 _QUOTES = ("USDT", "FDUSD", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL")
@@ -167,13 +170,14 @@ class RestServer:
     async def start(self) -> None:
         """Listen on a free port of ``host``; sets :attr:`url`."""
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/api/v3/ping", self._ping)
-        app.router.add_get("/api/v3/time", self._time)
-        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
-        app.router.add_get("/api/v3/aggTrades", self._agg_trades)
-        app.router.add_get("/api/v3/trades", self._trades)
-        app.router.add_get("/api/v3/historicalTrades", self._historical_trades)
-        app.router.add_get("/api/v3/klines", self._klines)
+        for prefix in ("/api/v3", "/fapi/v1"):  # spot, and USD-M futures (same market data shapes)
+            app.router.add_get(f"{prefix}/ping", self._ping)
+            app.router.add_get(f"{prefix}/time", self._time)
+            app.router.add_get(f"{prefix}/exchangeInfo", self._exchange_info)
+            app.router.add_get(f"{prefix}/aggTrades", self._agg_trades)
+            app.router.add_get(f"{prefix}/trades", self._trades)
+            app.router.add_get(f"{prefix}/historicalTrades", self._historical_trades)
+            app.router.add_get(f"{prefix}/klines", self._klines)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)

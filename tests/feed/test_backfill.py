@@ -237,10 +237,10 @@ def test_a_client_error_is_reported_without_retry() -> None:
     assert sleeps.waits == []
 
 
-def test_usdm_asks_the_futures_api() -> None:
-    """market='usdm' sends its requests to /fapi/v1 (which the spot-only exchange lacks)."""
+def test_usdm_fills_from_the_futures_api() -> None:
+    """market='usdm' pages /fapi/v1/aggTrades through python-binance's futures methods."""
     result = run(fill(agg_frames(5), BackfillRequest("BTCUSDT", "agg_id", 1, 5), market="usdm"))
-    assert result.reason == "http 404: Unknown path /fapi/v1/aggTrades"
+    assert result.complete and len(result.frames) == 5
 
 
 def test_a_refused_connection_is_retried_with_backoff_then_reported() -> None:
