@@ -9,9 +9,12 @@ duplicated, in order — and every incident is counted in feed health.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +90,35 @@ async def ingest(tape: Tape, faults: Faults, *, rate: float = 20_000, learn: boo
                 run.stop()
                 await task
         return engine, sink, dict(ex.stats)
+
+
+@contextlib.contextmanager
+def exchange_in_thread(tape: Tape, **kwargs: Any) -> Iterator[dict[str, str]]:
+    """A local exchange on its own thread and event loop (so a blocking client cannot stall it);
+    yields its URLs."""
+    urls: dict[str, str] = {}
+    stop = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with LocalExchange(tape, ping_interval=None, **kwargs) as ex:
+                urls.update(ws=ex.ws_url, rest=ex.rest_url)
+                while not stop.is_set():
+                    await asyncio.sleep(0.02)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        for _ in range(250):
+            if urls:
+                break
+            time.sleep(0.02)
+        yield urls
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def incidents(sink: ListSink) -> Counter[str]:
@@ -272,37 +304,15 @@ def test_record_cli_output_replays_to_the_tape(tape: Tape, tmp_path: Path) -> No
     replays to exactly the tape's trades."""
     import subprocess
     import sys
-    import threading
 
-    ready: dict[str, str] = {}
-    stop = threading.Event()
-
-    def serve() -> None:
-        async def main() -> None:
-            faults = Faults(drop_every=1200, max_drops=2)
-            async with LocalExchange(tape, rate=3_000, faults=faults, ping_interval=None) as ex:
-                ready.update(ws=ex.ws_url, rest=ex.rest_url)
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if ready:
-            break
-        threading.Event().wait(0.02)
     out = tmp_path / "rec"
-    try:
+    faults = Faults(drop_every=1200, max_drops=2)
+    with exchange_in_thread(tape, rate=3_000, faults=faults) as urls:
         proc = subprocess.run(
             [sys.executable, "-m", "ares_stream.cli", "record", "--symbols", SYMBOL, "--streams",
-             "aggTrade,bookTicker", "--ws-url", ready["ws"], "--rest-url", ready["rest"],
+             "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
              "--out", str(out), "--duration", "3.5"],
             capture_output=True, text=True, timeout=60)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "recorded" in proc.stdout
     sink = ListSink()
@@ -316,27 +326,13 @@ def test_record_cli_output_replays_to_the_tape(tape: Tape, tmp_path: Path) -> No
 def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None:
     """An engine slower than the wire (exchange in its own thread): the queue stays bounded,
     the socket is paused, the lag episode is reported, and no trade id is lost."""
-    import threading
-
     class SlowEngine(CaptureEngine):
         def _process(self, ev: Any) -> None:
             if type(ev) is Trade:
                 time.sleep(0.0005)  # 0.5 ms per trade: far slower than the 20k frames/s served
             super()._process(ev)
 
-    urls: dict[str, str] = {}
-    stop = threading.Event()
-
-    def serve() -> None:
-        async def main() -> None:
-            async with LocalExchange(tape, rate=20_000, ping_interval=None) as ex:
-                urls.update(ws=ex.ws_url, rest=ex.rest_url)
-                while not stop.is_set():
-                    await asyncio.sleep(0.02)
-
-        asyncio.run(main())
-
-    async def main() -> tuple[SlowEngine, ListSink, dict[str, int]]:
+    async def main(urls: dict[str, str]) -> tuple[SlowEngine, ListSink, dict[str, int]]:
         cfg = replace_values(Config(), {"feed": {
             "symbols": [SYMBOL], "streams": ["aggTrade", "bookTicker"], "ws_url": urls["ws"],
             "rest_url": urls["rest"], "queue_size": 200, "silence_timeout_s": 5.0}})
@@ -355,17 +351,8 @@ def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None
             await task
         return engine, sink, dict(feed_.stats)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        for _ in range(250):
-            if urls:
-                break
-            time.sleep(0.02)
-        engine, sink, stats = asyncio.run(main())
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    with exchange_in_thread(tape, rate=20_000) as urls:
+        engine, sink, stats = asyncio.run(main(urls))
     check_exact(engine, tape)
     assert stats["max_queue"] <= 200 and stats["queue_full_waits"] > 0
     assert incidents(sink)["lag"] >= 1 and engine.counts["lag_episodes"] >= 1
