@@ -7,8 +7,8 @@ by the same code. A database newer than this code is refused with a clear messag
 >>> db = open_db(":memory:")
 >>> schema_version(db) == len(MIGRATIONS)
 True
->>> sorted(db.table_names())[:3]
-['drift_events', 'feed_health', 'predictions']
+>>> sorted(db.table_names())
+['buffer', 'drift_events', 'feed_health', 'models', 'predictions', 'runs', 'validations']
 """
 
 from __future__ import annotations
@@ -76,6 +76,63 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX feed_health_run ON feed_health(run_id, kind);
     CREATE INDEX drift_events_run ON drift_events(run_id, symbol);
+    """,
+    # 2: batch learning: the sample buffer, the model registry, validations.
+    """
+    CREATE TABLE buffer (
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- bar end of the sample's features, ns
+        x BLOB NOT NULL,               -- float64 feature vector (numpy tobytes), in feature order
+        label INTEGER NOT NULL,
+        forward_return REAL NOT NULL,
+        feature_hash TEXT NOT NULL,    -- hash of the ordered feature names of x
+        PRIMARY KEY (symbol, ts_event)
+    ) WITHOUT ROWID;
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        kind TEXT NOT NULL,            -- xgboost | river
+        version INTEGER NOT NULL,      -- 1, 2, ... per (symbol, kind)
+        parent INTEGER REFERENCES models(id),
+        created INTEGER NOT NULL,      -- event time, ns
+        train_start INTEGER,           -- event time of the first / last training row, ns
+        train_end INTEGER,
+        rows INTEGER NOT NULL,
+        how TEXT NOT NULL,             -- refit | warm_start | refresh | online
+        n_trees INTEGER,
+        params TEXT NOT NULL,          -- JSON
+        features TEXT NOT NULL,        -- JSON list, the ordered feature names
+        feature_hash TEXT NOT NULL,
+        versions TEXT NOT NULL,        -- JSON: library versions that wrote the blob
+        metrics TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,          -- candidate | champion | retired
+        format TEXT NOT NULL,          -- ubjson (xgboost) | pickle (river, state directory only)
+        blob BLOB NOT NULL,
+        run_id INTEGER
+    );
+    CREATE UNIQUE INDEX models_version ON models(symbol, kind, version);
+    CREATE INDEX models_status ON models(symbol, kind, status);
+    CREATE TABLE validations (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- event time of the decision, ns
+        challenger TEXT NOT NULL,      -- name of the best challenger
+        challenger_id INTEGER,         -- its model id once registered
+        incumbent TEXT NOT NULL,       -- the champion it was measured against (or the prior)
+        incumbent_id INTEGER,
+        folds INTEGER NOT NULL,
+        challenger_loss REAL,
+        incumbent_loss REAL,
+        improvement REAL,              -- mean per-fold (incumbent - challenger) log loss
+        ci_low REAL,
+        ci_high REAL,
+        margin REAL NOT NULL,
+        promoted INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        fold_table TEXT NOT NULL       -- JSON rows: fold, candidate, n, metrics ...
+    );
+    CREATE INDEX validations_symbol ON validations(symbol, ts_event);
     """,
 ]
 
