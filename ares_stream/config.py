@@ -95,6 +95,28 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class BatchConfig:
+    enabled: bool = True  # buffer labelled samples, train XGBoost boosters, re-validate, promote
+    buffer_rows: int = 200_000  # samples kept per symbol
+    buffer_days: float = 30.0  # ... and no older than this (event time)
+    min_rows: int = 2_000  # no fit or validation before this many labelled samples
+    update_rows: int = 2_000  # warm-start the booster every this many new samples ...
+    update_every: str = "6h"  # ... or every this much event time
+    rounds_refit: int = 100  # trees of a fresh fit
+    rounds_update: int = 10  # trees added per warm start
+    max_trees: int = 300  # cap: past it (or on an upward drift) refit from scratch
+    mode: str = "warm_start"  # warm_start | refresh
+    validate_every: str = "1d"  # walk-forward re-validation period (event time)
+    folds: int = 5  # walk-forward folds
+    window: str = "expanding"  # expanding | rolling
+    embargo: int = 0  # extra rows between train and test beyond the label horizon
+    margin: float = 0.005  # relative log-loss improvement a challenger needs
+    bootstrap: int = 2_000  # paired bootstrap resamples over folds
+    fee_bps: float = 10.0  # per side, for the trading metrics of validation
+    apply_delay: str = "0s"  # replay: a result applies at the first bar this long after submission
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     dir: str = "state"  # where run databases live (relative to the working directory)
     flush_rows: int = 2000  # rows buffered before a write transaction
@@ -109,12 +131,15 @@ class Config:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
 _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
 _CHOICES = {
     ("feed", "endpoint"): set(ENDPOINTS),
+    ("batch", "mode"): {"warm_start", "refresh"},
+    ("batch", "window"): {"expanding", "rolling"},
     ("feed", "time_unit"): {"", "MICROSECOND"},
     ("bars", "source"): {"auto", "trades", "klines"},
     ("learner", "task"): {"classification", "regression"},
@@ -193,6 +218,13 @@ def _validate(cfg: Config, source: str) -> None:
          f"bars.interval = {cfg.bars.interval!r}: use a number and s, m, h or d (1s, 10s, 1m)"),
         (cfg.labels.horizon >= 1, "labels.horizon must be >= 1"),
         (cfg.feed.silence_timeout_s > 0, "feed.silence_timeout_s must be > 0"),
+        (all(_INTERVAL.fullmatch(v) or v == "0s" for v in (
+            cfg.batch.update_every, cfg.batch.validate_every, cfg.batch.apply_delay)),
+         "batch.update_every / validate_every / apply_delay: a number and s, m, h or d"),
+        (cfg.batch.folds >= 2, "batch.folds must be >= 2"),
+        (cfg.batch.rounds_update >= 1 and cfg.batch.rounds_refit >= 1, "batch rounds must be >= 1"),
+        (cfg.batch.max_trees >= cfg.batch.rounds_refit, "batch.max_trees must be >= rounds_refit"),
+        (cfg.batch.min_rows >= 10 * cfg.batch.folds, "batch.min_rows must be >= 10 x folds"),
         (cfg.feed.rotate_hours > 0, "feed.rotate_hours must be > 0"),
         (cfg.feed.queue_size >= 1, "feed.queue_size must be >= 1"),
         (all(u == "" or u.split("://")[0] in {"ws", "wss", "http", "https"}

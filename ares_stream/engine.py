@@ -49,9 +49,15 @@ from ares_stream.features.pipeline import FeatureSet
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
+from ares_stream.learners.batch import ensemble
 from ares_stream.learners.online import OnlineLearner
 
 log = structlog.get_logger("ares_stream.engine")
+
+
+def _log_loss(p: float, label: int) -> float:
+    p = min(max(p, _EPS), 1 - _EPS)
+    return -math.log(p if label else 1 - p)
 
 _EPS = 1e-15
 _LOGGED_REJECTS = 20  # log the first rejected frames in full, then every 1000th
@@ -93,6 +99,7 @@ class SymbolState:
     base_ones: int = 0  # revealed labels equal to 1: the constant-probability baseline
     base_loss: float = 0.0
     model_loss: float = 0.0
+    ensemble_loss: float = 0.0
     hits: int = 0
 
 
@@ -100,12 +107,15 @@ class Engine:
     """Wires the stages for one shard of symbols."""
 
     def __init__(self, config: Config, sink: Sink, *, gate: Gate | None = None,
-                 recorder: Recorder | None = None, learn: bool = True) -> None:
+                 recorder: Recorder | None = None, learn: bool = True,
+                 batch: Any = None) -> None:
         self.config = config
         self.sink = sink
         self.gate = gate if gate is not None else Gate()
         self.recorder = recorder
         self.learn = learn  # False: decode, gate, record and count only (``ares-stream record``)
+        self.batch = batch  # the BatchLearner (boosters, validation), or None
+        self.last_ts = 0
         self.decoder = Decoder()
         self.symbols = frozenset(s.upper() for s in config.feed.symbols)
         self.interval_ns = parse_interval(config.bars.interval)
@@ -223,17 +233,21 @@ class Engine:
             st = self.state[symbol] = self._new_state(symbol)
         return st
 
+    def new_features(self) -> FeatureSet:
+        """A feature set as the config defines it (its ``names`` are the booster's schema)."""
+        f = self.config.features
+        return FeatureSet(
+            return_horizons=f.return_horizons, vol_span=f.vol_span, rsi_period=f.rsi_period,
+            macd=f.macd, boll_window=f.boll_window, vwap_window=f.vwap_window,
+            flow_window=f.flow_window, intensity_span=f.intensity_span,
+            volume_window=f.volume_window,
+        )
+
     def _new_state(self, symbol: str) -> SymbolState:
         cfg = self.config
-        f = cfg.features
         return SymbolState(
             builder=BarBuilder(symbol, self.interval_ns),
-            features=FeatureSet(
-                return_horizons=f.return_horizons, vol_span=f.vol_span,
-                rsi_period=f.rsi_period, macd=f.macd, boll_window=f.boll_window,
-                vwap_window=f.vwap_window, flow_window=f.flow_window,
-                intensity_span=f.intensity_span, volume_window=f.volume_window,
-            ),
+            features=self.new_features(),
             labels=LabelQueue(cfg.labels.horizon, self.threshold),
             learner=OnlineLearner(
                 cfg.learner.model, task=cfg.learner.task, horizon=cfg.labels.horizon,
@@ -299,39 +313,52 @@ class Engine:
     def _on_bar(self, st: SymbolState, bar: Bar) -> None:
         """Reveal due labels and learn, then update features, then predict. Hot path."""
         st.bars += 1
+        self.last_ts = bar.ts_event
+        batch = self.batch
+        if batch is not None:
+            batch.tick(bar.symbol, bar.ts_event)
         for r in st.labels.resolve(bar.close):
             self._learn(st, r, bar)
         x = st.features.update(bar)
         if x is None:
             st.labels.push(None, bar.close, bar.ts_event)
             return
-        learner = st.learner
-        y_pred = learner.predict(x)
+        y_pred = st.learner.predict(x)
+        traded = y_pred
+        if batch is not None:
+            traded = ensemble(y_pred, batch.proba(bar.symbol, x), *batch.skills(bar.symbol))
         p = Prediction(bar.symbol, bar.ts_event, bar.ts_init, self.model_name,
-                       self.config.labels.horizon, math.nan if self.regression else y_pred,
+                       self.config.labels.horizon, math.nan if self.regression else traded,
                        y_pred, bar.close)
         st.predictions += 1
         self.sink.prediction(p)
-        st.labels.push(x, bar.close, bar.ts_event, y_pred)
+        st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
 
     def _learn(self, st: SymbolState, r: Any, bar: Bar) -> None:
-        y_pred = r.payload
+        y_pred, traded = r.payload
         if self.regression:
             y: float = r.forward_return
-            loss = abs(y - y_pred)
+            loss = traded_loss = abs(y - y_pred)
         else:
             y = label = r.label
-            p = min(max(y_pred, _EPS), 1 - _EPS)
-            loss = -math.log(p if y else 1 - p)
+            loss, traded_loss = _log_loss(y_pred, label), _log_loss(traded, label)
             self._baseline(st, label)
-            st.hits += int((y_pred >= 0.5) == bool(label))
+            st.hits += int((traded >= 0.5) == bool(label))
         st.labelled += 1
         st.model_loss += loss
+        st.ensemble_loss += traded_loss
         self.sink.outcome(Outcome(bar.symbol, r.ts_event, bar.ts_init, bar.ts_event,
-                                  r.forward_return, r.label, loss))
+                                  r.forward_return, r.label, traded_loss))
         report = st.learner.learn(r.x, y, y_pred)
+        if self.batch is not None:
+            self.batch.on_sample(bar.symbol, r.ts_event, r.x, r.label, r.forward_return)
         if report is not None:
             self._drift(st, bar, report)
+
+    def finish(self) -> None:
+        """End of input: let running batch jobs finish and apply (replay), stop the worker."""
+        if self.batch is not None:
+            self.batch.finish(self.last_ts)
 
     def _baseline(self, st: SymbolState, y: int) -> None:
         """Prequential constant-probability baseline: the label frequency seen so far."""
@@ -345,6 +372,8 @@ class Engine:
                           report.mean_after, report.samples_seen, report.action)
         self.counts["drifts"] += 1
         self.sink.drift(d)
+        if self.batch is not None:
+            self.batch.on_drift(bar.symbol, bar.ts_event)
         log.info("drift_detected", symbol=d.symbol, ts_event=d.ts_event,
                  mean_before=round(d.mean_before, 5), mean_after=round(d.mean_after, 5),
                  action=d.action)
@@ -379,6 +408,7 @@ class Engine:
         }
         if n and not self.regression:
             out["log_loss"] = st.model_loss / n
+            out["ensemble_log_loss"] = st.ensemble_loss / n
             out["baseline_log_loss"] = st.base_loss / n
             out["accuracy"] = st.hits / n
         elif n:

@@ -51,6 +51,19 @@ def _receive_time(item: Any) -> int:
     return int(item.ts_init)
 
 
+def make_batch(config: Config, store: RunStore, engine: Engine) -> Any:
+    """The batch learner of a run (boosters, validation), when the config enables it."""
+    if not config.batch.enabled or config.learner.task != "classification":
+        return None
+    from ares_stream.learners.batch import BatchLearner
+    from ares_stream.learners.registry import Registry
+    from ares_stream.store.buffer import BufferStore
+
+    registry = Registry(store.db, run_id=store.run_id)
+    return BatchLearner(config, registry, features=engine.new_features().names, replay=True,
+                        buffer_store=BufferStore(store.db))
+
+
 def default_db_path(config: Config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Path(config.store.dir) / "runs" / f"replay-{stamp}.db"
@@ -75,19 +88,25 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     store = RunStore(open_db(db_path), mode="replay", config=as_dict(config),
                      sources=[str(p) for p in paths], flush_rows=config.store.flush_rows)
     engine = Engine(config, store)
+    engine.batch = make_batch(config, store, engine)
     started = time.perf_counter()
     status = "failed"
     try:
         items = _drive(engine, stream, progress, sources)
+        engine.finish()
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        if engine.batch is not None and status != "finished":
+            engine.batch.executor.shutdown(wait=False, cancel_futures=True)
         elapsed = time.perf_counter() - started
         summary = engine.summary()
         summary["sources"] = {str(i): dict(getattr(s, "stats", {})) for i, s in enumerate(sources)}
         summary["elapsed_s"] = elapsed
+        if engine.batch is not None:
+            summary["batch"] = dict(engine.batch.counts)
         counts = summary["counts"]
         store.health("", 0, 0, "totals", counts.get("frames", 0) or items_seen(sources),
                      json.dumps(counts, sort_keys=True))
@@ -174,11 +193,17 @@ def format_summary(result: ReplayResult) -> str:
     ]
     for sym, st in s["symbols"].items():
         if "log_loss" in st:
-            rows.append((f"{sym} log loss", f"{st['log_loss']:.5f} "
-                         f"(constant baseline {st['baseline_log_loss']:.5f})"))
+            rows.append((f"{sym} log loss", f"online {st['log_loss']:.5f}, traded ensemble "
+                         f"{st['ensemble_log_loss']:.5f} (constant baseline "
+                         f"{st['baseline_log_loss']:.5f})"))
             rows.append((f"{sym} accuracy", f"{st['accuracy']:.4f}"))
         elif "mae" in st:
             rows.append((f"{sym} MAE", f"{st['mae']:.6g}"))
+    if "batch" in s:
+        b = s["batch"]
+        rows.append(("boosters trained", f"{b['trained']:,} ({b['refits']:,} refits, "
+                     f"{b['warm_starts']:,} warm starts, {b['refreshes']:,} refreshes)"))
+        rows.append(("validations", f"{b['validations']:,} ({b['promotions']:,} promotions)"))
     rows.append(("run database", f"{result.db_path} (run {result.run_id})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

@@ -1,1 +1,1 @@
-"""Learners: River online models with ADWIN drift detection (batch boosters come later)."""
+"""Learners: River online models with ADWIN, warm-start XGBoost boosters, the model registry."""

@@ -1,0 +1,190 @@
+"""The model registry: boosters as UBJSON, River learners as pickles, one champion per kind.
+
+Every model is a row of ``models`` (SQL in :mod:`ares_stream.store.models`): its lineage (parent,
+version per ``(symbol, kind)``), training range and rows, parameters, ordered feature list and
+hash, the library versions that wrote it, metrics and status. Boosters are stored with
+``save_raw("ubj")`` and never pickled. River learners are pickled (the blob stays inside the state
+directory) and refused on load when the installed River is not the one that wrote them.
+
+>>> import river
+>>> from structlog.testing import capture_logs
+>>> from ares_stream.store.db import open_db
+>>> reg = Registry(open_db(":memory:"))
+>>> with capture_logs() as logs:
+...     rec = reg.save_river("BTCUSDT", {"w": 1.0}, created=0)
+>>> logs[0]["event"], logs[0]["model_id"]
+('model_registered', 1)
+>>> (rec.kind, rec.version, rec.how, rec.format, rec.versions["river"] == river.__version__)
+('river', 1, 'online', 'pickle', True)
+>>> reg.load_river(rec.id)
+{'w': 1.0}
+"""
+
+from __future__ import annotations
+
+import builtins
+import pickle
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import river
+import sqlite_utils
+import structlog
+
+from ares_stream.errors import AresError
+from ares_stream.learners import booster as bst
+from ares_stream.store import models
+from ares_stream.store.db import StoreError
+from ares_stream.store.models import ModelRecord
+
+__all__ = ["ModelRecord", "Registry", "RegistryError", "RiverVersionError"]
+
+log = structlog.get_logger(__name__)
+
+_KEY_METRICS = ("logloss", "log_loss", "brier", "roc_auc", "auc", "accuracy", "sharpe")
+_HEADER = ("id", "symbol", "kind", "v", "parent", "status", "how", "trees", "rows",
+           "training range (UTC)", "created (UTC)", "metrics")
+_LEFT = {"symbol", "kind", "status", "how", "training range (UTC)", "created (UTC)", "metrics"}
+
+
+class RegistryError(AresError):
+    """A model is asked for as something it is not (a River learner loaded as a booster …)."""
+
+
+class RiverVersionError(AresError):
+    """A River learner was pickled by another River version than the one installed."""
+
+
+class Registry:
+    """Models of one state database; ``run_id`` is recorded on every model added."""
+
+    def __init__(self, db: sqlite_utils.Database, run_id: int | None = None) -> None:
+        self.db = db
+        self.run_id = run_id
+
+    def add_booster(self, symbol: str, tb: bst.TrainedBooster, *, created: int,
+                    parent: int | None = None, status: str = "candidate",
+                    metrics: Mapping[str, float] | None = None) -> ModelRecord:
+        """Record a trained booster (UBJSON blob) as the next xgboost version of ``symbol``."""
+        record = models.insert(
+            self.db, symbol=symbol, kind="xgboost", created=created, rows=tb.rows, how=tb.how,
+            params=tb.params, features=tb.features, feature_hash=tb.feature_hash,
+            versions=tb.versions, format="ubjson", blob=bst.to_ubjson(tb), parent=parent,
+            train_start=tb.train_start, train_end=tb.train_end, n_trees=tb.n_trees,
+            metrics=metrics, status=status, run_id=self.run_id)
+        log.info("model_registered", model_id=record.id, symbol=symbol, kind="xgboost",
+                 version=record.version, how=tb.how, trees=tb.n_trees, status=status)
+        return record
+
+    def load_booster(self, model_id: int) -> bst.TrainedBooster:
+        """The booster of ``model_id``, rebuilt from its UBJSON and checked against its record."""
+        record = self.get(model_id)
+        if record.kind != "xgboost" or record.format != "ubjson":
+            raise RegistryError(f"model {model_id} is a {record.kind} model "
+                                f"({record.format}), not an xgboost booster")
+        return bst.from_ubjson(models.blob(self.db, model_id), asdict(record))
+
+    def save_river(self, symbol: str, learner: object, *, created: int,
+                   metrics: Mapping[str, float] | None = None, features: Sequence[str] = (),
+                   rows: int | None = None, parent: int | None = None,
+                   status: str = "candidate") -> ModelRecord:
+        """Checkpoint a River learner (pickled); ``rows`` defaults to its ``n_learned``."""
+        kind = type(learner)
+        record = models.insert(
+            self.db, symbol=symbol, kind="river", created=created,
+            rows=int(getattr(learner, "n_learned", 0) if rows is None else rows), how="online",
+            params={"class": f"{kind.__module__}.{kind.__qualname__}"}, features=features,
+            feature_hash=bst.feature_hash(features), versions=river_versions(), format="pickle",
+            blob=pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL), parent=parent,
+            metrics=metrics, status=status, run_id=self.run_id)
+        log.info("model_registered", model_id=record.id, symbol=symbol, kind="river",
+                 version=record.version, status=status)
+        return record
+
+    def load_river(self, model_id: int) -> object:
+        """Unpickle a River learner, refusing one written by another River version."""
+        record = self.get(model_id)
+        if record.kind != "river" or record.format != "pickle":
+            raise RegistryError(f"model {model_id} is a {record.kind} model, not a River learner")
+        saved = record.versions.get("river", "unknown")
+        if saved != river.__version__:
+            raise RiverVersionError(
+                f"model {model_id} was saved by river {saved}; this is river {river.__version__}:"
+                f" a pickled learner cannot be trusted across versions. Let the online learner "
+                f"start fresh (or install river {saved} to load it).")
+        return pickle.loads(models.blob(self.db, model_id))
+
+    def get(self, model_id: int) -> ModelRecord:
+        record = models.get(self.db, model_id)
+        if record is None:
+            raise StoreError(f"no model with id {model_id}")
+        return record
+
+    def champion(self, symbol: str, kind: str = "xgboost") -> ModelRecord | None:
+        return models.champion(self.db, symbol, kind)
+
+    def promote(self, model_id: int) -> None:
+        """Make ``model_id`` the champion; the champion it replaces is retired atomically."""
+        record = self.get(model_id)
+        before = self.champion(record.symbol, record.kind)
+        models.promote(self.db, model_id)
+        log.info("model_promoted", model_id=model_id,
+                 retired=None if before is None or before.id == model_id else before.id)
+
+    def record_metrics(self, model_id: int, metrics: Mapping[str, Any]) -> None:
+        """Merge ``metrics`` into the model's stored metrics."""
+        models.update_metrics(self.db, model_id, metrics)
+
+    def retire(self, model_id: int) -> None:
+        models.set_status(self.db, model_id, "retired")
+
+    def list(self, symbol: str | None = None) -> builtins.list[ModelRecord]:
+        return models.list_models(self.db, symbol)
+
+    def table(self, symbol: str | None = None) -> str:
+        """A fixed-width listing of the models (``ares-stream models``), oldest first."""
+        rows = [_cells(r) for r in self.list(symbol)]
+        if not rows:
+            return "no models" + (f" for {symbol}" if symbol else "")
+        widths = [max(len(row[i]) for row in [_HEADER, *rows]) for i in range(len(_HEADER))]
+        lines = [
+            "  ".join(cell.ljust(w) if name in _LEFT else cell.rjust(w)
+                      for name, cell, w in zip(_HEADER, row, widths, strict=True)).rstrip()
+            for row in [_HEADER, *rows]
+        ]
+        return "\n".join(lines)
+
+
+def river_versions() -> dict[str, str]:
+    return {"river": river.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _cells(r: ModelRecord) -> tuple[str, ...]:
+    span = "" if r.train_start is None or r.train_end is None else \
+        f"{_utc(r.train_start)} → {_utc(r.train_end)}"
+    return (str(r.id), r.symbol, r.kind, str(r.version), _opt(r.parent), r.status, r.how,
+            _opt(r.n_trees), str(r.rows), span, _utc(r.created), _key_metrics(r.metrics))
+
+
+def _utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _opt(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _key_metrics(metrics: Mapping[str, Any], limit: int = 4) -> str:
+    """The best-known metrics first, then the rest alphabetically; numbers to 4 decimals."""
+    names = [k for k in _KEY_METRICS if k in metrics]
+    names += sorted(k for k in metrics if k not in _KEY_METRICS)
+    return " ".join(f"{k}={_num(metrics[k])}" for k in names[:limit])
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

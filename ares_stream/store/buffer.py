@@ -1,0 +1,86 @@
+"""The ``buffer`` table: labelled samples per symbol, written in batches, pruned by event time.
+
+A row is one sample: its feature vector ``x`` as the raw bytes of a float64 array (in the order of
+the feature list whose hash is stored beside it), its binary label and its forward return. The
+key is ``(symbol, ts_event)``; writing a row again replaces it, so a flush that is repeated after a
+crash, or a sample of a new feature schema at the time of an old one, never conflicts.
+
+>>> from ares_stream.store.db import open_db
+>>> store = BufferStore(open_db(":memory:"))
+>>> store.add_many("BTCUSDT", [(60, [1.0, 2.0], 1, 0.01, "h1"), (120, [3.0, 4.0], 0, -0.02, "h1")])
+2
+>>> rows = store.load("BTCUSDT", "h1")
+>>> [(ts, np.frombuffer(x).tolist(), label, fwd) for ts, x, label, fwd in rows]
+[(60, [1.0, 2.0], 1, 0.01), (120, [3.0, 4.0], 0, -0.02)]
+>>> store.prune("BTCUSDT", older_than_ts=120), store.count("BTCUSDT")
+(1, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import sqlite_utils
+
+__all__ = ["BufferRow", "BufferStore"]
+
+BufferRow = tuple[int, bytes, int, float]
+"""A stored sample: ``(ts_event, x as float64 bytes, label, forward_return)``."""
+
+_INSERT = (
+    "INSERT OR REPLACE INTO buffer (symbol, ts_event, x, label, forward_return, feature_hash) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_PRUNE = "DELETE FROM buffer WHERE symbol = ? AND ts_event < ?"
+_LOAD = (
+    "SELECT ts_event, x, label, forward_return FROM buffer "
+    "WHERE symbol = ? AND feature_hash = ? ORDER BY ts_event"
+)
+_COUNT = "SELECT count(*) FROM buffer WHERE symbol = ?"
+
+
+class BufferStore:
+    """SQL of the ``buffer`` table; one ``executemany`` transaction per batch."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def add_many(
+        self,
+        symbol: str,
+        rows: Iterable[tuple[int, Sequence[float] | np.ndarray, int, float, str]],
+    ) -> int:
+        """Write ``(ts_event, x, label, forward_return, feature_hash)`` rows in one transaction.
+
+        ``x`` is stored as ``np.asarray(x, float64).tobytes()``. Returns the number of rows.
+        """
+        params = [
+            (symbol, int(ts), np.asarray(x, dtype=np.float64).tobytes(), int(label),
+             float(fwd), fhash)
+            for ts, x, label, fwd, fhash in rows
+        ]
+        if not params:
+            return 0
+        conn = self.db.conn
+        with conn:
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT, params)
+        return len(params)
+
+    def prune(self, symbol: str, older_than_ts: int) -> int:
+        """Delete the symbol's rows with ``ts_event < older_than_ts``; returns how many."""
+        conn = self.db.conn
+        with conn:
+            conn.execute("BEGIN")
+            cur = conn.execute(_PRUNE, (symbol, int(older_than_ts)))
+        return int(cur.rowcount)
+
+    def load(self, symbol: str, feature_hash: str) -> list[BufferRow]:
+        """The symbol's rows written with ``feature_hash``, ordered by ``ts_event``."""
+        cur = self.db.conn.execute(_LOAD, (symbol, feature_hash))
+        return [(int(ts), bytes(x), int(label), float(fwd)) for ts, x, label, fwd in cur]
+
+    def count(self, symbol: str) -> int:
+        """Rows stored for ``symbol``, whatever their feature schema."""
+        return int(self.db.conn.execute(_COUNT, (symbol,)).fetchone()[0])

@@ -1,0 +1,110 @@
+"""The promotion gate: a challenger replaces the champion only on walk-forward evidence.
+
+Inputs are paired per-fold log losses (the same folds, in the same order; a fold where either
+loss is NaN is dropped). With ``d_k = incumbent_k − challenger_k`` (positive = the challenger is
+better) the challenger is promoted only if both hold:
+
+1. **margin**: ``mean(d) >= margin × mean(incumbent)`` — ``margin`` is relative (0.005 = the
+   challenger must cut the log loss by at least 0.5%);
+2. **evidence**: the paired bootstrap over folds (resample the folds with replacement ``n_boot``
+   times, take the mean of ``d``) has a ``1 − alpha`` percentile interval with ``ci_low > 0``.
+   The generator is seeded, so the same losses always give the same decision.
+
+Fewer than ``min_folds`` usable folds is never enough evidence.
+
+>>> d = decide("xgb", [0.60, 0.61, 0.59, 0.60], "champion", [0.65, 0.66, 0.64, 0.66])
+>>> d.promote, round(d.improvement, 4), d.ci_low > 0
+(True, 0.0525, True)
+>>> decide("xgb", [0.6, 0.6], "champion", [0.7, 0.7]).reason
+'not promoted: 2 usable folds, fewer than the 3 required'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Decision", "decide", "pick_challenger"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict and the numbers behind it (one row of the ``validations`` table)."""
+
+    promote: bool
+    challenger: str
+    incumbent: str
+    folds: int  # usable (paired, non-NaN) folds
+    challenger_loss: float  # mean log loss over the usable folds
+    incumbent_loss: float
+    improvement: float  # mean per-fold (incumbent − challenger)
+    ci_low: float  # paired bootstrap percentile interval of the improvement
+    ci_high: float
+    margin: float  # the relative margin required
+    reason: str
+
+
+def decide(
+    challenger: str,
+    challenger_losses: Sequence[float],
+    incumbent: str,
+    incumbent_losses: Sequence[float],
+    *,
+    margin: float = 0.005,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    min_folds: int = 3,
+) -> Decision:
+    """Promote ``challenger`` over ``incumbent`` or not (see the module docstring)."""
+    c, i = np.asarray(challenger_losses, float), np.asarray(incumbent_losses, float)
+    if c.shape != i.shape:
+        raise ValueError(f"unpaired losses: {c.size} challenger folds, {i.size} incumbent folds")
+    ok = ~(np.isnan(c) | np.isnan(i))
+    c, i = c[ok], i[ok]
+    k = int(c.size)
+
+    def verdict(promote: bool, low: float, high: float, reason: str) -> Decision:
+        c_mean, i_mean = (float(c.mean()), float(i.mean())) if k else (math.nan, math.nan)
+        return Decision(promote, challenger, incumbent, k, c_mean, i_mean, i_mean - c_mean,
+                        low, high, margin, reason)
+
+    if k < min_folds:
+        return verdict(False, math.nan, math.nan,
+                       f"not promoted: {k} usable folds, fewer than the {min_folds} required")
+    d = i - c
+    low, high = _bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+    need = margin * float(i.mean())
+    numbers = (f"{challenger} log loss {c.mean():.4f} vs {incumbent} {i.mean():.4f} over {k} "
+               f"folds: improvement {d.mean():.4f} (needed {need:.4f}), "
+               f"{1 - alpha:.0%} CI [{low:.4f}, {high:.4f}]")
+    if d.mean() < need:
+        return verdict(False, low, high, f"not promoted, below the margin: {numbers}")
+    if low <= 0.0:
+        return verdict(False, low, high, f"not promoted, CI includes 0: {numbers}")
+    return verdict(True, low, high, f"promoted: {numbers}")
+
+
+def _bootstrap_ci(d: np.ndarray, *, n_boot: int, alpha: float, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean of ``d`` over ``n_boot`` resamples with replacement."""
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def pick_challenger(summary: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> str:
+    """The name among ``names`` with the lowest mean ``log_loss`` in ``summary``.
+
+    >>> pick_challenger({"xgb": {"log_loss": 0.62}, "river": {"log_loss": 0.64},
+    ...                  "prior": {"log_loss": 0.60}}, ["xgb", "river"])
+    'xgb'
+    """
+    scored = [(summary[n]["log_loss"], n) for n in names
+              if n in summary and not math.isnan(summary[n].get("log_loss", math.nan))]
+    if not scored:
+        raise ValueError(f"none of {list(names)} has a log loss in the summary")
+    return min(scored)[1]

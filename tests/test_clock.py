@@ -1,0 +1,218 @@
+"""The clocks: event-time jobs in replay, APScheduler live (a real scheduler, scaled-down time)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from ares_stream.clock import LiveClock, ReplayClock
+
+# ---------------------------------------------------------------- replay
+
+
+def recorder(log: list[tuple[str, int]], name: str) -> Callable[[int], None]:
+    return lambda now: log.append((name, now))
+
+
+def test_replay_runs_jobs_at_their_event_times() -> None:
+    """A job with a start runs at start, start + interval, ... as event time reaches them."""
+    clock, log = ReplayClock(), []
+    clock.every("a", 10, recorder(log, "a"), start_ns=100)
+    runs = [clock.advance(t) for t in (99, 100, 105, 110, 119, 120)]
+    assert runs == [0, 1, 0, 1, 0, 1]
+    assert log == [("a", 100), ("a", 110), ("a", 120)]
+
+
+def test_replay_first_run_one_interval_after_first_event() -> None:
+    """Without a start, the first run comes one interval after the first advance()."""
+    clock, log = ReplayClock(), []
+    clock.every("a", 10, recorder(log, "a"))
+    for t in (1000, 1005, 1009, 1010, 1015, 1020):
+        clock.advance(t)
+    assert log == [("a", 1010), ("a", 1020)]
+
+
+def test_replay_coalesces_a_jump() -> None:
+    """A jump over several periods runs the job once, counts the skipped periods, keeps the grid."""
+    clock, log = ReplayClock(), []
+    clock.every("a", 10, recorder(log, "a"), start_ns=10)
+    clock.advance(10)
+    assert clock.advance(57) == 1  # due at 20, 30, 40, 50: one run, three missed
+    clock.advance(59)
+    clock.advance(60)
+    assert log == [("a", 10), ("a", 57), ("a", 60)]
+    assert clock.stats["a"] == {"runs": 3, "missed": 3, "failed": 0}
+
+
+def test_replay_order_is_time_then_registration() -> None:
+    """Due jobs run by scheduled time, ties broken by registration order, the same every time."""
+
+    def run() -> list[tuple[str, int]]:
+        clock, log = ReplayClock(), []
+        clock.every("late", 10, recorder(log, "late"), start_ns=20)
+        clock.every("b", 10, recorder(log, "b"), start_ns=10)
+        clock.every("a", 10, recorder(log, "a"), start_ns=10)
+        for t in (5, 25, 30):
+            clock.advance(t)
+        return log
+
+    first = run()
+    assert first == [("b", 25), ("a", 25), ("late", 25), ("late", 30), ("b", 30), ("a", 30)]
+    assert run() == first
+
+
+def test_replay_time_never_goes_back() -> None:
+    """An older event time runs nothing."""
+    clock, log = ReplayClock(), []
+    clock.every("a", 10, recorder(log, "a"), start_ns=10)
+    clock.advance(10)
+    assert clock.advance(5) == 0 and clock.advance(10) == 0 and log == [("a", 10)]
+
+
+def test_replay_failing_job_is_counted_and_clock_continues() -> None:
+    """A raising job is counted as failed and neither stops the clock nor the other jobs."""
+    clock, log = ReplayClock(), []
+
+    def boom(now: int) -> None:
+        raise ValueError("boom")
+
+    clock.every("boom", 10, boom, start_ns=10)
+    clock.every("ok", 10, recorder(log, "ok"), start_ns=10)
+    assert clock.advance(10) == 2 and clock.advance(20) == 2
+    assert clock.stats["boom"] == {"runs": 2, "missed": 0, "failed": 2}
+    assert log == [("ok", 10), ("ok", 20)]
+
+
+# ---------------------------------------------------------------- live
+
+FAST = 0.05  # s: the interval of the live tests
+
+
+def run_live(setup: Callable[[LiveClock], None], seconds: float, **kw: float) -> LiveClock:
+    """Start a LiveClock inside asyncio.run, let it tick for ``seconds``, shut it down."""
+    clock = LiveClock(**kw)
+    setup(clock)
+
+    async def main() -> None:
+        await clock.start()
+        await asyncio.sleep(seconds)
+        await clock.shutdown()
+
+    asyncio.run(main())
+    return clock
+
+
+def test_live_start_needs_a_running_loop() -> None:
+    """start() outside of a running event loop raises a clear RuntimeError."""
+    coro = LiveClock().start()
+    with pytest.raises(RuntimeError, match="running event loop"):
+        coro.send(None)
+    coro.close()
+
+
+def test_live_jobs_run_off_the_loop_thread() -> None:
+    """Jobs run every interval in the loop's executor, not on the event loop's thread."""
+    threads: list[int] = []
+    times: list[int] = []
+
+    def job(now: int) -> None:
+        threads.append(threading.get_ident())
+        times.append(now)
+
+    loop_thread = threading.get_ident()  # asyncio.run drives the loop on this thread
+    clock = run_live(lambda c: c.every("tick", FAST, job), 0.4)
+    assert 3 <= len(threads) <= 9
+    assert loop_thread not in threads
+    assert times == sorted(times) and abs(times[-1] - time.time_ns()) < 1e9
+    assert clock.stats["tick"]["runs"] == len(threads) and clock.stats["tick"]["failed"] == 0
+
+
+def test_live_slow_job_never_overlaps_itself() -> None:
+    """A job slower than its interval runs one instance at a time; the skipped runs are counted."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow(now: int) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+
+    clock = run_live(lambda c: c.every("slow", FAST, slow), 0.6)
+    stats = clock.stats["slow"]
+    assert peak[0] == 1 and 2 <= stats["runs"] <= 3
+    assert stats["max_instances"] >= 3 and stats["failed"] == 0
+
+
+def test_live_timeout_counts_as_failed_and_is_not_overlapped() -> None:
+    """A run past timeout_s is failed; its thread is not joined by a new run until it ends."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def stuck(now: int) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+
+    clock = run_live(lambda c: c.every("stuck", FAST, stuck), 0.5, timeout_s=0.1)
+    stats = clock.stats["stuck"]
+    assert stats["failed"] >= 1 and stats["failed"] >= stats["runs"] - 1  # last: cut by shutdown
+    assert stats["max_instances"] >= 2 and peak[0] == 1
+
+
+def test_live_raising_job_is_counted_and_the_others_go_on() -> None:
+    """A raising job is counted as failed at every run; the clock and other jobs carry on."""
+    ok: list[int] = []
+
+    def boom(now: int) -> None:
+        raise ValueError("boom")
+
+    def setup(c: LiveClock) -> None:
+        c.every("boom", FAST, boom)
+        c.every("ok", FAST, ok.append)
+
+    clock = run_live(setup, 0.3)
+    boom_stats = clock.stats["boom"]  # a run cut short by shutdown is neither ok nor failed
+    assert boom_stats["failed"] >= 3 and boom_stats["failed"] >= boom_stats["runs"] - 1
+    assert len(ok) >= 3 and clock.stats["ok"]["failed"] == 0
+
+
+def test_live_shutdown_stops_further_runs() -> None:
+    """After shutdown() no job runs again, even with the loop still going."""
+    seen: list[int] = []
+    clock = LiveClock()
+    clock.every("tick", FAST, seen.append)
+
+    async def main() -> int:
+        await clock.start()
+        await asyncio.sleep(0.2)
+        await clock.shutdown()
+        await asyncio.sleep(0.05)  # let a run submitted just before shutdown finish
+        count = len(seen)
+        await asyncio.sleep(0.3)
+        return count
+
+    count = asyncio.run(main())
+    assert count >= 2 and len(seen) == count
+
+
+def test_live_job_blocked_past_grace_is_missed() -> None:
+    """A run that cannot start within the misfire grace (loop blocked by a job on it) is missed."""
+    victim: list[int] = []
+
+    def setup(c: LiveClock) -> None:
+        # Registered before start: both fire together, "a_block" (name order) first; it runs on
+        # the loop itself and blocks it past the 1 s grace, so "b_victim" starts too late.
+        c.every("a_block", 0.1, lambda now: time.sleep(1.1), run_in_executor=False)
+        c.every("b_victim", 0.1, victim.append)
+
+    clock = run_live(setup, 0.15, misfire_grace_s=1.0)
+    assert clock.stats["b_victim"]["missed"] >= 1
+    assert clock.stats["a_block"]["runs"] >= 1
