@@ -106,7 +106,8 @@ class BatchConfig:
     rounds_update: int = 10  # trees added per warm start
     max_trees: int = 300  # cap: past it (or on an upward drift) refit from scratch
     mode: str = "warm_start"  # warm_start | refresh
-    validate_every: str = "1d"  # walk-forward re-validation period (event time)
+    validate_every: str = "1d"  # walk-forward re-validation period (event time) ...
+    validate_rows: int = 5_000  # ... once at least this many new samples have come
     folds: int = 5  # walk-forward folds
     window: str = "expanding"  # expanding | rolling
     embargo: int = 0  # extra rows between train and test beyond the label horizon

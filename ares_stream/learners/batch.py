@@ -88,6 +88,7 @@ class SymbolBatch:
     champion_tb: bst.TrainedBooster | None = None
     champion_since: list[tuple[int, jobs.Blob]] = field(default_factory=list)  # (since, model)
     trained_through: int = -1  # event time of the newest row the lineage has seen
+    validated_through: int = -1  # event time of the newest row of the last validation
     force_refit: bool = False
     busy: set[str] = field(default_factory=set)
     skill: dict[str, float] = field(default_factory=dict)  # candidate -> improvement over prior
@@ -136,16 +137,29 @@ class BatchLearner:
         self.submit_update(symbol, ts)
 
     def tick(self, symbol: str, ts: int) -> None:
-        """Called at every bar: time-driven jobs (event time), then results that are due."""
+        """Called at every bar: time-driven jobs (event time), then results that are due.
+
+        A period only triggers a job when enough new samples came since the last one
+        (``update_rows / 4`` for an update, ``validate_rows`` for a validation): the same
+        settings then suit 1-second and 1-hour bars.
+        """
         sb = self._symbol(symbol)
-        for kind, every in (("train", self.update_every), ("validate", self.validate_every)):
-            key = (symbol, kind)
-            due = self.next_due.setdefault(key, ts + every)
-            if ts >= due:
-                self.next_due[key] = ts + every  # coalesced: one run however late
-                if len(sb.buffer) >= self.cfg.min_rows:
-                    (self.submit_update if kind == "train" else self.submit_validation)(symbol, ts)
+        if len(sb.buffer) >= self.cfg.min_rows:
+            if self._due(symbol, "train", ts, self.update_every) and (
+                    sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows // 4):
+                self.submit_update(symbol, ts)
+            if self._due(symbol, "validate", ts, self.validate_every) and (
+                    sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
+                self.submit_validation(symbol, ts)
         self.apply_due(ts)
+
+    def _due(self, symbol: str, kind: str, ts: int, every: int) -> bool:
+        key = (symbol, kind)
+        due = self.next_due.setdefault(key, ts + every)
+        if ts < due:
+            return False
+        self.next_due[key] = ts + every  # coalesced: one run however late
+        return True
 
     def proba(self, symbol: str, x: dict[str, float]) -> float | None:
         sb = self.symbols.get(symbol)
@@ -186,6 +200,7 @@ class BatchLearner:
             expanding=self.cfg.window == "expanding", embargo=self.cfg.embargo,
             margin=self.cfg.margin, n_boot=self.cfg.bootstrap, fee_bps=self.cfg.fee_bps,
             river_model=self.config.learner.model, seed=self.config.learner.seed)
+        sb.validated_through = sb.buffer.newest() or ts
         lineage = [(int(b.meta["train_end"]), b) for b in sb.lineage[-_TIMELINE:]]
         future = self.executor.submit(jobs.validate, self._window(sb), spec, self.settings,
                                       sb.champion_since[-_TIMELINE:], lineage)
