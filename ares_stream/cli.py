@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--duration", type=float, help="stop after this many seconds")
     _common(record)
     _endpoints(record)
+    models = sub.add_parser("models", help="list the model registry of a run database")
+    models.add_argument("--db", type=Path, help="database (default: the newest under state/)")
+    models.add_argument("--symbol", help="only this symbol")
+    validate = sub.add_parser("validate", help="re-validate the models of a database now")
+    validate.add_argument("--db", type=Path, help="database (default: the newest under state/)")
+    validate.add_argument("--symbol", help="only this symbol")
+    validate.add_argument("--config", type=Path,
+                          help="config (default: the one of the database's latest run)")
+    validate.add_argument("--promote", action="store_true",
+                          help="store the decision and promote when the gate says so")
     sim = sub.add_parser("simulate", help="write a seeded simulated recording (for the demo)")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
@@ -112,6 +122,69 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database(path: Path | None) -> Path:
+    """The --db path, or the newest database under state/ (what a user just ran)."""
+    if path is not None:
+        if not path.exists():
+            raise AresError(f"{path}: no such database")
+        return path
+    found = sorted(Path("state").rglob("*.db"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise AresError("no database under state/: pass --db FILE")
+    return found[-1]
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ares_stream.learners.registry import Registry
+    from ares_stream.store.db import open_db
+
+    db_path = _database(args.db)
+    registry = Registry(open_db(db_path))
+    rows = registry.list(args.symbol.upper() if args.symbol else None)
+    if not rows:
+        print(f"{db_path}: no models yet")
+        return 0
+    print(registry.table(args.symbol.upper() if args.symbol else None))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ares_stream import logs
+    from ares_stream.engine import feature_set
+    from ares_stream.learners.revalidate import revalidate
+    from ares_stream.store.db import open_db
+
+    logs.configure(level="warning")
+    db_path = _database(args.db)
+    db = open_db(db_path)
+    cfg = load_config(args.config) if args.config else _run_config(db)
+    features = feature_set(cfg).names
+    results = revalidate(db, cfg, features, args.symbol.upper() if args.symbol else None)
+    if not results:
+        print(f"{db_path}: no buffered samples to validate")
+    for r in results:
+        if r.outcome is None:
+            print(f"{r.symbol}: {r.rows:,} samples, fewer than batch.min_rows = "
+                  f"{cfg.batch.min_rows:,}: nothing to validate")
+            continue
+        d = r.outcome.decision
+        print(f"{r.symbol}: walk-forward over {r.rows:,} samples\n{r.outcome.table}\n"
+              f"decision: {'PROMOTE' if d.promote else 'keep'} — {d.reason}")
+    return 0
+
+
+def _run_config(db: object) -> Config:
+    import json
+
+    row = db.conn.execute(  # type: ignore[attr-defined]
+        "SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return load_config(None)
+    data = json.loads(row[0])
+    return replace_values(Config(), {k: v for k, v in data.items() if isinstance(v, dict)},
+                          source="the database's latest run")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ares_stream.feed.simulator import write_recording
 
@@ -124,7 +197,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"replay": cmd_replay, "record": cmd_record, "simulate": cmd_simulate}
+COMMANDS = {"replay": cmd_replay, "record": cmd_record, "models": cmd_models,
+            "validate": cmd_validate, "simulate": cmd_simulate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

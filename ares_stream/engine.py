@@ -76,6 +76,17 @@ class Sink(Protocol):
     ) -> None: ...
 
 
+def feature_set(config: Config) -> FeatureSet:
+    """A feature set as the config defines it (its ``names`` are the booster's schema)."""
+    f = config.features
+    return FeatureSet(
+        return_horizons=f.return_horizons, vol_span=f.vol_span, rsi_period=f.rsi_period,
+        macd=f.macd, boll_window=f.boll_window, vwap_window=f.vwap_window,
+        flow_window=f.flow_window, intensity_span=f.intensity_span,
+        volume_window=f.volume_window,
+    )
+
+
 class Recorder(Protocol):
     """Where consumed raw frames go, in consumption order (the recording writer)."""
 
@@ -234,14 +245,7 @@ class Engine:
         return st
 
     def new_features(self) -> FeatureSet:
-        """A feature set as the config defines it (its ``names`` are the booster's schema)."""
-        f = self.config.features
-        return FeatureSet(
-            return_horizons=f.return_horizons, vol_span=f.vol_span, rsi_period=f.rsi_period,
-            macd=f.macd, boll_window=f.boll_window, vwap_window=f.vwap_window,
-            flow_window=f.flow_window, intensity_span=f.intensity_span,
-            volume_window=f.volume_window,
-        )
+        return feature_set(self.config)
 
     def _new_state(self, symbol: str) -> SymbolState:
         cfg = self.config

@@ -84,3 +84,8 @@ class BufferStore:
     def count(self, symbol: str) -> int:
         """Rows stored for ``symbol``, whatever their feature schema."""
         return int(self.db.conn.execute(_COUNT, (symbol,)).fetchone()[0])
+
+
+def symbols(db: sqlite_utils.Database) -> list[str]:
+    """The symbols that have samples in the buffer table."""
+    return [r[0] for r in db.conn.execute("SELECT DISTINCT symbol FROM buffer ORDER BY symbol")]

@@ -63,3 +63,11 @@ def recent(db: sqlite_utils.Database, symbol: str | None = None,
         f"SELECT {_COLUMNS} FROM validations {where} ORDER BY ts_event DESC, id DESC LIMIT ?",
         [*args, limit]).fetchall()
     return [replace(ValidationRow(*r), promoted=bool(r[14])) for r in rows]
+
+
+def promotions(db: sqlite_utils.Database, symbol: str) -> list[tuple[int, int]]:
+    """(event time, model id) of every promotion of a symbol, oldest first."""
+    rows = db.conn.execute(
+        "SELECT ts_event, challenger_id FROM validations WHERE symbol = ? AND promoted = 1 "
+        "AND challenger_id IS NOT NULL ORDER BY ts_event, id", [symbol]).fetchall()
+    return [(int(t), int(m)) for t, m in rows]

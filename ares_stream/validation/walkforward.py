@@ -131,8 +131,8 @@ class RiverCandidate:
         """Learn-then-predict with the label delay; a measured hot loop (River's per-row API)."""
         model, names = self.factory(), self._names(np.shape(X_train)[1])
         for x, y in zip(X_train.tolist(), y_train.tolist(), strict=True):
-            model.learn_one(dict(zip(names, x, strict=True)), int(y))
-        xs = [dict(zip(names, x, strict=True)) for x in X_test.tolist()]
+            model.learn_one(_present(names, x), int(y))
+        xs = [_present(names, x) for x in X_test.tolist()]
         ys = [int(v) for v in y_test.tolist()]
         out = np.empty(len(xs))
         for j, x in enumerate(xs):
@@ -163,6 +163,11 @@ class FixedModel:
     ) -> np.ndarray:
         """The model's predictions on every test row (run_walk_forward masks in-sample rows)."""
         return np.asarray(self.predict(X_test), dtype=np.float64)
+
+
+def _present(names: Sequence[str], x: Sequence[float]) -> dict[str, float]:
+    """A River input: the features with a value (a NaN means absent, as in the engine)."""
+    return {n: v for n, v in zip(names, x, strict=True) if v == v}
 
 
 @dataclass
