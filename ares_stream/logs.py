@@ -15,17 +15,30 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the time of each write (it may be replaced meanwhile)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def configure(*, stream: TextIO | None = None, json: bool | None = None,
               level: str = "info") -> None:
     """Route structlog to ``stream`` (stderr by default) as JSON, or pretty on a terminal."""
-    stream = stream if stream is not None else sys.stderr
+    target: Any = stream if stream is not None else _Stderr()
     if json is None:
-        json = not stream.isatty()
+        json = not target.isatty()
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(sort_keys=False) if json
         else structlog.dev.ConsoleRenderer(colors=False)
@@ -38,6 +51,6 @@ def configure(*, stream: TextIO | None = None, json: bool | None = None,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=target),
         cache_logger_on_first_use=False,
     )

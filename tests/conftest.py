@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -15,6 +17,13 @@ def shared_path(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is missing")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Every test starts and ends with structlog's defaults (a CLI test configures it)."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def test_progress_line_shows_rate_and_eta(kind: str, sample: Path, tmp_path: Pat
     path = sample if kind == "recording" else shared_path(
         "klines/BTCUSDT-1m-2025-05-20_2025-08-18.csv.gz")
     out = FakeTerminal()
-    cfg = replace_values(Config(), {"bars": {"interval": "1s"}})
+    cfg = replace_values(Config(), {"bars": {"interval": "1s"}, "batch": {"enabled": False}})
     run_replay([str(path)], cfg, db_path=tmp_path / "p.db", progress=out)
     shown = [line for line in out.getvalue().split("\r") if "frames" in line]
     assert shown, "at least one progress line"
