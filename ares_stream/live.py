@@ -14,6 +14,7 @@ Nothing here computes: it only moves frames, awaits REST and flushes the recordi
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from ares_stream.clock import LiveClock
 from ares_stream.config import Config
 from ares_stream.engine import Engine
 from ares_stream.feed.backfill import Backfiller
@@ -67,11 +69,12 @@ class Ingest:
     """Websocket feed → engine, with inline REST backfill and an optional recording."""
 
     def __init__(self, engine: Engine, feed: WsFeed, backfiller: Backfiller | None = None,
-                 recorder: RecordingWriter | None = None) -> None:
+                 recorder: RecordingWriter | None = None, clock: LiveClock | None = None) -> None:
         self.engine = engine
         self.feed = feed
         self.backfiller = backfiller
         self.recorder = recorder
+        self.clock = clock  # APScheduler: the batch jobs on wall time
         self.lag = LagStats()
         self.stopping = asyncio.Event()
         self.catch_up_due = False
@@ -91,9 +94,13 @@ class Ingest:
     async def run(self, max_frames: int | None = None) -> None:
         """Pump frames until ``stop()`` (or ``max_frames``); always stops the feed and flushes."""
         task = asyncio.create_task(self.feed.run(), name="ws-feed")
+        if self.clock is not None:
+            await self.clock.start()
         try:
             await self._pump(max_frames, task)
         finally:
+            if self.clock is not None:
+                await self.clock.shutdown()
             self.feed.stop()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=10)
             if self.recorder is not None:
@@ -152,6 +159,8 @@ class Ingest:
     def _idle(self, task: asyncio.Task[None]) -> None:
         if task.done() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+        if self.engine.batch is not None:  # results of batch jobs, also when no bar comes
+            self.engine.batch.apply_due(self.engine.last_ts)
         if self.recorder is not None:
             self.recorder.maybe_flush()
 
@@ -190,10 +199,33 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
     gate = Gate(backfill=f.backfill, cursors=cursors)
     engine = Engine(config, engine_sink, gate=gate, recorder=recorder, learn=learn)
     backfiller = Backfiller(rest_url, market=market) if f.backfill else None
+    clock = attach_batch(engine, engine_sink) if learn else None
     ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
-                    backfiller, recorder)
+                    backfiller, recorder, clock)
     ingest.feed.on_notice = ingest.on_notice
     return ingest, backfiller
+
+
+def attach_batch(engine: Engine, store: Any) -> LiveClock | None:
+    """Live batch learning: results apply when done; APScheduler drives the periodic jobs on
+    the loop (they only copy a window and submit it to the worker process)."""
+    config = engine.config
+    if not config.batch.enabled or config.learner.task != "classification":
+        return None
+    from ares_stream.engine import feature_set
+    from ares_stream.learners.batch import BatchLearner
+    from ares_stream.learners.registry import Registry
+    from ares_stream.store.buffer import BufferStore
+
+    batch = BatchLearner(config, Registry(store.db, run_id=store.run_id),
+                         features=feature_set(config).names, replay=False,
+                         buffer_store=BufferStore(store.db))
+    engine.batch = batch
+    clock = LiveClock()
+    for kind, every in (("train", batch.update_every), ("validate", batch.validate_every)):
+        clock.every(f"batch_{kind}", every / 1e9, functools.partial(batch.periodic, kind),
+                    run_in_executor=False)
+    return clock
 
 
 async def run_record(config: Config, out: str, *, duration: float | None = None,

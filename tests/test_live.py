@@ -356,3 +356,46 @@ def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None
     check_exact(engine, tape)
     assert stats["max_queue"] <= 200 and stats["queue_full_waits"] > 0
     assert incidents(sink)["lag"] >= 1 and engine.counts["lag_episodes"] >= 1
+
+
+def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> None:
+    """Live: boosters train and validate in the worker process while frames keep flowing;
+    APScheduler drives the periodic validation; results land in the registry."""
+    from ares_stream.live import attach_batch
+    from ares_stream.store.db import open_db
+    from ares_stream.store.runs import RunStore
+
+    async def main() -> tuple[dict[str, int], list[int], int]:
+        async with LocalExchange(tape, rate=3_000, ping_interval=None) as ex:
+            cfg = replace_values(live_config(ex), {
+                "bars": {"interval": "1s"}, "labels": {"horizon": 5, "threshold_bps": 1.0},
+                "batch": {"min_rows": 300, "update_rows": 200, "update_every": "1s",
+                          "validate_every": "1s", "validate_rows": 300, "folds": 3,
+                          "rounds_refit": 10, "rounds_update": 5, "max_trees": 30,
+                          "bootstrap": 200}})
+            store = RunStore(open_db(tmp_path / "live.db"), mode="paper", config={},
+                             sources=[])
+            gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
+            engine = CaptureEngine(cfg, store, gate=gate)
+            clock = attach_batch(engine, store)
+            feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
+            async with Backfiller(ex.rest_url) as backfiller:
+                run = Ingest(engine, feed_, backfiller, clock=clock)
+                feed_.on_notice = run.on_notice
+                task = asyncio.create_task(run.run())
+                async with asyncio.timeout(60):
+                    while not engine.ids or engine.ids[-1] != tape_ids(tape)[-1]:
+                        await asyncio.sleep(0.05)
+                    while engine.batch.counts["validations"] < 1:
+                        await asyncio.sleep(0.05)
+                run.stop()
+                await task
+            engine.batch.finish(engine.last_ts)
+            store.flush()
+            models = [n for (n,) in store.db.execute("select n_trees from models")]
+            return dict(engine.batch.counts), models, clock.stats["batch_validate"]["runs"]
+
+    counts, trees, clock_runs = asyncio.run(main())
+    assert counts["trained"] >= 2 and counts["validations"] >= 1
+    assert trees and max(trees) <= 30
+    assert clock_runs >= 1

@@ -137,14 +137,16 @@ class BatchLearner:
         self.submit_update(symbol, ts)
 
     def tick(self, symbol: str, ts: int) -> None:
-        """Called at every bar: time-driven jobs (event time), then results that are due.
+        """Called at every bar: time-driven jobs (replay: event time), then results that are due.
+
+        Live, a :class:`~ares_stream.clock.LiveClock` calls :meth:`periodic` instead.
 
         A period only triggers a job when enough new samples came since the last one
         (``update_rows / 4`` for an update, ``validate_rows`` for a validation): the same
         settings then suit 1-second and 1-hour bars.
         """
         sb = self._symbol(symbol)
-        if len(sb.buffer) >= self.cfg.min_rows:
+        if self.replay and len(sb.buffer) >= self.cfg.min_rows:
             if self._due(symbol, "train", ts, self.update_every) and (
                     sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows // 4):
                 self.submit_update(symbol, ts)
@@ -152,6 +154,19 @@ class BatchLearner:
                     sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
                 self.submit_validation(symbol, ts)
         self.apply_due(ts)
+
+    def periodic(self, kind: str, now_ns: int) -> None:
+        """A live clock's job (APScheduler): submit ``kind`` ("train" | "validate") for every
+        symbol with enough new samples. Cheap: a window copy and a submission to the worker."""
+        for symbol, sb in self.symbols.items():
+            if len(sb.buffer) < self.cfg.min_rows:
+                continue
+            if kind == "train" and (
+                    sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows // 4):
+                self.submit_update(symbol, sb.buffer.newest() or now_ns)
+            elif kind == "validate" and (
+                    sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
+                self.submit_validation(symbol, sb.buffer.newest() or now_ns)
 
     def _due(self, symbol: str, kind: str, ts: int, every: int) -> bool:
         key = (symbol, kind)
