@@ -107,9 +107,7 @@ class BatchLearner:
         self.replay = replay
         self.executor = executor or ProcessPoolExecutor(1, mp_context=get_context("spawn"))
         self.buffer_store = buffer_store
-        self.settings = bst.BoosterSettings(
-            rounds_refit=self.cfg.rounds_refit, rounds_update=self.cfg.rounds_update,
-            max_trees=self.cfg.max_trees, mode=self.cfg.mode)
+        self.settings = jobs.settings_of(config)
         self.update_every = _ns(self.cfg.update_every)
         self.validate_every = _ns(self.cfg.validate_every)
         self.apply_delay = _ns(self.cfg.apply_delay)
@@ -210,11 +208,7 @@ class BatchLearner:
         if "validate" in sb.busy or len(sb.buffer) < self.cfg.min_rows:
             self.counts["skipped_busy"] += "validate" in sb.busy
             return
-        spec = jobs.ValidationSpec(
-            horizon=self.config.labels.horizon, folds=self.cfg.folds,
-            expanding=self.cfg.window == "expanding", embargo=self.cfg.embargo,
-            margin=self.cfg.margin, n_boot=self.cfg.bootstrap, fee_bps=self.cfg.fee_bps,
-            river_model=self.config.learner.model, seed=self.config.learner.seed)
+        spec = jobs.spec_of(self.config)
         sb.validated_through = sb.buffer.newest() or ts
         lineage = [(int(b.meta["train_end"]), b) for b in sb.lineage[-_TIMELINE:]]
         future = self.executor.submit(jobs.validate, self._window(sb), spec, self.settings,

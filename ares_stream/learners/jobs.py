@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ares_stream.config import Config
 from ares_stream.learners import booster as bst
 from ares_stream.validation import gate, splits, walkforward
 
@@ -83,6 +84,22 @@ class ValidationSpec:
     fee_bps: float
     river_model: str
     seed: int
+
+
+def settings_of(config: Config) -> bst.BoosterSettings:
+    """The booster settings of a config's [batch] section."""
+    b = config.batch
+    return bst.BoosterSettings(rounds_refit=b.rounds_refit, rounds_update=b.rounds_update,
+                               max_trees=b.max_trees, mode=b.mode)
+
+
+def spec_of(config: Config) -> ValidationSpec:
+    """The walk-forward specification of a config."""
+    b = config.batch
+    return ValidationSpec(
+        horizon=config.labels.horizon, folds=b.folds, expanding=b.window == "expanding",
+        embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap, fee_bps=b.fee_bps,
+        river_model=config.learner.model, seed=config.learner.seed)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from ares_stream.config import Config
-from ares_stream.learners import booster as bst
 from ares_stream.learners import jobs
 from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.registry import Registry
@@ -22,20 +21,6 @@ class Revalidation:
     symbol: str
     rows: int
     outcome: jobs.ValidationOutcome | None  # None: too few samples
-
-
-def settings_of(config: Config) -> bst.BoosterSettings:
-    b = config.batch
-    return bst.BoosterSettings(rounds_refit=b.rounds_refit, rounds_update=b.rounds_update,
-                               max_trees=b.max_trees, mode=b.mode)
-
-
-def spec_of(config: Config) -> jobs.ValidationSpec:
-    b = config.batch
-    return jobs.ValidationSpec(
-        horizon=config.labels.horizon, folds=b.folds, expanding=b.window == "expanding",
-        embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap, fee_bps=b.fee_bps,
-        river_model=config.learner.model, seed=config.learner.seed)
 
 
 def revalidate(db: sqlite_utils.Database, config: Config, features: tuple[str, ...],
@@ -53,7 +38,7 @@ def revalidate(db: sqlite_utils.Database, config: Config, features: tuple[str, .
             continue
         ts, X, y, fwd = buffer.window()
         window = jobs.Window(ts, X, y, fwd, buffer.features)
-        outcome = jobs.validate(window, spec_of(config), settings_of(config),
+        outcome = jobs.validate(window, jobs.spec_of(config), jobs.settings_of(config),
                                 _champions(db, registry, sym), _lineage(registry, sym))
         out.append(Revalidation(sym, len(buffer), outcome))
     return out
