@@ -219,9 +219,10 @@ def _validate(cfg: Config, source: str) -> None:
          f"bars.interval = {cfg.bars.interval!r}: use a number and s, m, h or d (1s, 10s, 1m)"),
         (cfg.labels.horizon >= 1, "labels.horizon must be >= 1"),
         (cfg.feed.silence_timeout_s > 0, "feed.silence_timeout_s must be > 0"),
-        (all(_INTERVAL.fullmatch(v) or v == "0s" for v in (
-            cfg.batch.update_every, cfg.batch.validate_every, cfg.batch.apply_delay)),
-         "batch.update_every / validate_every / apply_delay: a number and s, m, h or d"),
+        (all(_INTERVAL.fullmatch(v) for v in (cfg.batch.update_every, cfg.batch.validate_every))
+         and (_INTERVAL.fullmatch(cfg.batch.apply_delay) or cfg.batch.apply_delay == "0s"),
+         "batch.update_every / validate_every (and apply_delay, which may be 0s): a positive "
+         "number and s, m, h or d"),
         (cfg.batch.folds >= 2, "batch.folds must be >= 2"),
         (cfg.batch.rounds_update >= 1 and cfg.batch.rounds_refit >= 1, "batch rounds must be >= 1"),
         (cfg.batch.max_trees >= cfg.batch.rounds_refit, "batch.max_trees must be >= rounds_refit"),

@@ -19,6 +19,7 @@ The traded probability is an ensemble (see :func:`ensemble`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -28,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
 from ares_stream.learners import booster as bst
@@ -113,7 +115,7 @@ class BatchLearner:
         self.apply_delay = _ns(self.cfg.apply_delay)
         self.symbols: dict[str, SymbolBatch] = {}
         self.pending: list[Pending] = []
-        self.next_due: dict[tuple[str, str], int] = {}
+        self.clock = ReplayClock() if replay else None  # live: a LiveClock calls periodic()
         self.counts: dict[str, int] = {"trained": 0, "refits": 0, "warm_starts": 0,
                                        "refreshes": 0, "validations": 0, "promotions": 0,
                                        "skipped_busy": 0}
@@ -135,44 +137,32 @@ class BatchLearner:
         self.submit_update(symbol, ts)
 
     def tick(self, symbol: str, ts: int) -> None:
-        """Called at every bar: time-driven jobs (replay: event time), then results that are due.
-
-        Live, a :class:`~ares_stream.clock.LiveClock` calls :meth:`periodic` instead.
-
-        A period only triggers a job when enough new samples came since the last one
-        (``update_rows / 4`` for an update, ``validate_rows`` for a validation): the same
-        settings then suit 1-second and 1-hour bars.
-        """
-        sb = self._symbol(symbol)
-        if self.replay and len(sb.buffer) >= self.cfg.min_rows:
-            if self._due(symbol, "train", ts, self.update_every) and (
-                    sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows // 4):
-                self.submit_update(symbol, ts)
-            if self._due(symbol, "validate", ts, self.validate_every) and (
-                    sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
-                self.submit_validation(symbol, ts)
+        """Called at every bar: in replay the event-time clock runs the periodic jobs, then
+        results that are due are applied. Live, a LiveClock calls :meth:`periodic`."""
+        self._symbol(symbol)
+        if self.clock is not None:
+            self.clock.advance(ts)
         self.apply_due(ts)
 
     def periodic(self, kind: str, now_ns: int) -> None:
-        """A live clock's job (APScheduler): submit ``kind`` ("train" | "validate") for every
-        symbol with enough new samples. Cheap: a window copy and a submission to the worker."""
-        for symbol, sb in self.symbols.items():
-            if len(sb.buffer) < self.cfg.min_rows:
-                continue
-            if kind == "train" and (
-                    sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows // 4):
-                self.submit_update(symbol, sb.buffer.newest() or now_ns)
-            elif kind == "validate" and (
-                    sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
-                self.submit_validation(symbol, sb.buffer.newest() or now_ns)
+        """The periodic job (``kind``: "train" | "validate"), for every symbol."""
+        for symbol in list(self.symbols):
+            self._timed(symbol, kind, now_ns)
 
-    def _due(self, symbol: str, kind: str, ts: int, every: int) -> bool:
-        key = (symbol, kind)
-        due = self.next_due.setdefault(key, ts + every)
-        if ts < due:
-            return False
-        self.next_due[key] = ts + every  # coalesced: one run however late
-        return True
+    def _timed(self, symbol: str, kind: str, now_ns: int) -> None:
+        """A period only triggers a job when enough new samples came since the last one
+        (``update_rows / 4`` for an update, ``validate_rows`` for a validation): the same
+        settings then suit 1-second and 1-hour bars. Cheap: a window copy and a submission."""
+        sb = self.symbols[symbol]
+        if len(sb.buffer) < self.cfg.min_rows:
+            return
+        at = sb.buffer.newest() or now_ns
+        if kind == "train" and (
+                sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows // 4):
+            self.submit_update(symbol, at)
+        elif kind == "validate" and (
+                sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
+            self.submit_validation(symbol, at)
 
     def proba(self, symbol: str, x: dict[str, float]) -> float | None:
         sb = self.symbols.get(symbol)
@@ -309,6 +299,11 @@ class BatchLearner:
             if self.buffer_store is not None:
                 buffer.load()
             sb = self.symbols[symbol] = SymbolBatch(buffer)
+            if self.clock is not None:
+                for kind, every in (("train", self.update_every),
+                                    ("validate", self.validate_every)):
+                    self.clock.every(f"{kind}:{symbol}", every,
+                                     functools.partial(self._timed, symbol, kind))
             champ = self.registry.champion(symbol)
             if champ is not None:
                 tb = self.registry.load_booster(champ.id)
