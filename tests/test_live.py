@@ -386,7 +386,8 @@ def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> No
                 async with asyncio.timeout(60):
                     while not engine.ids or engine.ids[-1] != tape_ids(tape)[-1]:
                         await asyncio.sleep(0.05)
-                    while engine.batch.counts["validations"] < 1:
+                    counts = engine.batch.counts  # the clock keeps submitting after the tape
+                    while counts["validations"] < 1 or counts["trained"] < 2:
                         await asyncio.sleep(0.05)
                 run.stop()
                 await task
@@ -396,6 +397,6 @@ def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> No
             return dict(engine.batch.counts), models, clock.stats["batch_validate"]["runs"]
 
     counts, trees, clock_runs = asyncio.run(main())
-    assert counts["trained"] >= 2 and counts["validations"] >= 1
+    assert counts["trained"] >= 2 and counts["validations"] >= 1, str(counts)
     assert trees and max(trees) <= 30
     assert clock_runs >= 1
