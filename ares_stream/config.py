@@ -118,6 +118,24 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class TradingConfig:
+    starting_cash: float = 10_000.0  # quote asset (e.g. USDT) of a fresh paper account
+    fee_bps: float = 10.0  # per side, Binance spot taker 0.10 %
+    latency_ms: float = 50.0  # a market order fills at the first trade this long after the bar
+    slippage: str = "book"  # book: pay the spread from the book top | bps: slippage_bps
+    slippage_bps: float = 1.0  # used when slippage = "bps" or no book top is known
+    enter: float = 0.55  # go long when the traded probability is above this
+    exit: float = 0.5  # go flat when it falls below this
+    order_notional: float = 1_000.0  # quote per entry
+    max_position_notional: float = 2_000.0  # largest position per symbol, quote
+    max_daily_loss: float = 500.0  # quote; past it the kill switch flattens and stops trading
+    max_drawdown: float = 0.2  # fraction of peak equity; past it the kill switch trips
+    stale_feed_s: float = 60.0  # no trade for this long: no new orders (stale-feed switch)
+    live: bool = False  # live orders need this, --live, keys in the environment
+    testnet: bool = True  # live orders go to the testnet unless this is false
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     dir: str = "state"  # where run databases live (relative to the working directory)
     flush_rows: int = 2000  # rows buffered before a write transaction
@@ -133,6 +151,7 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
@@ -140,6 +159,7 @@ _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
 _CHOICES = {
     ("feed", "endpoint"): set(ENDPOINTS),
     ("batch", "mode"): {"warm_start", "refresh"},
+    ("trading", "slippage"): {"book", "bps"},
     ("batch", "window"): {"expanding", "rolling"},
     ("feed", "time_unit"): {"", "MICROSECOND"},
     ("bars", "source"): {"auto", "trades", "klines"},

@@ -7,8 +7,8 @@ by the same code. A database newer than this code is refused with a clear messag
 >>> db = open_db(":memory:")
 >>> schema_version(db) == len(MIGRATIONS)
 True
->>> sorted(db.table_names())
-['buffer', 'drift_events', 'feed_health', 'models', 'predictions', 'runs', 'validations']
+>>> sorted(db.table_names())[:6]
+['buffer', 'checkpoints', 'drift_events', 'equity', 'feed_health', 'fills']
 """
 
 from __future__ import annotations
@@ -133,6 +133,64 @@ MIGRATIONS: list[str] = [
         fold_table TEXT NOT NULL       -- JSON rows: fold, candidate, n, metrics ...
     );
     CREATE INDEX validations_symbol ON validations(symbol, ts_event);
+    """,
+    # 3: trading (paper and live never share a file) and checkpoints.
+    """
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        client_id TEXT NOT NULL UNIQUE, -- ours; also newClientOrderId on the exchange
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,            -- BUY | SELL
+        qty REAL NOT NULL,             -- base asset
+        type TEXT NOT NULL,            -- MARKET
+        ts_event INTEGER NOT NULL,     -- the bar that decided it, ns
+        ts_submit INTEGER NOT NULL,    -- event time it was sent (paper) / wall time (live), ns
+        status TEXT NOT NULL,          -- new | filled | rejected | cancelled
+        reason TEXT NOT NULL DEFAULT '',
+        mode TEXT NOT NULL,            -- paper | live
+        exchange_id TEXT               -- orderId on the exchange (live)
+    );
+    CREATE TABLE fills (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        client_id TEXT NOT NULL REFERENCES orders(client_id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty REAL NOT NULL,
+        price REAL NOT NULL,
+        fee REAL NOT NULL,             -- in the quote asset
+        ts_event INTEGER NOT NULL,     -- the trade it filled at, ns
+        slippage_bps REAL NOT NULL
+    );
+    CREATE TABLE equity (
+        run_id INTEGER,
+        ts_event INTEGER NOT NULL,
+        cash REAL NOT NULL,
+        positions_value REAL NOT NULL,
+        equity REAL NOT NULL,
+        drawdown REAL NOT NULL,        -- from the running peak, a fraction
+        fees REAL NOT NULL,            -- paid so far
+        PRIMARY KEY (run_id, ts_event)
+    ) WITHOUT ROWID;
+    CREATE TABLE positions (
+        run_id INTEGER,
+        symbol TEXT NOT NULL,
+        qty REAL NOT NULL,
+        avg_price REAL NOT NULL,
+        realized_pnl REAL NOT NULL,
+        ts_event INTEGER NOT NULL,
+        PRIMARY KEY (run_id, symbol)
+    ) WITHOUT ROWID;
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        ts_wall INTEGER NOT NULL,
+        ts_event INTEGER NOT NULL,
+        cursors TEXT NOT NULL,         -- JSON: the feed cursor (last id / kline time per stream)
+        state BLOB NOT NULL            -- engine state (learners, features, labels) — pickle, state dir only
+    );
+    CREATE INDEX fills_client ON fills(client_id);
     """,
 ]
 
