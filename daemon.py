@@ -1,21 +1,14 @@
 #!/usr/bin/env python3
-"""The ares-stream daemon entry point (``python daemon.py --paper``).
+"""The ares-stream daemon entry point: ``python daemon.py --paper [--config FILE] ...``.
 
-The live daemon — websocket ingestor, paper broker, checkpoints, systemd notify — is built by the
-daemon issue on top of the same engine that ``ares-stream replay`` drives. Until then this entry
-point says so plainly instead of pretending.
+The same as ``ares-stream run``; see ``ares_stream/daemon.py`` and docs/deploy.md.
 """
 
 from __future__ import annotations
 
 import sys
 
-
-def main() -> int:
-    print("daemon.py: the live daemon is not built yet; use `ares-stream replay` "
-          "(see README.md)", file=sys.stderr)
-    return 2
-
+from ares_stream.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["run", *sys.argv[1:]]))

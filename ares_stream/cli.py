@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--duration", type=float, help="stop after this many seconds")
     _common(record)
     _endpoints(record)
+    run = sub.add_parser("run", help="the daemon: live feed, learning, paper (or live) trading")
+    mode = run.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--paper", action="store_true", help="paper trading (no keys, no orders)")
+    mode.add_argument("--live", action="store_true", help="live orders (needs keys; see docs)")
+    run.add_argument("--db", type=Path, help="state database (default: state/<mode>.db)")
+    run.add_argument("--symbols", help="comma-separated symbols (or feed.symbols in config)")
+    run.add_argument("--streams", help="comma-separated streams per symbol")
+    run.add_argument("--checkpoint-every", type=float, default=5.0, help="seconds")
+    _common(run)
+    _endpoints(run)
     models = sub.add_parser("models", help="list the model registry of a run database")
     models.add_argument("--db", type=Path, help="database (default: the newest under state/)")
     models.add_argument("--symbol", help="only this symbol")
@@ -122,6 +132,22 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from ares_stream import daemon, logs
+
+    logs.configure(json=True if args.log_json else None)
+    cfg = _config(args)
+    if not cfg.feed.symbols:
+        raise AresError("run needs symbols: --symbols BTCUSDT (or feed.symbols in the config)")
+    mode = "live" if args.live else "paper"
+    if mode == "live":
+        raise AresError("live trading is not available yet: run with --paper")
+    options = daemon.DaemonOptions(mode=mode, db_path=args.db or daemon.default_db(cfg, mode),
+                                   config_path=args.config,
+                                   checkpoint_every=args.checkpoint_every)
+    return daemon.run_daemon(cfg, options)
+
+
 def _database(path: Path | None) -> Path:
     """The --db path, or the newest database under state/ (what a user just ran)."""
     if path is not None:
@@ -197,7 +223,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"replay": cmd_replay, "record": cmd_record, "models": cmd_models,
+COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
             "validate": cmd_validate, "simulate": cmd_simulate}
 
 

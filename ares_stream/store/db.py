@@ -188,7 +188,7 @@ MIGRATIONS: list[str] = [
         ts_wall INTEGER NOT NULL,
         ts_event INTEGER NOT NULL,
         cursors TEXT NOT NULL,         -- JSON: the feed cursor (last id / kline time per stream)
-        state BLOB NOT NULL            -- engine state (learners, features, labels) — pickle, state dir only
+        state BLOB NOT NULL            -- engine state (learners, features, labels): pickle
     );
     CREATE INDEX fills_client ON fills(client_id);
     """,

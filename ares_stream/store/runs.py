@@ -25,9 +25,10 @@ import sqlite_utils
 from ares_stream import __version__
 from ares_stream.events import DriftDetected, Gap, Outcome, Prediction
 
+# OR REPLACE: after a restart the daemon predicts the bars after its checkpoint again, identically
 _INSERT_PREDICTION = (
-    "INSERT INTO predictions (run_id, symbol, ts_event, ts_init, model, horizon, proba, value, "
-    "close) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO predictions (run_id, symbol, ts_event, ts_init, model, horizon, "
+    "proba, value, close) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_OUTCOME = (
     "UPDATE predictions SET ts_label = ?, forward_return = ?, label = ?, loss = ? "
@@ -54,13 +55,21 @@ class RunStore:
         config: dict[str, Any],
         sources: list[str],
         flush_rows: int = 2000,
+        resume: int | None = None,
     ) -> None:
         self.db = db
         self.flush_rows = flush_rows
         self._predictions: list[tuple[Any, ...]] = []
         self._outcomes: list[tuple[Any, ...]] = []
         self._other: list[tuple[str, tuple[Any, ...]]] = []
-        self.run_id = self._start_run(mode, config, sources)
+        self.run_id = self._resume(resume) if resume else self._start_run(mode, config, sources)
+
+    def _resume(self, run_id: int) -> int:
+        """Continue a run that did not end cleanly (the daemon after a crash)."""
+        with self.db.conn:
+            self.db.conn.execute("UPDATE runs SET status = 'running', ended_at = NULL "
+                                 "WHERE id = ?", (run_id,))
+        return run_id
 
     def _start_run(self, mode: str, config: dict[str, Any], sources: list[str]) -> int:
         cur = self.db.conn.execute(

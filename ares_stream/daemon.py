@@ -1,0 +1,212 @@
+"""The daemon: the asyncio shell around the engine, its whole life on one screen.
+
+``startup() → run() → shutdown()``:
+
+- **startup** opens the mode's own database (paper and live never share a file), resumes the run
+  a crash left behind (same run id), restores the newest checkpoint — learners, features,
+  labels, bar builders, counters — and the feed cursor, and wires the websocket ingest, REST
+  backfill, recording and batch learning;
+- **run** pumps frames until asked to stop; a checkpoint every ``checkpoint_every`` seconds
+  flushes every buffered row, then writes the engine state and the cursor; the first thing after
+  connecting is a REST catch-up from the cursor, so a restart re-processes exactly what came after
+  the checkpoint;
+- **shutdown** stops the feed, writes a final checkpoint and closes the run — within
+  ``shutdown_timeout`` seconds.
+
+Signals: SIGTERM and SIGINT stop gracefully; a second SIGINT forces an immediate exit (130);
+SIGHUP re-reads the config file's ``[trading]`` limits and logs them (everything else needs a
+restart).
+
+Rows are written only at checkpoints (and idempotently), so a crash loses at most the last
+checkpoint interval, and what is on disk always matches a checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import pickle
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ares_stream.config import Config, as_dict, load_config
+from ares_stream.errors import AresError
+from ares_stream.live import Ingest, build_ingest
+from ares_stream.store import checkpoints
+from ares_stream.store.db import open_db
+from ares_stream.store.runs import RunStore
+
+log = structlog.get_logger("ares_stream.daemon")
+
+NEVER = 2**62  # flush_rows of the daemon's run store: rows are written at checkpoints only
+
+
+@dataclass
+class DaemonOptions:
+    mode: str  # "paper" | "live"
+    db_path: Path
+    config_path: Path | None = None
+    checkpoint_every: float = 5.0
+    shutdown_timeout: float = 30.0
+
+
+class Daemon:
+    """One shard's process: startup → run → shutdown."""
+
+    def __init__(self, config: Config, options: DaemonOptions) -> None:
+        self.config = config
+        self.options = options
+        self.stop_requested = asyncio.Event()
+        self.interrupts = 0
+        self.store: RunStore | None = None
+        self.ingest: Ingest | None = None
+        self.checkpoints = 0
+
+    async def main(self) -> int:
+        await self.startup()
+        try:
+            await self.run()
+        finally:
+            await self.shutdown()
+        return 0
+
+    # -- startup ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        db = open_db(self.options.db_path)
+        resume = checkpoints.resumable_run(db, self.options.mode)
+        self.store = RunStore(db, mode=self.options.mode, config=as_dict(self.config),
+                              sources=[self.config.feed.urls()[0]], flush_rows=NEVER,
+                              resume=resume)
+        ckpt = checkpoints.latest(db, self.store.run_id) if resume else None
+        cursors = _cursors_in(ckpt.cursors) if ckpt else None
+        self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors)
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
+        self._signals()
+        log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
+                 run_id=self.store.run_id, resumed=resume is not None,
+                 checkpoint=ckpt.ts_event if ckpt else None)
+
+    def _restore(self, ckpt: checkpoints.Checkpoint) -> None:
+        assert self.ingest is not None
+        saved = pickle.loads(ckpt.state)
+        if saved.get("config") != as_dict(self.config):
+            log.warning("checkpoint_config_changed", action="cold start of the engine state")
+            return
+        engine = self.ingest.engine
+        engine.state = saved["state"]
+        engine.counts.update(saved["counts"])
+        engine.last_ts = ckpt.ts_event
+
+    def _signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    def request_stop(self, why: str = "") -> None:
+        log.info("daemon_stopping", reason=why)
+        self.stop_requested.set()
+        if self.ingest is not None:
+            self.ingest.stop()
+
+    def _interrupt(self) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            log.warning("daemon_forced_exit")
+            os._exit(130)
+        self.request_stop("SIGINT")
+
+    def _reload(self) -> None:
+        path = self.options.config_path
+        try:
+            trading = load_config(path).trading if path else self.config.trading
+        except AresError as exc:
+            log.error("config_reload_failed", error=str(exc))
+            return
+        self.config = dataclasses.replace(self.config, trading=trading)
+        log.info("config_reloaded", section="trading", **dataclasses.asdict(trading))
+
+    # -- run ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        assert self.ingest is not None
+        backfiller = self.backfiller
+        async with backfiller if backfiller is not None else contextlib.nullcontext():
+            pump = asyncio.create_task(self.ingest.run(), name="ingest")
+            ticker = asyncio.create_task(self._checkpointer(), name="checkpoints")
+            try:
+                await pump
+            finally:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _checkpointer(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.checkpoint_every)
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Flush every buffered row, then write the engine state and the feed cursor."""
+        assert self.ingest is not None and self.store is not None
+        engine = self.ingest.engine
+        if engine.batch is not None:
+            for sb in engine.batch.symbols.values():
+                sb.buffer.flush()
+        self.store.flush()
+        state = pickle.dumps({"state": engine.state, "counts": dict(engine.counts),
+                              "config": as_dict(self.config)})
+        checkpoints.save(self.store.db, self.store.run_id, ts_wall=time.time_ns(),
+                         ts_event=engine.last_ts, cursors=_cursors_out(engine.gate.cursors()),
+                         state=state)
+        self.checkpoints += 1
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        if self.ingest is None or self.store is None:
+            return
+        self.ingest.stop()
+        try:
+            self.checkpoint()
+        finally:
+            engine = self.ingest.engine
+            if engine.batch is not None:
+                engine.batch.executor.shutdown(wait=False, cancel_futures=True)
+            if self.ingest.recorder is not None:
+                self.ingest.recorder.close()
+            self.store.close("finished", engine.summary())
+            self.store.db.conn.close()
+            log.info("daemon_stopped", checkpoints=self.checkpoints)
+
+
+def _cursors_out(cursors: dict[tuple[str, str], int]) -> dict[str, int]:
+    return {f"{sym}|{kind}": last for (sym, kind), last in cursors.items()}
+
+
+def _cursors_in(saved: dict[str, int]) -> dict[tuple[str, str], int]:
+    return {tuple(key.split("|", 1)): last for key, last in saved.items()}  # type: ignore[misc]
+
+
+def default_db(config: Config, mode: str) -> Path:
+    """Paper and live never share a database file."""
+    return Path(config.store.dir) / f"{mode}.db"
+
+
+def run_daemon(config: Config, options: DaemonOptions) -> int:
+    """Run the daemon to completion in a fresh event loop."""
+    return asyncio.run(Daemon(config, options).main())
+
+
+def describe(config: Config, options: DaemonOptions) -> dict[str, Any]:
+    return {"mode": options.mode, "db": str(options.db_path), "symbols": config.feed.symbols,
+            "streams": config.feed.streams, "ws": config.feed.urls()[0]}
