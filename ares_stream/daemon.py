@@ -19,6 +19,11 @@ restart).
 
 Rows are written only at checkpoints (and idempotently), so a crash loses at most the last
 checkpoint interval, and what is on disk always matches a checkpoint.
+
+Under systemd (``Type=notify``) the daemon sends READY once its loop runs, STATUS with its
+counters, WATCHDOG only while it is healthy — the pump is alive and frames (or connection
+attempts) came within ``STALL_AFTER`` seconds — and STOPPING when it shuts down; a daemon that
+stops pinging is restarted by systemd.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import faulthandler
 import os
 import pickle
 import signal
@@ -39,6 +45,7 @@ import structlog
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
 from ares_stream.live import Ingest, build_ingest
+from ares_stream.sdnotify import Notifier, watchdog_interval
 from ares_stream.store import checkpoints
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
@@ -46,6 +53,7 @@ from ares_stream.store.runs import RunStore
 log = structlog.get_logger("ares_stream.daemon")
 
 NEVER = 2**62  # flush_rows of the daemon's run store: rows are written at checkpoints only
+STALL_AFTER = 120.0  # seconds without a frame or a connection attempt: unhealthy, no WATCHDOG
 
 
 @dataclass
@@ -68,6 +76,8 @@ class Daemon:
         self.store: RunStore | None = None
         self.ingest: Ingest | None = None
         self.checkpoints = 0
+        self.notifier = Notifier()
+        self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
 
     async def main(self) -> int:
         await self.startup()
@@ -92,6 +102,7 @@ class Daemon:
             self._restore(ckpt)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
         self._signals()
+        self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
         log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
                  run_id=self.store.run_id, resumed=resume is not None,
                  checkpoint=ckpt.ts_event if ckpt else None)
@@ -127,6 +138,13 @@ class Daemon:
         self.request_stop("SIGINT")
 
     def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            self._reload_trading()
+        finally:
+            self.notifier.ready("reloaded")
+
+    def _reload_trading(self) -> None:
         path = self.options.config_path
         try:
             trading = load_config(path).trading if path else self.config.trading
@@ -143,12 +161,39 @@ class Daemon:
         backfiller = self.backfiller
         async with backfiller if backfiller is not None else contextlib.nullcontext():
             pump = asyncio.create_task(self.ingest.run(), name="ingest")
-            ticker = asyncio.create_task(self._checkpointer(), name="checkpoints")
+            helpers = [asyncio.create_task(self._checkpointer(), name="checkpoints"),
+                       asyncio.create_task(self._watchdog(pump), name="watchdog")]
             try:
                 await pump
             finally:
-                ticker.cancel()
-                await asyncio.gather(ticker, return_exceptions=True)
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _watchdog(self, pump: asyncio.Task[None]) -> None:
+        """WATCHDOG=1 (and STATUS) every half watchdog period, only while healthy."""
+        interval = watchdog_interval() or 10.0
+        while True:
+            await asyncio.sleep(interval)
+            healthy, status = self.health(pump)
+            self.notifier.status(status)
+            if healthy:
+                self.notifier.watchdog()
+            else:
+                log.warning("daemon_unhealthy", status=status)
+
+    def health(self, pump: asyncio.Task[None]) -> tuple[bool, str]:
+        """Healthy: the pump runs and frames or connection attempts keep coming."""
+        assert self.ingest is not None
+        counts = self.ingest.engine.counts
+        seen = counts["frames"] + sum(v for k, v in counts.items() if k.startswith("feed_"))
+        if seen != self._activity[0]:
+            self._activity = (seen, time.monotonic())
+        stalled = time.monotonic() - self._activity[1] > STALL_AFTER
+        bars = sum(s.bars for s in self.ingest.engine.state.values())
+        status = (f"frames {counts['frames']:,}, bars {bars:,}, lag p99 "
+                  f"{self.ingest.lag.quantile(0.99):.1f} ms, checkpoints {self.checkpoints}")
+        return not pump.done() and not stalled, status
 
     async def _checkpointer(self) -> None:
         while True:
@@ -175,6 +220,7 @@ class Daemon:
     async def shutdown(self) -> None:
         if self.ingest is None or self.store is None:
             return
+        self.notifier.stopping("checkpointing and closing")
         self.ingest.stop()
         try:
             self.checkpoint()
@@ -204,6 +250,7 @@ def default_db(config: Config, mode: str) -> Path:
 
 def run_daemon(config: Config, options: DaemonOptions) -> int:
     """Run the daemon to completion in a fresh event loop."""
+    faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's traceback in the log
     return asyncio.run(Daemon(config, options).main())
 
 

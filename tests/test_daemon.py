@@ -143,3 +143,47 @@ def tape_file(tape: Tape, tmp: Path) -> Path:
                 continue
             fh.write(b"%d {\"stream\":\"%s\",\"data\":%s}\n" % (i + 1, stream.encode(), payload))
     return path
+
+
+def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) -> None:
+    """Under a (simulated) systemd: READY, STATUS and WATCHDOG while healthy, STOPPING at the end."""
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
+    messages: list[bytes] = []
+    with exchange_in_thread(tape, rate=400, faults=Faults()) as urls:
+        cfg = tmp_path / "daemon.toml"
+        cfg.write_text(CONFIG.format(recordings=tmp_path / "recordings"))
+        proc = subprocess.Popen(
+            [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--ws-url", urls["ws"],
+             "--rest-url", urls["rest"], "--db", str(tmp_path / "paper.db"), "--config", str(cfg)],
+            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and b"WATCHDOG=1" not in b"".join(messages):
+            try:
+                messages.append(sock.recv(4096))
+            except TimeoutError:
+                pass
+        proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                messages.append(sock.recv(4096))
+            except TimeoutError:
+                pass
+        proc.communicate(timeout=30)
+        while True:
+            try:
+                messages.append(sock.recv(4096))
+            except TimeoutError:
+                break
+    sock.close()
+    assert proc.returncode == 0
+    kinds = [m.split(b"\n")[0].split(b"=")[0] for m in messages]
+    assert kinds[0] == b"READY" and b"WATCHDOG" in kinds and b"STOPPING" in kinds
+    assert any(m.startswith(b"STATUS=frames") for m in messages)
