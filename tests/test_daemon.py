@@ -3,6 +3,7 @@ random points with restarts — the state store stays intact and the run resumes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -10,7 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,6 +137,14 @@ def test_sigkill_at_random_points_resumes_exactly(tape: Tape, tmp_path: Path) ->
     assert max(abs(g[1] - w[1]) for g, w in zip(got, want, strict=True)) < 1e-9
 
 
+def receive(sock: Any, into: list[bytes], seconds: float, done: Callable[[], bool]) -> None:
+    """Collect datagrams for up to ``seconds``, or until ``done()``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not done():
+        with contextlib.suppress(TimeoutError):
+            into.append(sock.recv(4096))
+
+
 def tape_file(tape: Tape, tmp: Path) -> Path:
     """The tape as a recording (the uninterrupted reference)."""
     path = tmp / "tape.txt"
@@ -146,7 +157,7 @@ def tape_file(tape: Tape, tmp: Path) -> Path:
 
 
 def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) -> None:
-    """Under a (simulated) systemd: READY, STATUS and WATCHDOG while healthy, STOPPING at the end."""
+    """Under a (simulated) systemd: READY, STATUS, WATCHDOG while healthy, STOPPING at the end."""
     import socket
 
     sock_path = tmp_path / "notify.sock"
@@ -163,25 +174,11 @@ def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) ->
              "--rest-url", urls["rest"], "--db", str(tmp_path / "paper.db"), "--config", str(cfg)],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and b"WATCHDOG=1" not in b"".join(messages):
-            try:
-                messages.append(sock.recv(4096))
-            except TimeoutError:
-                pass
+        receive(sock, messages, 20, lambda: b"WATCHDOG=1" in b"".join(messages))
         proc.send_signal(signal.SIGTERM)
-        end = time.monotonic() + 20
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                messages.append(sock.recv(4096))
-            except TimeoutError:
-                pass
+        receive(sock, messages, 20, lambda: proc.poll() is not None)
         proc.communicate(timeout=30)
-        while True:
-            try:
-                messages.append(sock.recv(4096))
-            except TimeoutError:
-                break
+        receive(sock, messages, 0.5, lambda: False)
     sock.close()
     assert proc.returncode == 0
     kinds = [m.split(b"\n")[0].split(b"=")[0] for m in messages]
