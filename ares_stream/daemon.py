@@ -45,6 +45,7 @@ import structlog
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
 from ares_stream.live import Ingest, build_ingest
+from ares_stream.replay import make_broker
 from ares_stream.sdnotify import Notifier, watchdog_interval
 from ares_stream.store import checkpoints
 from ares_stream.store.db import open_db
@@ -98,6 +99,7 @@ class Daemon:
         ckpt = checkpoints.latest(db, self.store.run_id) if resume else None
         cursors = _cursors_in(ckpt.cursors) if ckpt else None
         self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors)
+        self.ingest.engine.broker = make_broker(self.config, self.store, flush_rows=NEVER)
         if ckpt is not None:
             self._restore(ckpt)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
@@ -117,6 +119,8 @@ class Daemon:
         engine.state = saved["state"]
         engine.counts.update(saved["counts"])
         engine.last_ts = ckpt.ts_event
+        if engine.broker is not None and "broker" in saved:
+            engine.broker.restore(saved["broker"])
 
     def _signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -208,8 +212,11 @@ class Daemon:
             for sb in engine.batch.symbols.values():
                 sb.buffer.flush()
         self.store.flush()
+        if engine.broker is not None:
+            engine.broker.store.flush()  # orders and fills before the checkpoint that counts them
         state = pickle.dumps({"state": engine.state, "counts": dict(engine.counts),
-                              "config": as_dict(self.config)})
+                              "config": as_dict(self.config),
+                              "broker": engine.broker.state() if engine.broker else None})
         checkpoints.save(self.store.db, self.store.run_id, ts_wall=time.time_ns(),
                          ts_event=engine.last_ts, cursors=_cursors_out(engine.gate.cursors()),
                          state=state)

@@ -119,13 +119,14 @@ class Engine:
 
     def __init__(self, config: Config, sink: Sink, *, gate: Gate | None = None,
                  recorder: Recorder | None = None, learn: bool = True,
-                 batch: Any = None) -> None:
+                 batch: Any = None, broker: Any = None) -> None:
         self.config = config
         self.sink = sink
         self.gate = gate if gate is not None else Gate()
         self.recorder = recorder
         self.learn = learn  # False: decode, gate, record and count only (``ares-stream record``)
         self.batch = batch  # the BatchLearner (boosters, validation), or None
+        self.broker = broker  # the PaperBroker: trades the traded probability, or None
         self.last_ts = 0
         self.decoder = Decoder()
         self.symbols = frozenset(s.upper() for s in config.feed.symbols)
@@ -225,6 +226,8 @@ class Engine:
             st = self._state(ev.symbol)
             if st is not None:
                 st.builder.on_book(ev)
+                if self.broker is not None:
+                    self.broker.on_book(ev)
         elif kind is Kline:
             if ev.closed:
                 self._on_kline(ev)
@@ -280,6 +283,8 @@ class Engine:
         bar = st.builder.on_trade(t)
         if bar is not None:
             self._on_bar(st, bar)
+        if self.broker is not None:  # after the bar it closed: that bar's order waits latency
+            self.broker.on_trade(t)
 
     def _on_kline(self, k: Kline) -> None:
         st = self._state(k.symbol)
@@ -326,6 +331,8 @@ class Engine:
         x = st.features.update(bar)
         if x is None:
             st.labels.push(None, bar.close, bar.ts_event)
+            if self.broker is not None:
+                self.broker.on_bar(bar, math.nan)  # marks to market; no decision
             return
         y_pred = st.learner.predict(x)
         traded = y_pred
@@ -337,6 +344,8 @@ class Engine:
         st.predictions += 1
         self.sink.prediction(p)
         st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
+        if self.broker is not None:
+            self.broker.on_bar(bar, math.nan if self.regression else traded)
 
     def _learn(self, st: SymbolState, r: Any, bar: Bar) -> None:
         y_pred, traded = r.payload

@@ -64,6 +64,14 @@ def make_batch(config: Config, store: RunStore, engine: Engine) -> Any:
                         buffer_store=BufferStore(store.db))
 
 
+def make_broker(config: Config, store: RunStore, flush_rows: int = 2000) -> Any:
+    """The paper broker of a run (replay: on event time; the daemon: paper mode)."""
+    from ares_stream.store.trading import TradingStore
+    from ares_stream.trading.paper import PaperBroker
+
+    return PaperBroker(config.trading, TradingStore(store.db, store.run_id, flush_rows=flush_rows))
+
+
 def default_db_path(config: Config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Path(config.store.dir) / "runs" / f"replay-{stamp}.db"
@@ -89,6 +97,7 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
                      sources=[str(p) for p in paths], flush_rows=config.store.flush_rows)
     engine = Engine(config, store)
     engine.batch = make_batch(config, store, engine)
+    engine.broker = make_broker(config, store)
     started = time.perf_counter()
     status = "failed"
     try:
@@ -105,6 +114,12 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
         summary = engine.summary()
         summary["sources"] = {str(i): dict(getattr(s, "stats", {})) for i, s in enumerate(sources)}
         summary["elapsed_s"] = elapsed
+        broker = engine.broker
+        if broker is not None:
+            broker.store.flush()
+            summary["paper"] = {"equity": broker.equity, "cash": broker.cash,
+                                "fees": broker.fees_paid, "orders": broker.orders,
+                                "fills": broker.fills, "start": config.trading.starting_cash}
         if engine.batch is not None:
             summary["batch"] = dict(engine.batch.counts)
         counts = summary["counts"]
@@ -204,6 +219,11 @@ def format_summary(result: ReplayResult) -> str:
         rows.append(("boosters trained", f"{b['trained']:,} ({b['refits']:,} refits, "
                      f"{b['warm_starts']:,} warm starts, {b['refreshes']:,} refreshes)"))
         rows.append(("validations", f"{b['validations']:,} ({b['promotions']:,} promotions)"))
+    if "paper" in s:
+        p = s["paper"]
+        ret = p["equity"] / p["start"] - 1
+        rows.append(("paper trading", f"equity {p['equity']:,.2f} ({ret:+.2%}), "
+                     f"{p['fills']:,} fills, fees {p['fees']:,.2f}"))
     rows.append(("run database", f"{result.db_path} (run {result.run_id})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

@@ -132,9 +132,24 @@ def test_sigkill_at_random_points_resumes_exactly(tape: Tape, tmp_path: Path) ->
     last = got[-1][0]
     want = [w for w in want if w[0] <= last]
     assert [g[0] for g in got] == [w[0] for w in want], "a prediction was lost or duplicated"
+    assert_positions_agree_with_fills(db)
     labelled = [(g, w) for g, w in zip(got, want, strict=True) if g[2] is not None]
     assert all(g[2] == w[2] for g, w in labelled), "a label differs"
     assert max(abs(g[1] - w[1]) for g, w in zip(got, want, strict=True)) < 1e-9
+
+
+def assert_positions_agree_with_fills(db: Path) -> None:
+    """Cash and positions rebuilt from the fills table equal the stored positions and equity."""
+    with sqlite3.connect(db) as conn:
+        fills = conn.execute("select side, qty, price, fee from fills").fetchall()
+        qty = conn.execute("select coalesce(sum(qty), 0) from positions").fetchone()[0]
+        cash = conn.execute("select cash from equity order by ts_event desc limit 1").fetchone()
+    start = load_config(None).trading.starting_cash
+    held = sum(q if s == "BUY" else -q for s, q, _, _ in fills)
+    spent = sum((q * p + f) if s == "BUY" else -(q * p - f) for s, q, p, f in fills)
+    assert abs(held - qty) < 1e-9
+    if cash is not None:
+        assert abs((start - spent) - cash[0]) < 1e-6
 
 
 def receive(sock: Any, into: list[bytes], seconds: float, done: Callable[[], bool]) -> None:

@@ -1,0 +1,149 @@
+"""The trading store: orders, fills, equity and positions of one run, written in batches.
+
+Rows wait in memory and go to SQLite in one transaction per :meth:`TradingStore.flush` (the
+broker's owner calls it on its flush timer, before a checkpoint and at the end), orders before the
+fills that reference them; ``flush_rows`` waiting rows flush on their own. Positions are
+upserted: one row per (run, symbol), the latest state.
+
+Writes are idempotent by client id (an order or its fill already in the file is kept, equity and
+positions are replaced), so a run resumed from a checkpoint older than the last flush rewrites the
+rows the crash left behind instead of failing on them: the first write wins.
+The reading helpers serve ``ares-stream status``.
+
+>>> from ares_stream.store.db import open_db
+>>> db = open_db(":memory:")
+>>> store = TradingStore(db, run_id=1)
+>>> store.order("BTCUSDT-60", "BTCUSDT", "BUY", 0.5, 60, 60, mode="paper")
+>>> store.fill("BTCUSDT-60", "BTCUSDT", "BUY", 0.5, 100.1, 0.05, 70, 10.0)
+>>> store.order_status("BTCUSDT-60", "filled")
+>>> store.position("BTCUSDT", 0.5, 100.1, 0.0, 70)
+>>> store.equity(70, 9_949.9, 50.0, 9_999.9, 0.0, 0.05)
+>>> store.flush()
+>>> [(p["symbol"], p["qty"], p["avg_price"]) for p in positions(db)]
+[('BTCUSDT', 0.5, 100.1)]
+>>> last_equity(db)["equity"], equity_curve(db, 1)
+(9999.9, [(70, 9999.9)])
+>>> empty = open_db(":memory:")
+>>> positions(empty), last_equity(empty), equity_curve(empty, 1)
+([], None, [])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlite_utils
+
+_INSERT_ORDER = (
+    "INSERT OR IGNORE INTO orders (run_id, client_id, symbol, side, qty, type, ts_event, "
+    "ts_submit, status, reason, mode) VALUES (?, ?, ?, ?, ?, 'MARKET', ?, ?, 'new', '', ?)"
+)
+_UPDATE_ORDER = "UPDATE orders SET status = ?, reason = ? WHERE client_id = ?"
+_INSERT_FILL = (  # one fill per order (the paper broker fills an order at one trade)
+    "INSERT INTO fills (run_id, client_id, symbol, side, qty, price, fee, ts_event, slippage_bps) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM fills WHERE client_id = ?)"
+)
+_INSERT_EQUITY = (
+    "INSERT OR REPLACE INTO equity (run_id, ts_event, cash, positions_value, equity, drawdown, "
+    "fees) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_POSITION = (
+    "INSERT OR REPLACE INTO positions (run_id, symbol, qty, avg_price, realized_pnl, ts_event) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+class TradingStore:
+    """One run's trading rows; nothing reaches the file before :meth:`flush`."""
+
+    def __init__(self, db: sqlite_utils.Database, run_id: int, *, flush_rows: int = 2000) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.flush_rows = flush_rows
+        self._orders: list[tuple[Any, ...]] = []
+        self._status: list[tuple[Any, ...]] = []
+        self._fills: list[tuple[Any, ...]] = []
+        self._equity: list[tuple[Any, ...]] = []
+        self._positions: dict[str, tuple[Any, ...]] = {}
+
+    def order(self, client_id: str, symbol: str, side: str, qty: float, ts_event: int,
+              ts_submit: int, *, mode: str) -> None:
+        """A new MARKET order (status ``new``)."""
+        self._orders.append((self.run_id, client_id, symbol, side, qty, ts_event, ts_submit,
+                             mode))
+
+    def order_status(self, client_id: str, status: str, reason: str = "") -> None:
+        """An order became ``filled``, ``rejected`` or ``cancelled``."""
+        self._status.append((status, reason, client_id))
+
+    def fill(self, client_id: str, symbol: str, side: str, qty: float, price: float, fee: float,
+             ts_event: int, slippage_bps: float) -> None:
+        self._fills.append((self.run_id, client_id, symbol, side, qty, price, fee, ts_event,
+                            slippage_bps, client_id))
+
+    def equity(self, ts_event: int, cash: float, positions_value: float, equity: float,
+               drawdown: float, fees: float) -> None:
+        """A mark to market (a second row at the same ``ts_event`` replaces the first)."""
+        self._equity.append((self.run_id, ts_event, cash, positions_value, equity, drawdown,
+                             fees))
+        if len(self._equity) >= self.flush_rows:
+            self.flush()
+
+    def position(self, symbol: str, qty: float, avg_price: float, realized_pnl: float,
+                 ts_event: int) -> None:
+        """The symbol's position now (only the latest per flush is written)."""
+        self._positions[symbol] = (self.run_id, symbol, qty, avg_price, realized_pnl, ts_event)
+
+    @property
+    def pending(self) -> int:
+        return (len(self._orders) + len(self._status) + len(self._fills) + len(self._equity)
+                + len(self._positions))
+
+    def flush(self) -> None:
+        """Write every waiting row in one transaction."""
+        if not self.pending:
+            return
+        conn = self.db.conn
+        with conn:
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT_ORDER, self._orders)
+            conn.executemany(_INSERT_FILL, self._fills)
+            conn.executemany(_UPDATE_ORDER, self._status)
+            conn.executemany(_INSERT_EQUITY, self._equity)
+            conn.executemany(_UPSERT_POSITION, list(self._positions.values()))
+        for rows in (self._orders, self._status, self._fills, self._equity):
+            rows.clear()
+        self._positions.clear()
+
+
+def _rows(db: sqlite_utils.Database, sql: str,
+          params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cur = db.conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _latest_run(db: sqlite_utils.Database, table: str) -> int | None:
+    row = db.conn.execute(f"SELECT max(run_id) FROM {table}").fetchone()  # table: a fixed name
+    return None if row is None else row[0]
+
+
+def positions(db: sqlite_utils.Database, run_id: int | None = None) -> list[dict[str, Any]]:
+    """The positions of ``run_id`` (default: the latest run that has any), by symbol."""
+    run = _latest_run(db, "positions") if run_id is None else run_id
+    return _rows(db, "SELECT * FROM positions WHERE run_id = ? ORDER BY symbol", (run,))
+
+
+def equity_curve(db: sqlite_utils.Database, run_id: int) -> list[tuple[int, float]]:
+    """``(ts_event, equity)`` of every mark of the run, in time order."""
+    cur = db.conn.execute(
+        "SELECT ts_event, equity FROM equity WHERE run_id = ? ORDER BY ts_event", (run_id,))
+    return [(int(ts), float(eq)) for ts, eq in cur.fetchall()]
+
+
+def last_equity(db: sqlite_utils.Database) -> dict[str, Any] | None:
+    """The latest equity row of the latest run that has one, or ``None``."""
+    run = _latest_run(db, "equity")
+    rows = _rows(db, "SELECT * FROM equity WHERE run_id = ? ORDER BY ts_event DESC LIMIT 1",
+                 (run,))
+    return rows[0] if rows else None

@@ -1,0 +1,295 @@
+"""The paper broker: market orders filled against the trade tape, in event time, with no keys.
+
+The fill model:
+
+- an order decided at a closed bar is submitted at the bar's end (``ts_submit = bar.ts_event``)
+  and fills at the **first trade at least** ``latency_ms`` **after it** — never at a trade of the
+  bar that decided it. The engine feeds the trade that closed a bar *after* the bar (``on_bar``,
+  then ``on_trade``), as a live order would meet that trade at the earliest;
+- **slippage** ``"book"``: a BUY pays the last known ask, a SELL gets the last known bid (a book
+  top older than ``stale_feed_s`` is not used); without one, and with ``"bps"``, the fill is the
+  trade's price moved ``slippage_bps`` against us. The fill row records the slippage in bps
+  against the trade price;
+- **fees** ``fee_bps`` of the notional, in the quote asset, on both legs;
+- **no trade tape** (a candle replay: the symbol never had a trade): an order fills at the next
+  bar's open (its close, for an order submitted inside that bar), at ``ts_submit + latency``;
+- long-only spot: a BUY is cut to what the cash pays for (fee included), a SELL to the position;
+  an order below ``MIN_NOTIONAL`` quote is not sent unless it closes the position. While a symbol
+  has an order in flight, its bars decide nothing.
+
+``on_bar`` marks the account to market at the bar's close (one equity row per bar), feeds the
+risk limits, flattens when a kill switch trips, then turns the bar's probability into an order.
+Client ids are deterministic: ``<symbol>-<bar ts_event>`` (``r<run>-`` in front within a run,
+``-k<n>`` behind for a kill-switch sale). Paper mode imports no exchange client at all.
+
+>>> from structlog.testing import capture_logs
+>>> from ares_stream.config import TradingConfig
+>>> from ares_stream.events import Bar, Trade
+>>> broker = PaperBroker(TradingConfig(fee_bps=10.0, slippage="bps", slippage_bps=0.0), None)
+>>> s = 10**9
+>>> with capture_logs() as logs:
+...     broker.on_trade(Trade("BTCUSDT", 59 * s, 59 * s, 1, 100.0, 1.0, False))
+...     broker.on_bar(Bar("BTCUSDT", 60 * s, 60 * s, 0, 60 * s, 100.0, 100.0, 100.0, 100.0,
+...                       1.0, None, 1, 100.0), 0.6)
+...     broker.on_trade(Trade("BTCUSDT", 60 * s, 60 * s, 2, 100.0, 1.0, False))  # < latency
+...     broker.on_trade(Trade("BTCUSDT", 61 * s, 61 * s, 3, 100.0, 1.0, False))  # fills here
+>>> [(e["event"], e["client_id"]) for e in logs]
+[('order_submitted', 'BTCUSDT-60000000000'), ('order_filled', 'BTCUSDT-60000000000')]
+>>> broker.positions["BTCUSDT"].qty, round(broker.cash, 6), broker.fees_paid
+(10.0, 8999.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
+from typing import Any
+
+import structlog
+
+from ares_stream.config import TradingConfig
+from ares_stream.events import NS_PER_MS, NS_PER_S, Bar, BookTop, Trade
+from ares_stream.store.trading import TradingStore
+from ares_stream.trading.risk import Risk
+from ares_stream.trading.signal import target_position
+
+log = structlog.get_logger("ares_stream.trading")
+
+MIN_NOTIONAL = 5.0  # quote: Binance spot's usual NOTIONAL filter on USDT pairs
+
+
+@dataclass
+class Position:
+    """A long spot position: base quantity, average entry price, realized PnL (before fees)."""
+
+    qty: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    ts_event: int = 0
+
+
+@dataclass
+class Order:
+    """A MARKET order in flight."""
+
+    client_id: str
+    symbol: str
+    side: str  # BUY | SELL
+    qty: float
+    ts_event: int  # the bar that decided it, ns
+    ts_submit: int  # event time it was sent, ns
+
+
+class PaperBroker:
+    """Market orders fill at the first trade at least ``latency_ms`` after the order, at that
+    trade's price plus slippage; fees on both legs."""
+
+    def __init__(self, cfg: TradingConfig, store: TradingStore | None, *,
+                 run_id: int | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.run_id = run_id if run_id is not None or store is None else store.run_id
+        self.cash = cfg.starting_cash
+        self.positions: dict[str, Position] = {}
+        self.fees_paid = 0.0
+        self.orders = 0
+        self.fills = 0
+        self.equity = cfg.starting_cash
+        self.blocked: Counter[str] = Counter()  # orders refused by a risk limit, by reason
+        self.risk = Risk(cfg, cfg.starting_cash)
+        self._pending: list[Order] = []
+        self._book: dict[str, tuple[float, float, int]] = {}  # bid, ask, ts_event
+        self._last: dict[str, float] = {}  # last price per symbol
+        self._tape: set[str] = set()  # symbols that have had a trade
+        self._flattened_for: str | None = None
+        self._latency = round(cfg.latency_ms * NS_PER_MS)
+        self._stale = round(cfg.stale_feed_s * NS_PER_S)
+        self._prefix = "" if self.run_id is None else f"r{self.run_id}-"
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_trade(self, t: Trade) -> None:
+        """Fill the symbol's due orders at this trade. Hot path: one check when nothing waits."""
+        self._last[t.symbol] = t.price
+        self.risk.on_trade_seen(t.ts_event)
+        if t.symbol not in self._tape:
+            self._tape.add(t.symbol)
+        if self._pending:
+            for o in [o for o in self._pending if o.symbol == t.symbol]:
+                if t.ts_event >= o.ts_submit + self._latency:
+                    self._fill(o, t.price, t.ts_event)
+
+    def on_book(self, b: BookTop) -> None:
+        self._book[b.symbol] = (b.bid, b.ask, b.ts_event)
+
+    def on_bar(self, bar: Bar, p: float) -> None:
+        """A closed bar and its traded probability: (candle fills,) mark, risk, signal, order."""
+        self._last[bar.symbol] = bar.close
+        if bar.symbol not in self._tape:
+            self.risk.on_trade_seen(bar.ts_event)
+            self._fill_at_bar(bar)
+        self.mark(bar.ts_event, {})
+        self._decide(bar, p)
+
+    def mark(self, ts_event: int, prices: Mapping[str, float]) -> float:
+        """Equity = cash + Σ qty × price (``prices`` over the last known); record it, feed the
+        risk limits, and flatten if a kill switch has just tripped."""
+        self._last.update(prices)
+        value = sum(pos.qty * self._last.get(sym, pos.avg_price)
+                    for sym, pos in self.positions.items())
+        self.equity = self.cash + value
+        risk = self.risk
+        risk.on_equity(ts_event, self.equity)
+        if self.store is not None:
+            self.store.equity(ts_event, self.cash, value, self.equity, risk.drawdown,
+                              self.fees_paid)
+        if risk.tripped != self._flattened_for:
+            self._flattened_for = risk.tripped
+            if risk.tripped is not None:
+                log.warning("kill_switch_tripped", reason=risk.tripped, ts_event=ts_event,
+                            equity=round(self.equity, 2), drawdown=round(risk.drawdown, 4))
+                self.flatten(ts_event, risk.tripped)
+        return self.equity
+
+    def flatten(self, ts_event: int, reason: str) -> None:
+        """Cancel every order in flight and sell every position at its next trade."""
+        for o in self._pending:
+            self._close(o, "cancelled", reason)
+        self._pending.clear()
+        for sym, pos in sorted(self.positions.items()):
+            if pos.qty > 0.0:
+                cid = f"{self._prefix}{sym}-{ts_event}-k{self.orders}"
+                self._submit(Order(cid, sym, "SELL", pos.qty, ts_event, ts_event))
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def _decide(self, bar: Bar, p: float) -> None:
+        sym, price = bar.symbol, bar.close
+        if price <= 0.0 or any(o.symbol == sym for o in self._pending):
+            return
+        pos = self.positions.get(sym)
+        qty = pos.qty if pos is not None else 0.0
+        target = target_position(p, qty, price, self.cfg)
+        if target > qty:
+            target = max(qty, self.risk.clamp(sym, target, price))
+        delta = target - qty
+        if delta == 0.0 or (abs(delta) * price < MIN_NOTIONAL and target > 0.0):
+            return
+        ok, reason = self.risk.allows(bar.ts_event)
+        if not ok:
+            self._block(sym, bar.ts_event, reason)
+            return
+        side = "BUY" if delta > 0.0 else "SELL"
+        self._submit(Order(f"{self._prefix}{sym}-{bar.ts_event}", sym, side, abs(delta),
+                           bar.ts_event, bar.ts_event))
+
+    def _block(self, symbol: str, ts_event: int, reason: str) -> None:
+        self.blocked[reason] += 1
+        if self.blocked[reason] == 1 or self.blocked[reason] % 1000 == 0:
+            log.info("order_blocked", symbol=symbol, ts_event=ts_event, reason=reason,
+                     times=self.blocked[reason])
+
+    def _submit(self, o: Order) -> None:
+        self._pending.append(o)
+        self.orders += 1
+        if self.store is not None:
+            self.store.order(o.client_id, o.symbol, o.side, o.qty, o.ts_event, o.ts_submit,
+                             mode="paper")
+        log.info("order_submitted", client_id=o.client_id, symbol=o.symbol, side=o.side,
+                 qty=o.qty, ts_submit=o.ts_submit)
+
+    # -- fills ------------------------------------------------------------------------------
+
+    def _fill_at_bar(self, bar: Bar) -> None:
+        """No trade tape: fill due orders at this bar's open (its close if sent inside it)."""
+        for o in [o for o in self._pending if o.symbol == bar.symbol]:
+            due = o.ts_submit + self._latency
+            if due > bar.ts_event:
+                continue
+            if o.ts_submit <= bar.open_time:
+                self._fill(o, bar.open, max(due, bar.open_time))
+            else:
+                self._fill(o, bar.close, bar.ts_event)
+
+    def _price(self, side: str, symbol: str, ref: float, ts_event: int) -> float:
+        """The fill price of a market order meeting a trade at ``ref``."""
+        book = self._book.get(symbol)
+        if self.cfg.slippage == "book" and book is not None and ts_event - book[2] <= self._stale:
+            quote = book[1] if side == "BUY" else book[0]
+            if quote > 0.0:
+                return quote
+        slip = self.cfg.slippage_bps / 1e4
+        return ref * (1.0 + slip) if side == "BUY" else ref * (1.0 - slip)
+
+    def _fill(self, o: Order, ref: float, ts_event: int) -> None:
+        self._pending.remove(o)
+        price = self._price(o.side, o.symbol, ref, ts_event)
+        fee_rate = self.cfg.fee_bps / 1e4
+        pos = self.positions.setdefault(o.symbol, Position())
+        if o.side == "BUY":
+            qty = min(o.qty, max(self.cash, 0.0) / (price * (1.0 + fee_rate)))
+        else:
+            qty = min(o.qty, pos.qty)
+        if qty <= 0.0:
+            self._close(o, "rejected", "insufficient cash" if o.side == "BUY" else "no position")
+            return
+        fee = qty * price * fee_rate
+        self._apply(pos, o.side, qty, price, fee, ts_event)
+        slip_bps = (price / ref - 1.0) * 1e4 * (1.0 if o.side == "BUY" else -1.0)
+        self.fills += 1
+        if self.store is not None:
+            self.store.fill(o.client_id, o.symbol, o.side, qty, price, fee, ts_event, slip_bps)
+            self._close(o, "filled", "" if qty == o.qty else "partial")
+            self.store.position(o.symbol, pos.qty, pos.avg_price, pos.realized_pnl, ts_event)
+        log.info("order_filled", client_id=o.client_id, symbol=o.symbol, side=o.side, qty=qty,
+                 price=price, fee=fee, ts_event=ts_event)
+
+    def _apply(self, pos: Position, side: str, qty: float, price: float, fee: float,
+               ts_event: int) -> None:
+        """Book a fill: cash, fees, position, average price, realized PnL."""
+        self.fees_paid += fee
+        if side == "BUY":
+            self.cash -= qty * price + fee
+            pos.avg_price = (pos.qty * pos.avg_price + qty * price) / (pos.qty + qty)
+            pos.qty += qty
+        else:
+            self.cash += qty * price - fee
+            pos.realized_pnl += (price - pos.avg_price) * qty
+            pos.qty -= qty
+            if pos.qty <= 0.0:
+                pos.qty, pos.avg_price = 0.0, 0.0
+        pos.ts_event = ts_event
+
+    def _close(self, o: Order, status: str, reason: str) -> None:
+        if self.store is not None:
+            self.store.order_status(o.client_id, status, reason)
+        if status != "filled":
+            log.info("order_closed", client_id=o.client_id, status=status, reason=reason)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue identically, as plain (JSON-able) data."""
+        return {
+            "cash": self.cash, "fees_paid": self.fees_paid, "orders": self.orders,
+            "fills": self.fills, "equity": self.equity, "blocked": dict(self.blocked),
+            "positions": {s: list(astuple(p)) for s, p in self.positions.items()},
+            "pending": [list(astuple(o)) for o in self._pending],
+            "book": {s: list(b) for s, b in self._book.items()},
+            "last": dict(self._last), "tape": sorted(self._tape),
+            "flattened_for": self._flattened_for, "risk": self.risk.state(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state`'s output (possibly after a JSON round trip)."""
+        self.cash, self.fees_paid = state["cash"], state["fees_paid"]
+        self.orders, self.fills, self.equity = state["orders"], state["fills"], state["equity"]
+        self.blocked = Counter(state["blocked"])
+        self.positions = {s: Position(*p) for s, p in state["positions"].items()}
+        self._pending = [Order(*o) for o in state["pending"]]
+        self._book = {s: (b[0], b[1], b[2]) for s, b in state["book"].items()}
+        self._last = dict(state["last"])
+        self._tape = set(state["tape"])
+        self._flattened_for = state["flattened_for"]
+        self.risk.restore(dict(state["risk"]))
