@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the model registry of a run database")
     models.add_argument("--db", type=Path, help="database (default: the newest under state/)")
     models.add_argument("--symbol", help="only this symbol")
+    status = sub.add_parser("status", help="heartbeat, feed health, models, positions, PnL")
+    status.add_argument("--db", type=Path, help="database (default: state/live.db or paper.db)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     validate = sub.add_parser("validate", help="re-validate the models of a database now")
     validate.add_argument("--db", type=Path, help="database (default: the newest under state/)")
     validate.add_argument("--symbol", help="only this symbol")
@@ -160,6 +163,12 @@ def _database(path: Path | None) -> Path:
     return found[-1]
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from ares_stream.status import main_status
+
+    return main_status(args.db, args.json)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ares_stream.learners.registry import Registry
     from ares_stream.store.db import open_db
@@ -224,7 +233,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
-            "validate": cmd_validate, "simulate": cmd_simulate}
+            "validate": cmd_validate, "status": cmd_status, "simulate": cmd_simulate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

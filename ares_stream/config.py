@@ -136,6 +136,14 @@ class TradingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True  # the daemon serves Prometheus metrics
+    host: str = "127.0.0.1"  # loopback only unless allow_remote
+    port: int = 9464  # the paper unit uses another port (two daemons on one host)
+    allow_remote: bool = False  # bind a non-loopback address
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     dir: str = "state"  # where run databases live (relative to the working directory)
     flush_rows: int = 2000  # rows buffered before a write transaction
@@ -152,6 +160,7 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 

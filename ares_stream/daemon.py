@@ -45,6 +45,7 @@ import structlog
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
 from ares_stream.live import Ingest, build_ingest
+from ares_stream.metrics import Metrics
 from ares_stream.replay import make_broker
 from ares_stream.sdnotify import Notifier, watchdog_interval
 from ares_stream.store import checkpoints
@@ -78,6 +79,7 @@ class Daemon:
         self.ingest: Ingest | None = None
         self.checkpoints = 0
         self.notifier = Notifier()
+        self.metrics: Metrics | None = None
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
 
     async def main(self) -> int:
@@ -104,10 +106,33 @@ class Daemon:
             self._restore(ckpt)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
         self._signals()
+        await self._start_metrics()
         self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
         log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
                  run_id=self.store.run_id, resumed=resume is not None,
                  checkpoint=ckpt.ts_event if ckpt else None)
+
+    async def _start_metrics(self) -> None:
+        """Prometheus at http://127.0.0.1:9464/metrics; the engine's totals are read at scrape."""
+        m = self.config.metrics
+        if not m.enabled:
+            return
+        self.metrics = Metrics()
+        await self.metrics.start(m.host, m.port, allow_remote=m.allow_remote)
+        self.metrics.on_scrape(self._publish)
+
+    def _publish(self) -> None:
+        assert self.metrics is not None and self.ingest is not None
+        engine = self.ingest.engine
+        state = engine.state.items()
+        self.metrics.observe_engine(
+            engine.counts, predictions={s: st.predictions for s, st in state},
+            drifts={s: st.learner.n_drifts for s, st in state})
+        broker = engine.broker
+        if broker is not None:
+            self.metrics.set_equity(broker.equity)
+            for sym, pos in broker.positions.items():
+                self.metrics.set_position(sym, pos.qty)
 
     def _restore(self, ckpt: checkpoints.Checkpoint) -> None:
         assert self.ingest is not None
@@ -183,6 +208,8 @@ class Daemon:
             self.notifier.status(status)
             if healthy:
                 self.notifier.watchdog()
+                if self.metrics is not None:
+                    self.metrics.heartbeat()
             else:
                 log.warning("daemon_unhealthy", status=status)
 
@@ -229,6 +256,8 @@ class Daemon:
             return
         self.notifier.stopping("checkpointing and closing")
         self.ingest.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         try:
             self.checkpoint()
         finally:

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from ares_stream.redact import redact_secrets
+
 
 class _Stderr:
     """Whatever ``sys.stderr`` is at the time of each write (it may be replaced meanwhile)."""
@@ -48,6 +50,7 @@ def configure(*, stream: TextIO | None = None, json: bool | None = None,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,  # API keys, signatures and the like never reach a log line
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

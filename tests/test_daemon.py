@@ -32,6 +32,8 @@ horizon = 5
 threshold_bps = 1.0
 [batch]
 enabled = false
+[metrics]
+port = 0
 [feed]
 silence_timeout_s = 2.0
 recordings_dir = "{recordings}"

@@ -1,0 +1,242 @@
+"""``ares-stream status``: how a daemon's database says it is doing, as text or as stable JSON.
+
+The database is only read (see ``store/status.py``), so ``status`` is safe beside a running daemon.
+Sections of a database that has nothing for them yet say so ("none yet"); a missing file is an
+error that names it.
+
+**Heartbeat** is the wall time of the newest checkpoint (``checkpoints.ts_wall``), or, when no
+checkpoint was written yet, the receive time of the newest prediction (``predictions.ts_init``);
+the report names which one it used. **Feed health** counts incidents of ``feed_health`` in total
+and in the last hour of event time, the hour ending at the newest event time in the file (a
+prediction's bar or an incident), so a replay's file and a stopped daemon's file read sensibly too.
+An incident's time is its ``ts_event``, or its receive time when it has none (connection notices,
+rejected frames, lag episodes). Reconnects are the feed's ``disconnected`` notices. **Positions**
+and **PnL** are those of the newest run that has any.
+
+JSON (``--json``), schema 1; every time is an integer of ns since the epoch (``*_ns``), every
+value absent from the database is ``null``, lists are sorted by symbol::
+
+    {"schema": 1, "db": str, "schema_version": int, "now_ns": int,
+     "heartbeat": {"source": "checkpoint" | "prediction" | null, "ts_ns": int?, "age_s": float?},
+     "run": null | {"id", "mode", "status", "started_at_ns", "ended_at_ns", "runs"},
+     "feed_health": {"window_end_ns": int?,
+                     "last_hour": {"gaps", "rejected", "reconnects", "lag_episodes"},
+                     "total": {"gaps", "rejected", "reconnects", "lag_episodes"}},
+     "champions": [{"symbol", "kind", "id", "version", "n_trees", "how", "rows", "created_ns"}],
+     "validations": [{"symbol", "ts_event_ns", "decision": "promoted" | "kept", "challenger",
+                      "challenger_id", "incumbent", "incumbent_id", "folds", "challenger_loss",
+                      "incumbent_loss", "improvement", "ci_low", "ci_high", "margin", "reason"}],
+     "drift": {"count", "by_symbol": {symbol: n},
+               "last": null | {"symbol", "ts_event_ns", "detector", "mean_before", "mean_after",
+                               "action"}},
+     "positions": [{"symbol", "qty", "avg_price", "realized_pnl", "ts_event_ns", "run_id"}],
+     "pnl": null | {"run_id", "ts_event_ns", "equity", "cash", "positions_value", "start_equity",
+                    "return", "max_drawdown", "fees", "realized_pnl"}}
+
+>>> import tempfile, os
+>>> from ares_stream.store.db import open_db
+>>> path = os.path.join(tempfile.mkdtemp(), "paper.db"); open_db(path).conn.close()
+>>> report = status_report(path)
+>>> report["heartbeat"], report["run"], report["pnl"]
+({'source': None, 'ts_ns': None, 'age_s': None}, None, None)
+>>> print(format_status(report).splitlines()[1])
+heartbeat    none yet (no checkpoint or prediction)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ares_stream.errors import AresError
+from ares_stream.store import status as sql
+
+__all__ = ["HOUR_NS", "SCHEMA", "default_db", "format_status", "main_status", "status_report"]
+
+SCHEMA = 1
+HOUR_NS = 3600 * 10**9
+_DEFAULT_DBS = (Path("state/live.db"), Path("state/paper.db"))
+
+
+def status_report(db_path: str | Path, now_ns: int | None = None) -> dict[str, Any]:
+    """Everything ``status`` shows, read from the database at ``db_path``."""
+    now = time.time_ns() if now_ns is None else now_ns
+    with sql.open_readonly(db_path) as conn:
+        window_end = sql.newest_data_time(conn)
+        since = None if window_end is None else window_end - HOUR_NS
+        run, positions = sql.latest_run(conn), sql.positions(conn)
+        return {
+            "schema": SCHEMA, "db": str(db_path), "schema_version": sql.schema_version(conn),
+            "now_ns": now,
+            "heartbeat": _heartbeat(sql.newest_checkpoint_wall(conn),
+                                    sql.newest_prediction_init(conn), now),
+            "run": None if run is None else _ns(run, "started_at", "ended_at"),
+            "feed_health": {"window_end_ns": window_end,
+                            "last_hour": sql.feed_health_counts(conn, since),
+                            "total": sql.feed_health_counts(conn)},
+            "champions": [_ns(c, "created") for c in sql.champions(conn)],
+            "validations": [_validation(v) for v in sql.last_validations(conn)],
+            "drift": _drift(sql.drift_summary(conn)),
+            "positions": [_ns(p, "ts_event") for p in positions],
+            "pnl": _pnl(sql.equity_summary(conn), positions),
+        }
+
+
+def _ns(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``row`` with each time column renamed ``<name>_ns``, in place of the original key."""
+    return {f"{k}_ns" if k in keys else k: v for k, v in row.items()}
+
+
+def _heartbeat(checkpoint: int | None, prediction: int | None, now: int) -> dict[str, Any]:
+    source, ts = (("checkpoint", checkpoint) if checkpoint is not None
+                  else ("prediction", prediction) if prediction is not None else (None, None))
+    return {"source": source, "ts_ns": ts,
+            "age_s": None if ts is None else round((now - ts) / 1e9, 3)}
+
+
+def _validation(v: dict[str, Any]) -> dict[str, Any]:
+    out = _ns(v, "ts_event")
+    promoted = out.pop("promoted")
+    return {"symbol": out.pop("symbol"), "ts_event_ns": out.pop("ts_event_ns"),
+            "decision": "promoted" if promoted else "kept", **out}
+
+
+def _drift(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, "last": None if d["last"] is None else _ns(d["last"], "ts_event")}
+
+
+def _pnl(eq: dict[str, Any] | None, positions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if eq is None:
+        return None
+    first, last = eq["first"], eq["last"]
+    start = first["equity"]
+    return {"run_id": eq["run_id"], "ts_event_ns": last["ts_event"], "equity": last["equity"],
+            "cash": last["cash"], "positions_value": last["positions_value"],
+            "start_equity": start, "return": last["equity"] / start - 1 if start else None,
+            "max_drawdown": eq["max_drawdown"], "fees": last["fees"],
+            "realized_pnl": sum(p["realized_pnl"] for p in positions)}
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+def format_status(report: dict[str, Any]) -> str:
+    """The report as aligned text sections, one or more lines each."""
+    lines = [f"ares-stream status: {report['db']}"]
+    sections = [("heartbeat", _heartbeat_lines), ("run", _run_lines), ("feed", _feed_lines),
+                ("champions", _champion_lines), ("validation", _validation_lines),
+                ("drift", _drift_lines), ("positions", _position_lines), ("pnl", _pnl_lines)]
+    for title, render in sections:
+        body = render(report) or ["none yet"]
+        lines.append(f"{title:<12} {body[0]}")
+        lines.extend(f"{'':<12} {more}" for more in body[1:])
+    return "\n".join(lines)
+
+
+def _when(ns: int | None) -> str:
+    if not ns:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _heartbeat_lines(r: dict[str, Any]) -> list[str]:
+    hb = r["heartbeat"]
+    if hb["source"] is None:
+        return ["none yet (no checkpoint or prediction)"]
+    what = "newest checkpoint" if hb["source"] == "checkpoint" else "newest prediction"
+    return [f"{_age(hb['age_s'])} ago ({what}, {_when(hb['ts_ns'])})"]
+
+
+def _run_lines(r: dict[str, Any]) -> list[str]:
+    run = r["run"]
+    if run is None:
+        return []
+    ended = f", ended {_when(run['ended_at_ns'])}" if run["ended_at_ns"] else ""
+    return [f"#{run['id']} {run['mode']}, {run['status']}, started "
+            f"{_when(run['started_at_ns'])}{ended} ({run['runs']} runs in this file)"]
+
+
+def _feed_lines(r: dict[str, Any]) -> list[str]:
+    fh = r["feed_health"]
+
+    def counts(c: dict[str, int]) -> str:
+        return (f"{c['gaps']} gaps, {c['rejected']} rejected, {c['reconnects']} reconnects, "
+                f"{c['lag_episodes']} lag episodes")
+    if fh["window_end_ns"] is None and not any(fh["total"].values()):
+        return []
+    return [f"last hour: {counts(fh['last_hour'])} (to {_when(fh['window_end_ns'])})",
+            f"total:     {counts(fh['total'])}"]
+
+
+def _champion_lines(r: dict[str, Any]) -> list[str]:
+    def trees(n: int | None) -> str:
+        return "" if n is None else f", {n} trees"
+    return [f"{c['symbol']} {c['kind']} model {c['id']} v{c['version']}{trees(c['n_trees'])}, "
+            f"{c['how']} on {c['rows']} rows, created {_when(c['created_ns'])}"
+            for c in r["champions"]]
+
+
+def _num(x: float | None, fmt: str = ".4f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _validation_lines(r: dict[str, Any]) -> list[str]:
+    return [f"{v['symbol']} {v['decision']} {v['challenger']} vs {v['incumbent']} at "
+            f"{_when(v['ts_event_ns'])}: loss {_num(v['challenger_loss'])} vs "
+            f"{_num(v['incumbent_loss'])}, improvement {_num(v['improvement'])} CI "
+            f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}], margin {_num(v['margin'])}"
+            for v in r["validations"]]
+
+
+def _drift_lines(r: dict[str, Any]) -> list[str]:
+    d = r["drift"]
+    if not d["count"]:
+        return []
+    last = d["last"]
+    per = ", ".join(f"{s} {n}" for s, n in d["by_symbol"].items())
+    return [f"{d['count']} events ({per}); last {last['symbol']} at {_when(last['ts_event_ns'])}, "
+            f"loss {last['mean_before']:.4f} -> {last['mean_after']:.4f}, {last['action']}"]
+
+
+def _position_lines(r: dict[str, Any]) -> list[str]:
+    return [f"{p['symbol']} {p['qty']:g} @ {p['avg_price']:.2f}, realized "
+            f"{p['realized_pnl']:+.2f} (at {_when(p['ts_event_ns'])})" for p in r["positions"]]
+
+
+def _pnl_lines(r: dict[str, Any]) -> list[str]:
+    p = r["pnl"]
+    if p is None:
+        return []
+    ret = "-" if p["return"] is None else f"{p['return'] * 100:+.2f} %"
+    return [f"equity {p['equity']:.2f} ({ret} since {p['start_equity']:.2f}), cash "
+            f"{p['cash']:.2f}, max drawdown {p['max_drawdown'] * 100:.2f} %, fees "
+            f"{p['fees']:.2f}, realized {p['realized_pnl']:+.2f} (at {_when(p['ts_event_ns'])})"]
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def default_db() -> Path:
+    """state/live.db or state/paper.db, whichever exists (the newer if both do)."""
+    found = [p for p in _DEFAULT_DBS if p.is_file()]
+    if not found:
+        raise AresError("no state/live.db or state/paper.db here: pass --db FILE")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def main_status(args_db: str | Path | None, as_json: bool) -> int:
+    """The body of ``ares-stream status``: print the report; a user error raises AresError."""
+    report = status_report(default_db() if args_db is None else args_db)
+    text = json.dumps(report, indent=2) if as_json else format_status(report)
+    sys.stdout.write(text + "\n")
+    return 0

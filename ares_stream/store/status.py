@@ -1,0 +1,185 @@
+"""Read-only SQL behind ``ares-stream status``: a running daemon's database, never written to.
+
+Nothing is created or changed beside the file: it is opened ``mode=ro`` through the WAL of the
+daemon that has it open, or ``immutable=1`` when no WAL is there (a stopped daemon). Each query
+returns plain dicts and lists; a table that an older schema lacks reads as empty, so a partly
+built database answers "none yet" rather than failing.
+
+>>> from ares_stream.store.db import open_db
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "s.db"); open_db(path).conn.close()
+>>> with open_readonly(path) as conn:
+...     (latest_run(conn), feed_health_counts(conn), champions(conn), equity_summary(conn))
+(None, {'gaps': 0, 'rejected': 0, 'reconnects': 0, 'lag_episodes': 0}, [], None)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ares_stream.store.db import StoreError
+
+__all__ = ["MissingDatabase", "champions", "drift_summary", "equity_summary",
+           "feed_health_counts", "last_validations", "latest_run", "newest_checkpoint_wall",
+           "newest_data_time", "newest_prediction_init", "open_readonly", "positions",
+           "schema_version"]
+
+# when an incident happened: its event time, or its receive time for those without one
+# (connection notices, rejected frames and lag episodes carry ts_event = 0)
+_INCIDENT_TIME = "CASE WHEN ts_event > 0 THEN ts_event ELSE ts_init END"
+# status name -> (feed_health kind, what is summed: rows are incidents, count is frames)
+_HEALTH_KINDS = {"gaps": ("gap", "COUNT(*)"), "rejected": ("rejected", "SUM(count)"),
+                 "reconnects": ("disconnected", "COUNT(*)"), "lag_episodes": ("lag", "COUNT(*)")}
+
+
+class MissingDatabase(StoreError):
+    """The database file named for ``status`` does not exist."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: no such database (pass --db FILE, e.g. state/paper.db)")
+
+
+@contextmanager
+def open_readonly(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to an existing database; closed on exit."""
+    if not Path(path).is_file():
+        raise MissingDatabase(path)
+    # With a WAL beside it (a daemon has the file open) read through it; without one, open the
+    # file immutable, since a read-only WAL reader would leave -wal/-shm files owned by whoever
+    # ran status (root, say) that the daemon's user could then not open.
+    live = Path(f"{path}-wal").exists()
+    uri = Path(path).resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot be read: {exc}") from None
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a usable ares-stream database: {exc}") from None
+    finally:
+        conn.close()
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _has(conn: sqlite3.Connection, table: str) -> bool:
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(sql, (table,)).fetchone() is not None
+
+
+def _one(conn: sqlite3.Connection, table: str, sql: str, args: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row, or None (also when the table does not exist)."""
+    if not _has(conn, table):
+        return None
+    row = conn.execute(sql, args).fetchone()
+    return None if row is None else row[0]
+
+
+def _dicts(conn: sqlite3.Connection, table: str, sql: str,
+           args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    if not _has(conn, table):
+        return []
+    cur = conn.execute(sql, args)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    rows = _dicts(conn, "runs", "SELECT id, mode, status, started_at, ended_at, "
+                  "(SELECT COUNT(*) FROM runs) AS runs FROM runs ORDER BY id DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+def newest_checkpoint_wall(conn: sqlite3.Connection) -> int | None:
+    value = _one(conn, "checkpoints", "SELECT MAX(ts_wall) FROM checkpoints")
+    return None if value is None else int(value)
+
+
+def newest_prediction_init(conn: sqlite3.Connection) -> int | None:
+    value = _one(conn, "predictions", "SELECT MAX(ts_init) FROM predictions")
+    return None if value is None else int(value)
+
+
+def newest_data_time(conn: sqlite3.Connection) -> int | None:
+    """The newest event time of a prediction or a feed incident (ns), or None."""
+    times = [_one(conn, "predictions", "SELECT MAX(ts_event) FROM predictions"),
+             _one(conn, "feed_health", f"SELECT MAX({_INCIDENT_TIME}) FROM feed_health "
+                  "WHERE kind != 'totals'")]
+    known = [int(t) for t in times if t]
+    return max(known) if known else None
+
+
+def feed_health_counts(conn: sqlite3.Connection, since: int | None = None) -> dict[str, int]:
+    """Gaps, rejected frames, reconnects, lag episodes; those after ``since`` (ns) if given."""
+    out = {}
+    for name, (kind, agg) in _HEALTH_KINDS.items():
+        sql = f"SELECT {agg} FROM feed_health WHERE kind = ? AND (? IS NULL OR " \
+              f"{_INCIDENT_TIME} > ?)"
+        out[name] = int(_one(conn, "feed_health", sql, (kind, since, since)) or 0)
+    return out
+
+
+def champions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return _dicts(conn, "models", "SELECT symbol, kind, id, version, n_trees, how, rows, created "
+                  "FROM models WHERE status = 'champion' ORDER BY symbol, kind")
+
+
+def last_validations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The newest decision of each symbol."""
+    return _dicts(conn, "validations", """
+        SELECT symbol, ts_event, promoted, challenger, challenger_id, incumbent, incumbent_id,
+               folds, challenger_loss, incumbent_loss, improvement, ci_low, ci_high, margin, reason
+        FROM validations v WHERE id = (SELECT id FROM validations w WHERE w.symbol = v.symbol
+                                       ORDER BY ts_event DESC, id DESC LIMIT 1)
+        ORDER BY symbol""")
+
+
+def drift_summary(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Count of drift events, per symbol, and the newest one."""
+    per_symbol = _dicts(conn, "drift_events", "SELECT symbol, COUNT(*) AS n FROM drift_events "
+                        "GROUP BY symbol ORDER BY symbol")
+    last = _dicts(conn, "drift_events", "SELECT symbol, ts_event, detector, mean_before, "
+                  "mean_after, action FROM drift_events ORDER BY ts_event DESC, id DESC LIMIT 1")
+    return {"count": sum(r["n"] for r in per_symbol),
+            "by_symbol": {r["symbol"]: r["n"] for r in per_symbol},
+            "last": last[0] if last else None}
+
+
+def _latest_run_of(conn: sqlite3.Connection, table: str) -> tuple[bool, int | None]:
+    """(any rows?, the newest run id with rows there — None sorts last)."""
+    if not _has(conn, table):
+        return False, None
+    row = conn.execute(f"SELECT run_id FROM {table} ORDER BY run_id DESC LIMIT 1").fetchone()
+    return row is not None, None if row is None else row[0]
+
+
+def positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The positions of the newest run that has any."""
+    found, run_id = _latest_run_of(conn, "positions")
+    if not found:
+        return []
+    return _dicts(conn, "positions", "SELECT symbol, qty, avg_price, realized_pnl, ts_event, "
+                  "run_id FROM positions WHERE run_id IS ? ORDER BY symbol", (run_id,))
+
+
+def equity_summary(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """First and last equity rows, worst drawdown and row count of the newest run with equity."""
+    found, run_id = _latest_run_of(conn, "equity")
+    if not found:
+        return None
+    cols = "ts_event, cash, positions_value, equity, drawdown, fees"
+    first, last = (_dicts(conn, "equity", f"SELECT {cols} FROM equity WHERE run_id IS ? "
+                          f"ORDER BY ts_event {order} LIMIT 1", (run_id,))[0]
+                   for order in ("ASC", "DESC"))
+    worst, rows = conn.execute("SELECT MAX(drawdown), COUNT(*) FROM equity WHERE run_id IS ?",
+                               (run_id,)).fetchone()
+    return {"run_id": run_id, "first": first, "last": last, "max_drawdown": worst, "rows": rows}
