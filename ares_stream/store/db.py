@@ -14,7 +14,9 @@ True
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -235,3 +237,14 @@ def migrate(db: sqlite_utils.Database) -> None:
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
+
+
+def write_batches(db: sqlite_utils.Database,
+                  batches: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    """Every batch (``executemany`` of one statement) in one transaction, in order."""
+    conn = db.conn
+    with conn:
+        conn.execute("BEGIN")
+        for sql, rows in batches:
+            if rows:
+                conn.executemany(sql, rows)

@@ -24,6 +24,7 @@ import sqlite_utils
 
 from ares_stream import __version__
 from ares_stream.events import DriftDetected, Gap, Outcome, Prediction
+from ares_stream.store.db import write_batches
 
 # OR REPLACE: after a restart the daemon predicts the bars after its checkpoint again, identically
 _INSERT_PREDICTION = (
@@ -117,13 +118,9 @@ class RunStore:
         """Write every waiting row in one transaction (predictions before their outcomes)."""
         if not (self._predictions or self._outcomes or self._other):
             return
-        conn = self.db.conn
-        with conn:
-            conn.execute("BEGIN")
-            conn.executemany(_INSERT_PREDICTION, self._predictions)
-            conn.executemany(_UPDATE_OUTCOME, self._outcomes)
-            for sql, row in self._other:
-                conn.execute(sql, row)
+        write_batches(self.db, [(_INSERT_PREDICTION, self._predictions),
+                                (_UPDATE_OUTCOME, self._outcomes),
+                                *((sql, [row]) for sql, row in self._other)])
         self._predictions.clear()
         self._outcomes.clear()
         self._other.clear()

@@ -34,6 +34,8 @@ from typing import Any
 
 import sqlite_utils
 
+from ares_stream.store.db import write_batches
+
 _INSERT_ORDER = (
     "INSERT OR IGNORE INTO orders (run_id, client_id, symbol, side, qty, type, ts_event, "
     "ts_submit, status, reason, mode) VALUES (?, ?, ?, ?, ?, 'MARKET', ?, ?, 'new', '', ?)"
@@ -103,14 +105,9 @@ class TradingStore:
         """Write every waiting row in one transaction."""
         if not self.pending:
             return
-        conn = self.db.conn
-        with conn:
-            conn.execute("BEGIN")
-            conn.executemany(_INSERT_ORDER, self._orders)
-            conn.executemany(_INSERT_FILL, self._fills)
-            conn.executemany(_UPDATE_ORDER, self._status)
-            conn.executemany(_INSERT_EQUITY, self._equity)
-            conn.executemany(_UPSERT_POSITION, list(self._positions.values()))
+        write_batches(self.db, [(_INSERT_ORDER, self._orders), (_INSERT_FILL, self._fills),
+                                (_UPDATE_ORDER, self._status), (_INSERT_EQUITY, self._equity),
+                                (_UPSERT_POSITION, list(self._positions.values()))])
         for rows in (self._orders, self._status, self._fills, self._equity):
             rows.clear()
         self._positions.clear()
