@@ -102,6 +102,7 @@ class Daemon:
         cursors = _cursors_in(ckpt.cursors) if ckpt else None
         self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors)
         self.ingest.engine.broker = make_broker(self.config, self.store, flush_rows=NEVER)
+        self.ingest.engine.log_bars = True
         if ckpt is not None:
             self._restore(ckpt)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame

@@ -24,6 +24,7 @@ that recording reproduces the live run exactly.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -127,6 +128,7 @@ class Engine:
         self.learn = learn  # False: decode, gate, record and count only (``ares-stream record``)
         self.batch = batch  # the BatchLearner (boosters, validation), or None
         self.broker = broker  # the PaperBroker: trades the traded probability, or None
+        self.log_bars = False  # the daemon: one canonical log line per closed bar
         self.last_ts = 0
         self.decoder = Decoder()
         self.symbols = frozenset(s.upper() for s in config.feed.symbols)
@@ -346,6 +348,18 @@ class Engine:
         st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
         if self.broker is not None:
             self.broker.on_bar(bar, math.nan if self.regression else traded)
+        if self.log_bars:
+            self._log_bar(bar, y_pred, traded)
+
+    def _log_bar(self, bar: Bar, online: float, traded: float) -> None:
+        """The canonical line of a closed bar: what came in, what was predicted, what is held."""
+        broker = self.broker
+        pos = broker.positions.get(bar.symbol) if broker is not None else None
+        log.info("bar_closed", symbol=bar.symbol, ts_event=bar.ts_event, close=bar.close,
+                 volume=round(bar.volume, 8), trades=bar.trade_count, p_online=round(online, 4),
+                 p_traded=round(traded, 4), position=pos.qty if pos is not None else 0.0,
+                 equity=round(broker.equity, 2) if broker is not None else None,
+                 lag_ms=round((time.time_ns() - bar.ts_init) / 1e6, 2))
 
     def _learn(self, st: SymbolState, r: Any, bar: Bar) -> None:
         y_pred, traded = r.payload

@@ -86,6 +86,7 @@ def test_sigterm_shuts_down_cleanly_with_a_final_checkpoint(tape: Tape, tmp_path
         assert conn.execute("select count(*) from checkpoints").fetchone()[0] >= 1
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert "Traceback" not in err
+    assert '"event": "bar_closed"' in err and '"p_traded"' in err  # the canonical bar line
 
 
 def test_second_sigint_forces_exit(tape: Tape, tmp_path: Path) -> None:
