@@ -45,6 +45,7 @@ class FeedConfig:
     rotate_hours: float = 23.5  # open a fresh connection before Binance's 24 h cut
     queue_size: int = 100_000  # frames buffered between socket and engine (never dropped)
     backfill: bool = True  # fill gaps over REST before live frames resume
+    warmup_trades: int = 20_000  # cold start: trades fetched over REST before the first live one
     record: bool = True  # live: record every raw frame under recordings_dir
     recordings_dir: str = "state/recordings"  # hourly gzip recordings
 

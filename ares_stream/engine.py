@@ -346,7 +346,7 @@ class Engine:
         st.predictions += 1
         self.sink.prediction(p)
         st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
-        if self.broker is not None:
+        if self.broker is not None and bar.ts_event > self.gate.live_from.get(bar.symbol, 0):
             self.broker.on_bar(bar, math.nan if self.regression else traded)
         if self.log_bars:
             self._log_bar(bar, y_pred, traded)

@@ -56,7 +56,13 @@ def start(urls: dict[str, str], tmp: Path, *extra: str,
          streams, "--ws-url", urls["ws"], "--rest-url", urls["rest"],
          "--db", str(tmp / "paper.db"), "--config", str(cfg), "--log-json", *extra],
         cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+        stderr=(tmp / "daemon.log").open("a"), text=True)  # a file: a full pipe would block it
+
+
+def finish(proc: subprocess.Popen[str], tmp: Path) -> str:
+    """Wait for the daemon to exit; its log (stderr)."""
+    proc.wait(timeout=30)
+    return (tmp / "daemon.log").read_text()
 
 
 def wait_for_predictions(db: Path, n: int, timeout: float = 30.0) -> None:
@@ -79,7 +85,7 @@ def test_sigterm_shuts_down_cleanly_with_a_final_checkpoint(tape: Tape, tmp_path
         proc = start(urls, tmp_path, "--checkpoint-every", "0.5")
         wait_for_predictions(tmp_path / "paper.db", 20)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        err = finish(proc, tmp_path)
     assert proc.returncode == 0, err[-2000:]
     with sqlite3.connect(tmp_path / "paper.db") as conn:
         assert conn.execute("select status from runs").fetchall() == [("finished",)]
@@ -96,7 +102,7 @@ def test_second_sigint_forces_exit(tape: Tape, tmp_path: Path) -> None:
         wait_for_predictions(tmp_path / "paper.db", 1)
         proc.send_signal(signal.SIGINT)
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        finish(proc, tmp_path)
     assert proc.returncode in (0, 130)
 
 
@@ -120,7 +126,7 @@ def test_sigkill_at_random_points_resumes_exactly(tape: Tape, tmp_path: Path) ->
         proc = start(urls, tmp_path, "--checkpoint-every", "0.3", streams="aggTrade")
         time.sleep(4.0)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        err = finish(proc, tmp_path)
     assert proc.returncode == 0, err[-2000:]
     with sqlite3.connect(db) as conn:
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
@@ -191,14 +197,34 @@ def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) ->
             [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--ws-url", urls["ws"],
              "--rest-url", urls["rest"], "--db", str(tmp_path / "paper.db"), "--config", str(cfg)],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+            stderr=(tmp_path / "daemon.log").open("a"), text=True)
         receive(sock, messages, 20, lambda: b"WATCHDOG=1" in b"".join(messages))
         proc.send_signal(signal.SIGTERM)
         receive(sock, messages, 20, lambda: proc.poll() is not None)
-        proc.communicate(timeout=30)
+        finish(proc, tmp_path)
         receive(sock, messages, 0.5, lambda: False)
     sock.close()
     assert proc.returncode == 0
     kinds = [m.split(b"\n")[0].split(b"=")[0] for m in messages]
     assert kinds[0] == b"READY" and b"WATCHDOG" in kinds and b"STOPPING" in kinds
     assert any(m.startswith(b"STATUS=frames") for m in messages)
+
+
+def test_cold_start_warms_features_from_rest_history(tape: Tape, tmp_path: Path) -> None:
+    """A first start (no checkpoint) against an exchange with history fetches the trades before
+    the first live one over REST, and trades only from the first live bar on."""
+    with exchange_in_thread(tape, rate=1_000, faults=Faults(), start_on_subscribe=False) as urls:
+        time.sleep(1.5)  # ~1,000 aggTrades of history already broadcast
+        proc = start(urls, tmp_path, "--checkpoint-every", "0.5", streams="aggTrade")
+        wait_for_predictions(tmp_path / "paper.db", 5)
+        proc.send_signal(signal.SIGTERM)
+        err = finish(proc, tmp_path)
+    assert proc.returncode == 0, err[-2000:]
+    with sqlite3.connect(tmp_path / "paper.db") as conn:
+        warm = conn.execute("select count from feed_health where kind = 'backfill' "
+                            "order by id limit 1").fetchone()
+        first_fill = conn.execute("select min(ts_event) from fills").fetchone()[0]
+        first_live = conn.execute("select min(ts_init) from predictions where ts_init > 0 "
+                                  "and ts_event > (select min(ts_event) from predictions) ")
+    assert warm is not None and warm[0] >= 500
+    assert first_fill is None or first_live is not None

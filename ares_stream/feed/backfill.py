@@ -196,6 +196,8 @@ class Backfiller:
         limit = min(PAGE, request.last_missing - cursor + 1, self._items_left(result))
         items, ts_init = await self._call(request, result, fromId=cursor, limit=limit)
         key, make = ("a", agg_trade_frame) if agg else ("id", trade_frame)
+        if not result.frames and items and cursor < items[0][key] <= request.last_missing:
+            cursor = items[0][key]  # the history begins later than asked: not a hole
         start = cursor
         for item in items:
             if item[key] != cursor or cursor > request.last_missing:

@@ -14,6 +14,11 @@ the last id (or kline open time) it let through:
 Gap markers from a recording advance the cursor, so the jump that follows a marker is not a second
 gap. A checkpointed cursor (``cursors``) makes the first live item after a restart a gap too.
 
+A cold start (no cursor) with ``warmup`` > 0 treats the ``warmup`` trade ids before the first live
+one as missing: they are fetched over REST and warm the features before the live item; an
+incomplete warm-up records no gap. ``live_from[symbol]`` is the event time of that first live
+item: the broker trades from there on.
+
 >>> g = Gate()
 >>> t = lambda i: Trade("X", i, i, i, 1.0, 1.0, False, True)
 >>> [g.admit(t(i)) for i in (1, 2, 2, 5)]
@@ -70,10 +75,13 @@ class Gate:
 
     def __init__(
         self, *, backfill: bool = False, cursors: Mapping[tuple[str, str], int] | None = None,
-        max_hold: int = 200_000,
+        max_hold: int = 200_000, warmup: int = 0,
     ) -> None:
         self.backfill = backfill
         self.max_hold = max_hold
+        self.warmup = warmup if backfill else 0
+        self.warming: set[BackfillRequest] = set()
+        self.live_from: dict[str, int] = {}
         self._seqs: dict[tuple[str, str], IdSequence] = {
             k: IdSequence(last=v) for k, v in (cursors or {}).items()
         }
@@ -110,6 +118,11 @@ class Gate:
         if seq is None:
             seq = self._seqs[key] = IdSequence(step=step)
             self._steps[key] = step
+            if self.warmup and kind is Trade and ident > 0:
+                seq.last = max(ident - self.warmup, 0) - 1  # cold start: history before it
+                status = self._check(seq, key, ev, ident, step, ts_init, data)
+                self.warming.update(self.requests[-1:] if status == HOLD else ())
+                return status
         return self._check(seq, key, ev, ident, step, ts_init, data)
 
     def _check(self, seq: IdSequence, key: tuple[str, str], ev: Any, ident: int, step: int,
@@ -177,13 +190,20 @@ class Gate:
         waiting = held.items if held is not None else []
         seq = self._seqs[key]
         out: list[Item] = []
+        if request in self.warming and filled:  # history starts wherever the exchange has it
+            seq.last = _ident(filled[0][0]) - self._steps.get(key, 1)
         for item in filled:
             ident = _ident(item[0])
             if request.first_missing <= ident <= request.last_missing and seq.check(ident) == OK:
                 out.append(item)
                 self.counts["backfilled"] += 1
         open_end = request.last_missing == OPEN_END
-        if not open_end and (seq.last is None or seq.last < request.last_missing):
+        if request in self.warming:  # a cold start's history: partial is fine, no gap
+            self.warming.discard(request)
+            seq.last = max(seq.last or 0, request.last_missing)
+            if waiting:
+                self.live_from[request.symbol] = waiting[0][0].ts_event
+        elif not open_end and (seq.last is None or seq.last < request.last_missing):
             out.append(self._unfilled(request, seq, waiting))
         out.extend(self._release(key, waiting))
         return out

@@ -130,3 +130,17 @@ def test_perfect_backfill_gives_exactly_the_source(n: int, data: st.DataObject) 
                 fill = [(t(j), 0, None) for j in range(r2.first_missing, r2.last_missing + 1)]
                 out += ids(g.resolve(r2, fill, complete=True))
     assert out == source
+
+
+def test_cold_start_warms_up_from_history_without_a_gap() -> None:
+    """No cursor: the warm-up ids before the first live trade are fetched first; a partial
+    history records no gap, and trading starts at the first live trade."""
+    g = Gate(backfill=True, warmup=100)
+    assert g.admit(t(1000)) == HOLD
+    (req,) = g.take_requests()
+    assert (req.first_missing, req.last_missing) == (900, 999)
+    out = g.resolve(req, [(t(i), 0, None) for i in range(950, 1000)], complete=False)
+    assert ids(out) == [*range(950, 1000), 1000]
+    assert not any(type(ev) is Gap for ev, _, _ in out)
+    assert g.live_from == {"X": t(1000).ts_event}
+    assert g.admit(t(1001)) == PASS
