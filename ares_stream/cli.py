@@ -63,8 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--symbol", help="only this symbol")
     validate.add_argument("--config", type=Path,
                           help="config (default: the one of the database's latest run)")
-    validate.add_argument("--promote", action="store_true",
-                          help="store the decision and promote when the gate says so")
     sim = sub.add_parser("simulate", help="write a seeded simulated recording (for the demo)")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
@@ -105,6 +103,14 @@ def _config(args: argparse.Namespace) -> Config:
     return replace_values(cfg, overrides, source="command line") if overrides else cfg
 
 
+def _needs_symbols(cfg: Config, command: str) -> Config:
+    """A command that connects needs to know what to subscribe to."""
+    if not cfg.feed.symbols:
+        raise AresError(f"{command} needs symbols: --symbols BTCUSDT,ETHUSDT "
+                        "(or feed.symbols in the config)")
+    return cfg
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from ares_stream import logs, replay
 
@@ -123,9 +129,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from ares_stream import live, logs
 
     logs.configure(json=True if args.log_json else None)
-    cfg = _config(args)
-    if not cfg.feed.symbols:
-        raise AresError("record needs symbols: --symbols BTCUSDT,ETHUSDT (or feed.symbols)")
+    cfg = _needs_symbols(_config(args), "record")
     summary = asyncio.run(live.run_record(cfg, str(args.out), duration=args.duration))
     counts, gate = summary["counts"], summary["gate"]
     print(f"recorded {counts.get('frames', 0):,} frames into {len(summary['files'])} file(s) "
@@ -139,9 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ares_stream import daemon, logs
 
     logs.configure(json=True if args.log_json else None)
-    cfg = _config(args)
-    if not cfg.feed.symbols:
-        raise AresError("run needs symbols: --symbols BTCUSDT (or feed.symbols in the config)")
+    cfg = _needs_symbols(_config(args), "run")
     mode = "live" if args.live else "paper"
     if mode == "live":
         raise AresError("live trading is not available yet: run with --paper")

@@ -38,7 +38,6 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -46,11 +45,11 @@ from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
 from ares_stream.live import Ingest, build_ingest
 from ares_stream.metrics import Metrics
-from ares_stream.replay import make_broker
 from ares_stream.sdnotify import Notifier, watchdog_interval
 from ares_stream.store import checkpoints
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
+from ares_stream.trading import paper
 
 log = structlog.get_logger("ares_stream.daemon")
 
@@ -101,7 +100,7 @@ class Daemon:
         ckpt = checkpoints.latest(db, self.store.run_id) if resume else None
         cursors = _cursors_in(ckpt.cursors) if ckpt else None
         self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors)
-        self.ingest.engine.broker = make_broker(self.config, self.store, flush_rows=NEVER)
+        self.ingest.engine.broker = paper.for_run(self.config, self.store, flush_rows=NEVER)
         self.ingest.engine.log_bars = True
         if ckpt is not None:
             self._restore(ckpt)
@@ -193,12 +192,22 @@ class Daemon:
             pump = asyncio.create_task(self.ingest.run(), name="ingest")
             helpers = [asyncio.create_task(self._checkpointer(), name="checkpoints"),
                        asyncio.create_task(self._watchdog(pump), name="watchdog")]
+            stop = asyncio.create_task(self.stop_requested.wait())
             try:
-                await pump
+                await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
+                await self._bounded(pump)
             finally:
+                stop.cancel()
                 for task in helpers:
                     task.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _bounded(self, pump: asyncio.Task[None]) -> None:
+        """Let the pump wind down (feed closed, recording flushed) within the shutdown bound."""
+        try:
+            await asyncio.wait_for(pump, self.options.shutdown_timeout)
+        except TimeoutError:
+            log.error("shutdown_timeout", seconds=self.options.shutdown_timeout)
 
     async def _watchdog(self, pump: asyncio.Task[None]) -> None:
         """WATCHDOG=1 (and STATUS) every half watchdog period, only while healthy."""
@@ -290,7 +299,3 @@ def run_daemon(config: Config, options: DaemonOptions) -> int:
     faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's traceback in the log
     return asyncio.run(Daemon(config, options).main())
 
-
-def describe(config: Config, options: DaemonOptions) -> dict[str, Any]:
-    return {"mode": options.mode, "db": str(options.db_path), "symbols": config.feed.symbols,
-            "streams": config.feed.streams, "ws": config.feed.urls()[0]}

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import structlog
 
 from ares_stream.clock import LiveClock
@@ -61,8 +62,8 @@ class LagStats:
         """The q-quantile in ms (0 when empty)."""
         if not self.samples:
             return 0.0
-        ordered = sorted(self.samples)
-        return ordered[min(int(q * len(ordered)), len(ordered) - 1)] / 1e6
+        arr = np.fromiter(self.samples, dtype=np.int64, count=len(self.samples))
+        return float(np.quantile(arr, q, method="lower")) / 1e6
 
 
 class Ingest:
@@ -210,17 +211,11 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
 def attach_batch(engine: Engine, store: Any) -> LiveClock | None:
     """Live batch learning: results apply when done; APScheduler drives the periodic jobs on
     the loop (they only copy a window and submit it to the worker process)."""
-    config = engine.config
-    if not config.batch.enabled or config.learner.task != "classification":
-        return None
-    from ares_stream.engine import feature_set
-    from ares_stream.learners.batch import BatchLearner
-    from ares_stream.learners.registry import Registry
-    from ares_stream.store.buffer import BufferStore
+    from ares_stream.learners.batch import for_run
 
-    batch = BatchLearner(config, Registry(store.db, run_id=store.run_id),
-                         features=feature_set(config).names, replay=False,
-                         buffer_store=BufferStore(store.db))
+    batch = for_run(engine.config, store, replay=False)
+    if batch is None:
+        return None
     engine.batch = batch
     clock = LiveClock()
     for kind, every in (("train", batch.update_every), ("validate", batch.validate_every)):

@@ -18,12 +18,13 @@ from typing import Any, TextIO
 
 from ares_stream.config import Config, as_dict
 from ares_stream.engine import Engine
-from ares_stream.errors import SourceError
 from ares_stream.feed import RawFrame
 from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.feed.recording import RECORDING_SUFFIXES, RecordingSource, expand_paths
+from ares_stream.learners import batch
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
+from ares_stream.trading import paper
 
 _PUBLIC_SUFFIXES = (".csv", ".csv.gz", ".zip")
 
@@ -51,27 +52,6 @@ def _receive_time(item: Any) -> int:
     return int(item.ts_init)
 
 
-def make_batch(config: Config, store: RunStore, engine: Engine) -> Any:
-    """The batch learner of a run (boosters, validation), when the config enables it."""
-    if not config.batch.enabled or config.learner.task != "classification":
-        return None
-    from ares_stream.learners.batch import BatchLearner
-    from ares_stream.learners.registry import Registry
-    from ares_stream.store.buffer import BufferStore
-
-    registry = Registry(store.db, run_id=store.run_id)
-    return BatchLearner(config, registry, features=engine.new_features().names, replay=True,
-                        buffer_store=BufferStore(store.db))
-
-
-def make_broker(config: Config, store: RunStore, flush_rows: int = 2000) -> Any:
-    """The paper broker of a run (replay: on event time; the daemon: paper mode)."""
-    from ares_stream.store.trading import TradingStore
-    from ares_stream.trading.paper import PaperBroker
-
-    return PaperBroker(config.trading, TradingStore(store.db, store.run_id, flush_rows=flush_rows))
-
-
 def default_db_path(config: Config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Path(config.store.dir) / "runs" / f"replay-{stamp}.db"
@@ -96,8 +76,8 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     store = RunStore(open_db(db_path), mode="replay", config=as_dict(config),
                      sources=[str(p) for p in paths], flush_rows=config.store.flush_rows)
     engine = Engine(config, store)
-    engine.batch = make_batch(config, store, engine)
-    engine.broker = make_broker(config, store)
+    engine.batch = batch.for_run(config, store, replay=True)
+    engine.broker = paper.for_run(config, store)
     started = time.perf_counter()
     status = "failed"
     try:
@@ -227,11 +207,6 @@ def format_summary(result: ReplayResult) -> str:
     rows.append(("run database", f"{result.db_path} (run {result.run_id})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
-
-
-def require_inputs(paths: Sequence[str]) -> None:
-    if not paths:
-        raise SourceError("replay needs at least one path")
 
 
 def progress_stream() -> TextIO | None:

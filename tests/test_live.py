@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,19 +77,30 @@ async def ingest(tape: Tape, faults: Faults, *, rate: float = 20_000, learn: boo
         sink = ListSink()
         gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
         engine = CaptureEngine(cfg, sink, gate=gate, learn=learn)
-        feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(initial=0.02, cap=0.1))
-        async with Backfiller(ex.rest_url) as backfiller:
-            run = Ingest(engine, feed_, backfiller)
-            feed_.on_notice = run.on_notice
-            task = asyncio.create_task(run.run())
-            try:
-                async with asyncio.timeout(timeout):
-                    while not engine.ids or engine.ids[-1] != last:
-                        await asyncio.sleep(0.02)
-            finally:
-                run.stop()
-                await task
+        await pump_until(engine, ex.rest_url, has_id(engine, last), timeout=timeout)
         return engine, sink, dict(ex.stats)
+
+
+def has_id(engine: CaptureEngine, last: int) -> Callable[[], bool]:
+    return lambda: bool(engine.ids) and engine.ids[-1] == last
+
+
+async def pump_until(engine: Engine, rest_url: str, done: Callable[[], bool], *,
+                     recorder: Any = None, clock: Any = None, timeout: float = 25.0) -> WsFeed:
+    """The live path (websocket, REST backfill, the engine) until ``done()``; its feed."""
+    feed_ = WsFeed(ws_settings(engine.config), reconnect_delays=backoff(0.02, cap=0.1))
+    async with Backfiller(rest_url) as backfiller:
+        run = Ingest(engine, feed_, backfiller, recorder, clock)
+        feed_.on_notice = run.on_notice
+        task = asyncio.create_task(run.run())
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    await asyncio.sleep(0.02)
+        finally:
+            run.stop()
+            await task
+    return feed_
 
 
 @contextlib.contextmanager
@@ -223,16 +234,8 @@ def test_record_against_the_exchange_replays_identically(tape: Tape, tmp_path: P
 
             with RecordingWriter(tmp_path / "rec") as rec:
                 engine = CaptureEngine(cfg, sink, gate=gate, recorder=rec)
-                feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
-                async with Backfiller(ex.rest_url) as backfiller:
-                    run = Ingest(engine, feed_, backfiller, rec)
-                    feed_.on_notice = run.on_notice
-                    task = asyncio.create_task(run.run())
-                    async with asyncio.timeout(25):
-                        while not engine.ids or engine.ids[-1] != tape_ids(tape)[-1]:
-                            await asyncio.sleep(0.02)
-                    run.stop()
-                    await task
+                await pump_until(engine, ex.rest_url, has_id(engine, tape_ids(tape)[-1]),
+                                 recorder=rec)
             return sink.predictions, dict(engine.gate.counts)
 
     predictions, gate_counts = asyncio.run(main())
@@ -282,16 +285,7 @@ def test_real_trade_capture_with_drops_is_backfilled_by_trade_id(tmp_path: Path)
                 "symbols": ["BTCUSDT"], "streams": ["trade", "bookTicker", "depth@100ms"]}})
             gate = Gate(backfill=True, cursors={("BTCUSDT", "trade_id"): ids[0] - 1})
             engine = CaptureEngine(cfg, ListSink(), gate=gate, learn=False)
-            feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
-            async with Backfiller(ex.rest_url) as backfiller:
-                run = Ingest(engine, feed_, backfiller)
-                feed_.on_notice = run.on_notice
-                task = asyncio.create_task(run.run())
-                async with asyncio.timeout(30):
-                    while not engine.ids or engine.ids[-1] != ids[-1]:
-                        await asyncio.sleep(0.02)
-                run.stop()
-                await task
+            await pump_until(engine, ex.rest_url, has_id(engine, ids[-1]), timeout=30)
             return engine.ids, dict(ex.stats)
 
     got, stats = asyncio.run(main())
@@ -339,16 +333,8 @@ def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None
         sink = ListSink()
         gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
         engine = SlowEngine(cfg, sink, gate=gate, learn=False)
-        feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
-        async with Backfiller(urls["rest"]) as backfiller:
-            run = Ingest(engine, feed_, backfiller)
-            feed_.on_notice = run.on_notice
-            task = asyncio.create_task(run.run())
-            async with asyncio.timeout(40):
-                while not engine.ids or engine.ids[-1] != tape_ids(tape)[-1]:
-                    await asyncio.sleep(0.02)
-            run.stop()
-            await task
+        feed_ = await pump_until(engine, urls["rest"], has_id(engine, tape_ids(tape)[-1]),
+                                 timeout=40)
         return engine, sink, dict(feed_.stats)
 
     with exchange_in_thread(tape, rate=20_000) as urls:
@@ -378,19 +364,10 @@ def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> No
             gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
             engine = CaptureEngine(cfg, store, gate=gate)
             clock = attach_batch(engine, store)
-            feed_ = WsFeed(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
-            async with Backfiller(ex.rest_url) as backfiller:
-                run = Ingest(engine, feed_, backfiller, clock=clock)
-                feed_.on_notice = run.on_notice
-                task = asyncio.create_task(run.run())
-                async with asyncio.timeout(60):
-                    while not engine.ids or engine.ids[-1] != tape_ids(tape)[-1]:
-                        await asyncio.sleep(0.05)
-                    counts = engine.batch.counts  # the clock keeps submitting after the tape
-                    while counts["validations"] < 1 or counts["trained"] < 2:
-                        await asyncio.sleep(0.05)
-                run.stop()
-                await task
+            counts = engine.batch.counts  # the clock keeps submitting after the tape ends
+            await pump_until(engine, ex.rest_url, lambda: (
+                has_id(engine, tape_ids(tape)[-1])() and counts["validations"] >= 1
+                and counts["trained"] >= 2), clock=clock, timeout=60)
             engine.batch.finish(engine.last_ts)
             store.flush()
             models = [n for (n,) in store.db.execute("select n_trees from models")]

@@ -75,10 +75,9 @@ class Gate:
 
     def __init__(
         self, *, backfill: bool = False, cursors: Mapping[tuple[str, str], int] | None = None,
-        max_hold: int = 200_000, warmup: int = 0,
+        warmup: int = 0,
     ) -> None:
         self.backfill = backfill
-        self.max_hold = max_hold
         self.warmup = warmup if backfill else 0
         self.warming: set[BackfillRequest] = set()
         self.live_from: dict[str, int] = {}
@@ -237,10 +236,6 @@ class Gate:
     def holding(self) -> int:
         """Items held behind gaps right now."""
         return sum(len(h.items) for h in self.held.values())
-
-    def overflowing(self) -> list[BackfillRequest]:
-        """Requests whose held items exceed ``max_hold``: to be given up as unfilled."""
-        return [h.request for h in self.held.values() if len(h.items) > self.max_hold]
 
 
 def _step(k: Kline) -> int:

@@ -1,4 +1,4 @@
-"""Continuity of a stream: trade ids and kline open times, per symbol and stream kind.
+"""Continuity of a stream: trade ids, or kline open times (``step`` = the interval in ns).
 
 Binance never resends what a dropped connection missed, so the only way to know data was lost is
 continuity: ``@trade`` ids and ``@aggTrade`` ids are consecutive integers per symbol, and closed
@@ -42,13 +42,3 @@ class IdSequence:
         missing = (ident - last) // self._step - 1
         return missing if missing > 0 else OK
 
-
-class TimeSequence(IdSequence):
-    """Kline open times (ns) that must advance by exactly one interval.
-
-    >>> s = TimeSequence(step=60)
-    >>> [s.check(t) for t in (0, 60, 60, 240)]
-    [0, 0, -1, 2]
-    """
-
-    __slots__ = ()

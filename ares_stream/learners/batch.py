@@ -329,8 +329,16 @@ def _num(v: float | None) -> float | None:
 
 
 def _fold_row(r: Any) -> dict[str, Any]:
-    row = {k: _num(v) if isinstance(v, float) else v for k, v in vars(r).items()
-           if not isinstance(v, dict)}
-    for k, v in getattr(r, "trading", {}).items():
-        row[k] = _num(v)
-    return row
+    """A fold result as JSON-safe data (NaN -> null)."""
+    return {k: _num(v) if isinstance(v, float) else v for k, v in r.row().items()}
+
+
+def for_run(config: Config, store: Any, *, replay: bool) -> BatchLearner | None:
+    """The batch learner of a run (replay or live) when the config enables it, else None."""
+    if not config.batch.enabled or config.learner.task != "classification":
+        return None
+    from ares_stream.engine import feature_set  # the engine imports this module
+
+    return BatchLearner(config, Registry(store.db, run_id=store.run_id),
+                        features=feature_set(config).names, replay=replay,
+                        buffer_store=BufferStore(store.db))

@@ -23,7 +23,7 @@ Client ids are deterministic: ``<symbol>-<bar ts_event>`` (``r<run>-`` in front 
 ``-k<n>`` behind for a kill-switch sale). Paper mode imports no exchange client at all.
 
 >>> from structlog.testing import capture_logs
->>> from ares_stream.config import TradingConfig
+>>> from ares_stream.config import Config, TradingConfig
 >>> from ares_stream.events import Bar, Trade
 >>> broker = PaperBroker(TradingConfig(fee_bps=10.0, slippage="bps", slippage_bps=0.0), None)
 >>> s = 10**9
@@ -48,7 +48,7 @@ from typing import Any
 
 import structlog
 
-from ares_stream.config import TradingConfig
+from ares_stream.config import Config, TradingConfig
 from ares_stream.events import NS_PER_MS, NS_PER_S, Bar, BookTop, Trade
 from ares_stream.store.trading import TradingStore
 from ares_stream.trading.risk import Risk
@@ -293,3 +293,8 @@ class PaperBroker:
         self._tape = set(state["tape"])
         self._flattened_for = state["flattened_for"]
         self.risk.restore(dict(state["risk"]))
+
+
+def for_run(config: Config, store: Any, *, flush_rows: int = 2000) -> PaperBroker:
+    """The paper broker of a run: replay (event time) or the paper daemon."""
+    return PaperBroker(config.trading, TradingStore(store.db, store.run_id, flush_rows=flush_rows))

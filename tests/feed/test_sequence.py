@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ares_stream.feed.sequence import DUPLICATE, OK, IdSequence, TimeSequence
+from ares_stream.feed.sequence import DUPLICATE, OK, IdSequence
 
 
 def test_restored_cursor_reports_the_gap_since_the_checkpoint() -> None:
@@ -16,7 +16,7 @@ def test_restored_cursor_reports_the_gap_since_the_checkpoint() -> None:
 def test_time_sequence_counts_missing_intervals() -> None:
     """Kline open times one hour apart with 3 hours missing report 3."""
     h = 3600 * 10**9
-    s = TimeSequence(step=h)
+    s = IdSequence(step=h)
     assert [s.check(0), s.check(h), s.check(5 * h)] == [OK, OK, 3]
 
 
