@@ -368,7 +368,8 @@ class Engine:
             loss = traded_loss = abs(y - y_pred)
         else:
             y = label = r.label
-            loss, traded_loss = _log_loss(y_pred, label), _log_loss(traded, label)
+            loss = _log_loss(y_pred, label)
+            traded_loss = loss if traded == y_pred else _log_loss(traded, label)
             self._baseline(st, label)
             st.hits += int((traded >= 0.5) == bool(label))
         st.labelled += 1
