@@ -134,6 +134,9 @@ class TradingConfig:
     stale_feed_s: float = 60.0  # no trade for this long: no new orders (stale-feed switch)
     live: bool = False  # live orders need this, --live, keys in the environment
     testnet: bool = True  # live orders go to the testnet unless this is false
+    rest_url: str = ""  # order API base URL; empty: the testnet, or api.binance.com if not testnet
+    keys_file: str = ""  # KEY=value file (mode 0600, ours) with the API key; empty: environment
+    max_slippage_bps: float = 20.0  # live orders are IOC limits this far past the last price
 
 
 @dataclass(frozen=True)

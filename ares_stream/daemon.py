@@ -43,6 +43,7 @@ import structlog
 
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
+from ares_stream.learners.batch import BatchLearner
 from ares_stream.live import Ingest, build_ingest
 from ares_stream.metrics import Metrics
 from ares_stream.sdnotify import Notifier, watchdog_interval
@@ -79,6 +80,7 @@ class Daemon:
         self.checkpoints = 0
         self.notifier = Notifier()
         self.metrics: Metrics | None = None
+        self.metrics_port: int | None = None
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
 
     async def main(self) -> int:
@@ -110,6 +112,7 @@ class Daemon:
         self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
         log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
                  run_id=self.store.run_id, resumed=resume is not None,
+                 metrics_port=self.metrics_port,
                  checkpoint=ckpt.ts_event if ckpt else None)
 
     async def _start_metrics(self) -> None:
@@ -118,8 +121,10 @@ class Daemon:
         if not m.enabled:
             return
         self.metrics = Metrics()
-        await self.metrics.start(m.host, m.port, allow_remote=m.allow_remote)
+        self.metrics_port = await self.metrics.start(m.host, m.port, allow_remote=m.allow_remote)
         self.metrics.on_scrape(self._publish)
+        assert self.ingest is not None
+        self.ingest.lag.histogram = self.metrics.engine_lag
 
     def _publish(self) -> None:
         assert self.metrics is not None and self.ingest is not None
@@ -128,11 +133,26 @@ class Daemon:
         self.metrics.observe_engine(
             engine.counts, predictions={s: st.predictions for s, st in state},
             drifts={s: st.learner.n_drifts for s, st in state})
+        for sym, st in state:
+            self.metrics.set_model_version(sym, "river", st.learner.n_drifts)
+        if engine.batch is not None:
+            self._publish_batch(engine.batch)
         broker = engine.broker
         if broker is not None:
             self.metrics.set_equity(broker.equity)
             for sym, pos in broker.positions.items():
                 self.metrics.set_position(sym, pos.qty)
+
+    def _publish_batch(self, batch: BatchLearner) -> None:
+        """Fit durations since the last scrape; the champion's and the newest booster's ids."""
+        assert self.metrics is not None
+        while batch.fits:
+            self.metrics.observe_fit(batch.fits.popleft()[2])
+        for sym, sb in batch.symbols.items():
+            if sb.champion is not None and sb.champion.model_id is not None:
+                self.metrics.set_model_version(sym, "champion", sb.champion.model_id)
+            if sb.lineage and sb.lineage[-1].model_id is not None:
+                self.metrics.set_model_version(sym, "booster", sb.lineage[-1].model_id)
 
     def _restore(self, ckpt: checkpoints.Checkpoint) -> None:
         assert self.ingest is not None

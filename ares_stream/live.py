@@ -30,6 +30,7 @@ from ares_stream.feed.backfill import Backfiller
 from ares_stream.feed.gate import Gate
 from ares_stream.feed.recorder import RecordingWriter
 from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
+from ares_stream.metrics import LagHistogram
 
 log = structlog.get_logger("ares_stream.live")
 
@@ -55,8 +56,12 @@ class LagStats:
 
     samples: deque[int] = field(default_factory=lambda: deque(maxlen=_LAG_SAMPLES))
 
+    histogram: LagHistogram | None = None  # the metrics endpoint's, when it serves one
+
     def add(self, lag_ns: int) -> None:
         self.samples.append(lag_ns)
+        if self.histogram is not None:
+            self.histogram.add_ns(lag_ns)
 
     def quantile(self, q: float) -> float:
         """The q-quantile in ms (0 when empty)."""

@@ -241,3 +241,57 @@ def test_cold_start_warms_features_from_rest_history(tape: Tape, tmp_path: Path)
     assert count >= 500  # history fetched over REST before the first live trade
     assert warm_predictions > 0  # the features were warm on that history ...
     assert early_orders == 0  # ... but nothing was traded on it
+
+
+def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path) -> None:
+    """Scraping the paper daemon's /metrics: frames, predictions, the engine lag histogram,
+    booster fit durations and model versions, equity — the values the daemon is living."""
+    import json
+
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(CONFIG.replace("enabled = false", "min_rows = 60\nupdate_rows = 60")
+                   .format(recordings=tmp_path / "recordings"))
+    with exchange_in_thread(tape, rate=600, faults=Faults()) as urls:
+        proc = subprocess.Popen(
+            [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
+             "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
+             "--db", str(tmp_path / "paper.db"), "--config", str(cfg), "--log-json"],
+            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "daemon.log").open("a"), text=True)
+        try:
+            port = None
+            deadline = time.monotonic() + 60
+            got: dict[Any, float] = {}
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                if port is None:
+                    started = [json.loads(line) for line in (tmp_path / "daemon.log").open()
+                               if '"daemon_started"' in line]
+                    port = started[0]["metrics_port"] if started else None
+                    continue
+                got = scrape_metrics(port)
+                if got.get(("ares_fit_duration_seconds_count", ()), 0) >= 1:
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            err = finish(proc, tmp_path)
+    assert proc.returncode == 0, err[-2000:]
+    assert got[("ares_fit_duration_seconds_count", ())] >= 1, "no booster fit within 60 s"
+    assert 0 < got[("ares_fit_duration_seconds_sum", ())] < 60
+    assert got[("ares_frames_total", ())] > 100
+    assert got[("ares_predictions_total", (("symbol", SYMBOL),))] >= 60
+    assert got[("ares_engine_lag_seconds_count", ())] > 0
+    assert got[("ares_model_version", (("kind", "booster"), ("symbol", SYMBOL)))] >= 1
+    assert (("ares_model_version", (("kind", "river"), ("symbol", SYMBOL)))) in got
+    assert got[("ares_equity", ())] > 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -119,6 +120,7 @@ class BatchLearner:
         self.counts: dict[str, int] = {"trained": 0, "refits": 0, "warm_starts": 0,
                                        "refreshes": 0, "validations": 0, "promotions": 0,
                                        "skipped_busy": 0}
+        self.fits: deque[tuple[str, str, float]] = deque(maxlen=1000)  # (symbol, how, seconds)
 
     # -- inputs from the engine ---------------------------------------------------------------
 
@@ -250,6 +252,7 @@ class BatchLearner:
         how = {"refit": "refits", "warm_start": "warm_starts", "refresh": "refreshes"}[tb.how]
         self.counts["trained"] += 1
         self.counts[how] += 1
+        self.fits.append((p.symbol, tb.how, float(blob.meta.get("fit_s", math.nan))))
         log.info("model_trained", symbol=p.symbol, model_id=rec.id, how=tb.how,
                  trees=tb.n_trees, rows=tb.rows)
 

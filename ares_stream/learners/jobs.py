@@ -18,6 +18,7 @@ refit, the River learner, the baselines — are refit per fold and are out of sa
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +64,19 @@ def from_blob(blob: Blob) -> bst.TrainedBooster:
 
 def train(window: Window, since: int, parent: Blob | None, settings: bst.BoosterSettings,
           force_refit: bool) -> Blob:
-    """Warm-start (or refresh) ``parent`` on the rows after ``since``, or refit on the window."""
+    """Warm-start (or refresh) ``parent`` on the rows after ``since``, or refit on the window.
+    The wall time of the fit is ``meta["fit_s"]``."""
+    started = time.perf_counter()
     if parent is None:
-        return to_blob(bst.fit(window.X, window.y, window.ts, window.features, settings))
-    new = window.ts > since
-    tb = bst.update(from_blob(parent), window.X[new], window.y[new], window.ts[new],
-                    window.features, settings, X_window=window.X, y_window=window.y,
-                    ts_window=window.ts, force_refit=force_refit)
-    return to_blob(tb)
+        tb = bst.fit(window.X, window.y, window.ts, window.features, settings)
+    else:
+        new = window.ts > since
+        tb = bst.update(from_blob(parent), window.X[new], window.y[new], window.ts[new],
+                        window.features, settings, X_window=window.X, y_window=window.y,
+                        ts_window=window.ts, force_refit=force_refit)
+    blob = to_blob(tb)
+    blob.meta["fit_s"] = time.perf_counter() - started
+    return blob
 
 
 @dataclass(frozen=True)
