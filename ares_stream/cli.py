@@ -145,8 +145,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(json=True if args.log_json else None)
     cfg = _needs_symbols(_config(args), "run")
     mode = "live" if args.live else "paper"
+    if mode == "live" and not cfg.trading.live:
+        raise AresError("live trading needs three things: --live, `live = true` under [trading] "
+                        "in the config file, and the API key in ARES_API_KEY / ARES_API_SECRET "
+                        "(or [trading] keys_file); orders go to the testnet unless "
+                        "`testnet = false`")
     if mode == "live":
-        raise AresError("live trading is not available yet: run with --paper")
+        from ares_stream.trading.credentials import load_credentials
+
+        load_credentials(cfg.trading)  # missing keys: say so before anything starts
     options = daemon.DaemonOptions(mode=mode, db_path=args.db or daemon.default_db(cfg, mode),
                                    config_path=args.config,
                                    checkpoint_every=args.checkpoint_every)

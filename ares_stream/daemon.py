@@ -38,6 +38,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -51,6 +52,9 @@ from ares_stream.store import checkpoints
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 from ares_stream.trading import paper
+
+if TYPE_CHECKING:  # paper mode never imports the order client
+    from ares_stream.trading.live import LiveBroker
 
 log = structlog.get_logger("ares_stream.daemon")
 
@@ -81,6 +85,7 @@ class Daemon:
         self.notifier = Notifier()
         self.metrics: Metrics | None = None
         self.metrics_port: int | None = None
+        self.live_broker: LiveBroker | None = None
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
 
     async def main(self) -> int:
@@ -102,10 +107,12 @@ class Daemon:
         ckpt = checkpoints.latest(db, self.store.run_id) if resume else None
         cursors = _cursors_in(ckpt.cursors) if ckpt else None
         self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors)
-        self.ingest.engine.broker = paper.for_run(self.config, self.store, flush_rows=NEVER)
+        self.ingest.engine.broker = await self._broker()
         self.ingest.engine.log_bars = True
         if ckpt is not None:
             self._restore(ckpt)
+        if self.live_broker is not None:  # the exchange is the truth: adopt balances, orders
+            await self._reconcile(self.live_broker)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
         self._signals()
         await self._start_metrics()
@@ -114,6 +121,31 @@ class Daemon:
                  run_id=self.store.run_id, resumed=resume is not None,
                  metrics_port=self.metrics_port,
                  checkpoint=ckpt.ts_event if ckpt else None)
+
+    async def _broker(self) -> paper.PaperBroker:
+        """Paper: no client, no keys. Live: keys from the environment (or the keys file), the
+        order client on the testnet unless the config says otherwise."""
+        assert self.store is not None
+        if self.options.mode != "live":
+            return paper.for_run(self.config, self.store, flush_rows=NEVER)
+        from ares_stream.trading import live  # the only import of an order-placing client
+
+        cfg = self.config.trading
+        client = await live.connect(cfg, live.load_credentials(cfg))
+        self.live_broker = live.for_run(self.config, self.store, client, flush_rows=NEVER)
+        log.warning("live_trading", order_url=live.order_url(cfg), testnet=cfg.testnet)
+        return self.live_broker
+
+    async def _reconcile(self, broker: LiveBroker) -> None:
+        """Filters and reconciliation; an exchange that refuses us is a clean, named exit."""
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        try:
+            await broker.start(self.config.feed.symbols)
+        except (BinanceAPIException, BinanceRequestException, OSError, TimeoutError) as exc:
+            await broker.client.close_connection()
+            raise AresError(f"live start-up failed at {live_order_url(self.config)}: "
+                            f"{_exchange_error(exc)}") from None
 
     async def _start_metrics(self) -> None:
         """Prometheus at http://127.0.0.1:9464/metrics; the engine's totals are read at scrape."""
@@ -288,6 +320,8 @@ class Daemon:
         self.ingest.stop()
         if self.metrics is not None:
             await self.metrics.stop()
+        if self.live_broker is not None:
+            await self.live_broker.close()  # orders in flight answered (bounded) and booked
         try:
             self.checkpoint()
         finally:
@@ -307,6 +341,17 @@ def _cursors_out(cursors: dict[tuple[str, str], int]) -> dict[str, int]:
 
 def _cursors_in(saved: dict[str, int]) -> dict[tuple[str, str], int]:
     return {tuple(key.split("|", 1)): last for key, last in saved.items()}  # type: ignore[misc]
+
+
+def live_order_url(config: Config) -> str:
+    from ares_stream.trading.live import order_url
+
+    return order_url(config.trading)
+
+
+def _exchange_error(exc: BaseException) -> str:
+    code, message = getattr(exc, "code", None), getattr(exc, "message", None)
+    return f"code {code}: {message}" if code is not None else (str(exc) or type(exc).__name__)
 
 
 def default_db(config: Config, mode: str) -> Path:

@@ -295,3 +295,97 @@ def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path)
     assert got[("ares_model_version", (("kind", "booster"), ("symbol", SYMBOL)))] >= 1
     assert (("ares_model_version", (("kind", "river"), ("symbol", SYMBOL)))) in got
     assert got[("ares_equity", ())] > 0
+
+
+API_KEY = "ares-test-key-" + "k" * 40
+API_SECRET = "ares-test-secret-" + "s" * 40
+
+
+def start_live(urls: dict[str, str], tmp: Path, env: dict[str, str],
+               trading: str) -> subprocess.Popen[str]:
+    cfg = tmp / "live.toml"
+    cfg.write_text(CONFIG.format(recordings=tmp / "recordings") + f"""
+[trading]
+live = true
+rest_url = "{urls['rest']}"
+enter = 0.5
+exit = 0.4
+{trading}
+""")
+    return subprocess.Popen(
+        [sys.executable, "daemon.py", "--live", "--symbols", SYMBOL, "--streams",
+         "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
+         "--db", str(tmp / "live.db"), "--config", str(cfg), "--log-json",
+         "--checkpoint-every", "0.5"],
+        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
+        stderr=(tmp / "daemon.log").open("a"), text=True)
+
+
+def wait_for_fills(db: Path, n: int, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):
+            if db.exists() and sqlite3.connect(db).execute(
+                    "select count(*) from fills").fetchone()[0] >= n:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {n} fills in {db} after {timeout} s")
+
+
+def test_live_daemon_trades_on_the_exchange_and_reconciles(tape: Tape, tmp_path: Path) -> None:
+    """`--live` against the local exchange's signed API: orders reach the exchange and their fills
+    are booked, a stale order of ours is cancelled at start-up, the final cash and position equal
+    the exchange's balances, and the key and secret appear in neither the log nor the database."""
+    from ares_stream.exchange import Account
+
+    account = Account({"USDT": 10_000, "SIM": 0.5}, api_key=API_KEY, api_secret=API_SECRET)
+    env = {**os.environ, "ARES_API_KEY": API_KEY, "ARES_API_SECRET": API_SECRET}
+    with exchange_in_thread(tape, rate=400, faults=Faults(), account=account) as urls:
+        account.book.place({"symbol": SYMBOL, "side": "BUY", "type": "LIMIT", "quantity": "10",
+                            "price": "1.00", "timeInForce": "GTC",
+                            "newClientOrderId": "ares-r9-stale"})  # before the clock starts
+        proc = start_live(urls, tmp_path, env, "")
+        try:
+            wait_for_fills(tmp_path / "live.db", 3)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            err = finish(proc, tmp_path)
+        balances = {a: float(sum(account.balance(a))) for a in ("USDT", "SIM")}
+        open_orders = account.open_orders({"symbol": SYMBOL})
+    assert proc.returncode == 0, err[-3000:]
+    assert '"event": "reconciled"' in err and "ares-r9-stale" in err
+    assert open_orders == []  # the stale order of ours was cancelled
+    db = tmp_path / "live.db"
+    with sqlite3.connect(db) as conn:
+        modes = {m for (m,) in conn.execute("select distinct mode from orders")}
+        (qty,) = conn.execute("select qty from positions where symbol = ?", (SYMBOL,)).fetchone()
+        state = conn.execute("select state from checkpoints order by id desc limit 1").fetchone()
+    assert modes == {"live"}
+    import pickle
+
+    broker = pickle.loads(state[0])["broker"]
+    assert broker["cash"] == pytest.approx(balances["USDT"], abs=1e-6)
+    assert qty == pytest.approx(balances["SIM"], abs=1e-9)
+    for secret in (API_KEY, API_SECRET):
+        assert secret not in err
+        for path in tmp_path.glob("live.db*"):
+            assert secret.encode() not in path.read_bytes()
+
+
+def test_live_refuses_without_opt_in_or_keys(tmp_path: Path) -> None:
+    """--live without `live = true`, or without keys, exits 2 with one line saying what is
+    missing — before connecting to anything."""
+    root = Path(__file__).resolve().parents[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[trading]\nlive = false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARES_API")}
+    out = subprocess.run([sys.executable, "daemon.py", "--live", "--symbols", SYMBOL,
+                          "--config", str(cfg), "--db", str(tmp_path / "l.db")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "live = true" in out.stderr and "Traceback" not in out.stderr
+    cfg.write_text("[trading]\nlive = true\n")
+    out = subprocess.run([sys.executable, "daemon.py", "--live", "--symbols", SYMBOL,
+                          "--config", str(cfg), "--db", str(tmp_path / "l.db")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "ARES_API_KEY" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "l.db").exists()

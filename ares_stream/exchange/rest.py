@@ -1,7 +1,9 @@
 """The local exchange's REST market-data API (aiohttp), shaped like Binance's ``/api/v3``.
 
 ``ping``, ``time``, ``exchangeInfo``, ``aggTrades``, ``trades``, ``historicalTrades`` and
-``klines`` with Binance's parameters, defaults, error codes and field names. Only what the
+``klines`` with Binance's parameters, defaults, error codes and field names; with an
+:class:`~ares_stream.exchange.account.Account`, the signed trading endpoints (``order``,
+``order/test``, ``openOrders``, ``account``, ``myTrades``) too. Only what the
 broadcast clock has already sent is served: the future does not exist yet. Every response carries
 ``X-MBX-USED-WEIGHT-1M`` (request weights summed per wall-clock minute, Binance's weights); the
 ``rest_429`` / ``rest_418`` faults answer market-data requests with ``Retry-After: 1``.
@@ -16,13 +18,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
 
 from ares_stream.exchange.faults import Faults, take
 from ares_stream.exchange.tape import INTERVALS, Series, Tape
+
+if TYPE_CHECKING:  # account.py imports this module
+    from ares_stream.exchange.account import Account
 
 __all__ = ["WEIGHTS", "RestServer", "exchange_info"]
 
@@ -31,7 +36,14 @@ WEIGHTS = {  # request weight of each endpoint (Binance spot, 2024; USD-M future
     "/api/v3/klines": 2, "/api/v3/trades": 25, "/api/v3/historicalTrades": 25,
     "/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/exchangeInfo": 1, "/fapi/v1/aggTrades": 20,
     "/fapi/v1/klines": 5, "/fapi/v1/trades": 5, "/fapi/v1/historicalTrades": 20,
+    "/api/v3/order": 1, "/api/v3/order/test": 1, "/api/v3/openOrders": 6, "/api/v3/account": 20,
+    "/api/v3/myTrades": 20,
 }  # fmt: skip
+_SIGNED = (  # the trading endpoints, answered by the account
+    ("POST", "/api/v3/order"), ("POST", "/api/v3/order/test"), ("GET", "/api/v3/order"),
+    ("DELETE", "/api/v3/order"), ("GET", "/api/v3/openOrders"), ("GET", "/api/v3/account"),
+    ("GET", "/api/v3/myTrades"),
+)
 _MARKET_DATA = frozenset(
     {"/api/v3/aggTrades", "/api/v3/klines", "/api/v3/trades", "/api/v3/historicalTrades",
      "/fapi/v1/aggTrades", "/fapi/v1/klines", "/fapi/v1/trades", "/fapi/v1/historicalTrades"}
@@ -158,9 +170,10 @@ class RestServer:
         stats: dict[str, int],
         *,
         host: str = "127.0.0.1",
+        account: Account | None = None,
     ) -> None:
         self.tape, self.position, self.faults, self.stats = tape, position, faults, stats
-        self.host = host
+        self.host, self.account = host, account
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._minute, self._used = 0, 0
@@ -178,6 +191,8 @@ class RestServer:
             app.router.add_get(f"{prefix}/trades", self._trades)
             app.router.add_get(f"{prefix}/historicalTrades", self._historical_trades)
             app.router.add_get(f"{prefix}/klines", self._klines)
+        for method, path in _SIGNED:
+            app.router.add_route(method, path, self._signed)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -239,6 +254,18 @@ class RestServer:
         if symbol not in self.tape.symbols:
             raise ApiError(-1121, "Invalid symbol.")
         return symbol
+
+    async def _signed(self, request: web.Request) -> web.Response:
+        """A trading endpoint: the account answers (no account: no key is valid)."""
+        if self.account is None:
+            raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        answer = self.account.call(request.method, request.path, request.headers,
+                                   request.rel_url.raw_query_string, await request.text())
+        if answer is None:  # a fault ate the answer: cut the connection instead
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        return _json(answer[1], answer[0])
 
     async def _ping(self, request: web.Request) -> web.Response:
         return _json({})

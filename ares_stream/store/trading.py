@@ -38,9 +38,12 @@ from ares_stream.store.db import write_batches
 
 _INSERT_ORDER = (
     "INSERT OR IGNORE INTO orders (run_id, client_id, symbol, side, qty, type, ts_event, "
-    "ts_submit, status, reason, mode) VALUES (?, ?, ?, ?, ?, 'MARKET', ?, ?, 'new', '', ?)"
+    "ts_submit, status, reason, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new', '', ?)"
 )
-_UPDATE_ORDER = "UPDATE orders SET status = ?, reason = ? WHERE client_id = ?"
+_UPDATE_ORDER = (  # exchange_id: kept when not given
+    "UPDATE orders SET status = ?, reason = ?, exchange_id = coalesce(?, exchange_id) "
+    "WHERE client_id = ?"
+)
 _INSERT_FILL = (  # one fill per order (the paper broker fills an order at one trade)
     "INSERT INTO fills (run_id, client_id, symbol, side, qty, price, fee, ts_event, slippage_bps) "
     "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM fills WHERE client_id = ?)"
@@ -69,14 +72,16 @@ class TradingStore:
         self._positions: dict[str, tuple[Any, ...]] = {}
 
     def order(self, client_id: str, symbol: str, side: str, qty: float, ts_event: int,
-              ts_submit: int, *, mode: str) -> None:
-        """A new MARKET order (status ``new``)."""
-        self._orders.append((self.run_id, client_id, symbol, side, qty, ts_event, ts_submit,
-                             mode))
+              ts_submit: int, *, mode: str, type: str = "MARKET") -> None:
+        """A new order (status ``new``): MARKET (paper) or LIMIT (live)."""
+        self._orders.append((self.run_id, client_id, symbol, side, qty, type, ts_event,
+                             ts_submit, mode))
 
-    def order_status(self, client_id: str, status: str, reason: str = "") -> None:
-        """An order became ``filled``, ``rejected`` or ``cancelled``."""
-        self._status.append((status, reason, client_id))
+    def order_status(self, client_id: str, status: str, reason: str = "",
+                     exchange_id: str | None = None) -> None:
+        """An order became ``filled``, ``partial``, ``expired``, ``rejected`` or
+        ``cancelled``; ``exchange_id``: the exchange's orderId, once known."""
+        self._status.append((status, reason, exchange_id, client_id))
 
     def fill(self, client_id: str, symbol: str, side: str, qty: float, price: float, fee: float,
              ts_event: int, slippage_bps: float) -> None:

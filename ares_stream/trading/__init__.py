@@ -1,4 +1,5 @@
 """Trading: the signal that turns a probability into a target position, the risk limits that may
-veto it, and the paper broker that fills market orders against the trade tape (``live.py``, the
-exchange broker, comes later). Everything here is synchronous and driven by the engine's events.
+veto it, the paper broker that fills market orders against the trade tape, and the live broker
+(``live.py``) that sends the same decisions to a Binance-compatible exchange. The paper side is
+synchronous and driven by the engine's events; only ``live.py`` imports an order client.
 """
