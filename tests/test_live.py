@@ -52,7 +52,7 @@ class CaptureEngine(Engine):
 
 @pytest.fixture(scope="module")
 def tape(tmp_path_factory: pytest.TempPathFactory) -> Tape:
-    """About 5,400 frames (3,600 aggTrades, book tops) of the simulator."""
+    """About 14,000 frames (5,600 aggTrades, 8,500 book tops) of the simulator."""
     path = tmp_path_factory.mktemp("tape") / "sim.gz"
     write_recording(path, seconds=1800, seed=11, symbol=SYMBOL)
     return Tape.from_recording([path])
@@ -301,11 +301,11 @@ def test_record_cli_output_replays_to_the_tape(tape: Tape, tmp_path: Path) -> No
 
     out = tmp_path / "rec"
     faults = Faults(drop_every=1200, max_drops=2)
-    with exchange_in_thread(tape, rate=3_000, faults=faults) as urls:
+    with exchange_in_thread(tape, rate=8_000, faults=faults) as urls:
         proc = subprocess.run(
             [sys.executable, "-m", "ares_stream.cli", "record", "--symbols", SYMBOL, "--streams",
              "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
-             "--out", str(out), "--duration", "3.5"],
+             "--out", str(out), "--duration", "5"],
             capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "recorded" in proc.stdout
