@@ -45,12 +45,18 @@ def run(cmd: list[str], quiet: bool = False) -> None:
 
 
 def demo() -> None:
-    """Replay a seeded simulated day of trades and book tops through the whole engine."""
-    sample = ROOT / "state" / "demo" / "sample.gz"
-    run([str(BIN / "ares-stream"), "simulate", "--out", str(sample), "--seconds", "86400",
-         "--seed", "7"])
-    run([str(BIN / "ares-stream"), "replay", str(sample), "--config",
-         str(ROOT / "configs" / "demo.toml"), "--db", str(ROOT / "state" / "demo" / "demo.db")])
+    """The paper daemon against the simulated exchange: 12 simulated hours at 800x real time
+    (about a minute), then what it learned and a report, under state/demo/. Extra arguments go
+    to the daemon (a later flag wins: ``python3 tasks.py demo --sim-seconds 3600``)."""
+    out = ROOT / "state" / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    if "--db" not in sys.argv[2:]:  # a fresh run every time, never a resumed one
+        for suffix in ("", "-wal", "-shm"):
+            (out / f"paper.db{suffix}").unlink(missing_ok=True)
+    run([str(BIN / "python"), str(ROOT / "daemon.py"), "--paper", "--feed", "sim",
+         "--sim-seconds", "43200", "--speed", "800", "--seed", "7",
+         "--config", str(ROOT / "configs" / "demo.toml"), "--db", str(out / "paper.db"),
+         "--report", str(out), "--quiet", *sys.argv[2:]])
 
 
 def lint() -> None:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ares_stream import __version__
 from ares_stream.config import Config, load_config, replace_values
@@ -50,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--symbols", help="comma-separated symbols (or feed.symbols in config)")
     run.add_argument("--streams", help="comma-separated streams per symbol")
     run.add_argument("--checkpoint-every", type=float, default=5.0, help="seconds")
+    run.add_argument("--duration", type=float, help="stop after this many (wall) seconds")
+    run.add_argument("--quiet", action="store_true", help="log warnings only")
+    run.add_argument("--feed", choices=["binance", "sim"], default="binance",
+                     help="binance (default), or sim: the simulated exchange in-process, "
+                     "stopping when its tape is consumed")
+    sim_run = run.add_argument_group("--feed sim")
+    _sim_source(sim_run, seconds_flag="--sim-seconds")
+    sim_run.add_argument("--report", type=Path,
+                         help="directory of the report (default: the database's)")
     _common(run)
     _endpoints(run)
     models = sub.add_parser("models", help="list the model registry of a run database")
@@ -63,12 +73,39 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--symbol", help="only this symbol")
     validate.add_argument("--config", type=Path,
                           help="config (default: the one of the database's latest run)")
-    sim = sub.add_parser("simulate", help="write a seeded simulated recording (for the demo)")
+    sim = sub.add_parser("simulate", help="write a seeded simulated recording and its schedule")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--symbol", default="SIMUSDT")
+    sim.add_argument("--streams", default="aggTrade,bookTicker",
+                     help="comma-separated: trade, aggTrade, bookTicker, kline_1s, kline_1m")
+    ex = sub.add_parser("sim-exchange", help="serve the simulator (or recordings) as a local "
+                        "Binance websocket + REST endpoint")
+    _sim_source(ex, seconds_flag="--seconds")
+    ex.add_argument("--symbol", default="SIMUSDT", help="the simulated symbol")
+    ex.add_argument("--streams", default="aggTrade,bookTicker",
+                    help="comma-separated streams the simulator formats")
+    ex.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ex.add_argument("--port", type=int, default=0, help="websocket port (default: a free one)")
+    ex.add_argument("--rest-port", type=int, default=0, help="REST port (default: a free one)")
+    ex.add_argument("--schedule", type=Path,
+                    help="where to write the simulator's schedule (default: "
+                    "state/sim/schedule-seed<N>.json)")
+    ex.add_argument("--exit-at-end", action="store_true",
+                    help="exit when the tape is over (default: keep serving until Ctrl-C)")
     return parser
+
+
+def _sim_source(p: argparse.ArgumentParser | Any, *, seconds_flag: str) -> None:
+    """What the simulated exchange plays, and how fast."""
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="multiple of real time (default 1; the demo uses 720)")
+    p.add_argument(seconds_flag, dest="sim_seconds", type=int, default=86_400,
+                   help="simulated seconds (default 86400)")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed")
+    p.add_argument("--recording", nargs="+", metavar="PATH",
+                   help="serve these recordings instead of the simulator")
 
 
 def _endpoints(p: argparse.ArgumentParser) -> None:
@@ -142,7 +179,10 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ares_stream import daemon, logs
 
-    logs.configure(json=True if args.log_json else None)
+    logs.configure(json=True if args.log_json else None,
+                   level="warning" if args.quiet else "info")
+    if args.feed == "sim":
+        return _run_sim(args)
     cfg = _needs_symbols(_config(args), "run")
     mode = "live" if args.live else "paper"
     if mode == "live" and not cfg.trading.live:
@@ -156,8 +196,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         load_credentials(cfg.trading)  # missing keys: say so before anything starts
     options = daemon.DaemonOptions(mode=mode, db_path=args.db or daemon.default_db(cfg, mode),
                                    config_path=args.config,
-                                   checkpoint_every=args.checkpoint_every)
+                                   checkpoint_every=args.checkpoint_every,
+                                   duration=args.duration)
     return daemon.run_daemon(cfg, options)
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    """``run --paper --feed sim``: the daemon against the simulated exchange, in-process."""
+    from ares_stream import daemon, simexchange
+
+    if args.live:
+        raise AresError("--feed sim trades on paper only: use --paper")
+    if args.ws_url or args.rest_url or args.endpoint:
+        raise AresError("--feed sim serves its own exchange: drop --ws-url, --rest-url and "
+                        "--endpoint")
+    cfg = _config(args)
+    feed = _sim_feed(args, cfg.feed.symbols, cfg.feed.streams)
+    name = "recording" if args.recording else f"seed{args.seed}"
+    db = simexchange.fresh_db(args.db, Path(cfg.store.dir) / "sim" / f"paper-{name}.db")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    options = daemon.DaemonOptions(mode="paper", db_path=db, config_path=args.config,
+                                   checkpoint_every=args.checkpoint_every,
+                                   duration=args.duration)
+    return simexchange.run_daemon(cfg, options, feed, args.report or db.parent)
+
+
+def _sim_feed(args: argparse.Namespace, symbols: Sequence[str],
+              streams: Sequence[str]) -> Any:
+    """The simulator (one symbol) or the recordings of ``--recording``, at ``--speed``."""
+    from ares_stream import simexchange
+
+    if not args.speed > 0:
+        raise AresError(f"--speed must be > 0, got {args.speed:g}")
+    if args.recording:
+        return simexchange.recorded(args.recording, speed=args.speed)
+    if len(symbols) > 1:
+        raise AresError("the simulator makes one market: name one symbol (or none: SIMUSDT)")
+    return simexchange.simulated(seconds=args.sim_seconds, seed=args.seed,
+                                 symbol=symbols[0] if symbols else "SIMUSDT",
+                                 streams=streams, speed=args.speed)
+
+
+def cmd_sim_exchange(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ares_stream import logs, simexchange
+
+    logs.configure(level="warning")
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    feed = _sim_feed(args, [args.symbol.upper()], streams)
+    path = None
+    if not args.recording:
+        path = args.schedule or Path("state/sim") / f"schedule-seed{args.seed}.json"
+    return asyncio.run(simexchange.serve(
+        feed, host=args.host, ws_port=args.port, rest_port=args.rest_port,
+        exit_at_end=args.exit_at_end, schedule_path=path, streams=streams))
 
 
 def _database(path: Path | None) -> Path:
@@ -231,18 +324,22 @@ def _run_config(db: object) -> Config:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ares_stream.feed.simulator import write_recording
+    from ares_stream.simexchange import describe
 
     if args.seconds < 1:
         raise AresError("--seconds must be at least 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sched = write_recording(args.out, seconds=args.seconds, seed=args.seed, symbol=args.symbol)
-    print(f"wrote {sched.frames:,} frames ({args.seconds:,} simulated seconds) to {args.out}; "
-          f"concept drift planted at +{args.seconds // 2:,} s")
+    streams = tuple(s.strip() for s in args.streams.split(",") if s.strip())
+    sched = write_recording(args.out, seconds=args.seconds, seed=args.seed, symbol=args.symbol,
+                            streams=streams)
+    print(f"wrote {sched.frames:,} frames ({args.seconds:,} simulated seconds) to {args.out} "
+          f"and its schedule to {args.out}.schedule.json: {describe(sched)}")
     return 0
 
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
-            "validate": cmd_validate, "status": cmd_status, "simulate": cmd_simulate}
+            "validate": cmd_validate, "status": cmd_status, "simulate": cmd_simulate,
+            "sim-exchange": cmd_sim_exchange}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

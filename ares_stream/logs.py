@@ -35,10 +35,15 @@ class _Stderr:
         return sys.stderr.isatty()
 
 
+_settings: dict[str, Any] = {"json": None, "level": "info"}  # the last configure() on stderr
+
+
 def configure(*, stream: TextIO | None = None, json: bool | None = None,
               level: str = "info") -> None:
     """Route structlog to ``stream`` (stderr by default) as JSON, or pretty on a terminal."""
     target: Any = stream if stream is not None else _Stderr()
+    if stream is None:
+        _settings.update(json=json, level=level)
     if json is None:
         json = not target.isatty()
     renderer: structlog.typing.Processor = (
@@ -57,3 +62,13 @@ def configure(*, stream: TextIO | None = None, json: bool | None = None,
         logger_factory=structlog.PrintLoggerFactory(file=target),
         cache_logger_on_first_use=False,
     )
+
+
+def worker_settings() -> dict[str, Any]:
+    """The logging of this process, for :func:`configure_worker` in a spawned worker."""
+    return dict(_settings)
+
+
+def configure_worker(settings: dict[str, Any]) -> None:
+    """A worker process's initializer: log as its parent does (level, format, redaction)."""
+    configure(**settings)

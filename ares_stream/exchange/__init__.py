@@ -1,10 +1,12 @@
 """A local Binance-compatible exchange for tests and ``--feed sim``: websocket streams and REST
 market data replaying a :class:`Tape`, with injected :class:`Faults`.
 
-Like the real exchange it has one broadcast clock: a single task walks the tape at ``rate``
-frames/s (``None``: as fast as the loop allows) and hands each frame to every connection
-subscribed to its stream at that moment. A client that is not connected misses those frames
-(nothing is resent); REST gives back what the clock has already broadcast, and nothing after.
+Like the real exchange it has one broadcast clock: a single task walks the tape and hands each
+frame to every connection subscribed to its stream at that moment — at ``rate`` frames/s, or
+paced by the frames' receive times at ``speed`` × real time (frame *i* goes out at the clock's
+start + (tᵢ − t₀) / speed), or (neither) as fast as the loop allows. A client that is not
+connected misses those frames (nothing is resent); REST gives back what the clock has already
+broadcast, and nothing after.
 With ``start_on_subscribe`` the clock starts when a first connection subscribes to anything.
 
 Use it as an async context manager; connect to ``ws_url + "/stream?streams=btcusdt@aggTrade"``
@@ -38,10 +40,12 @@ _BATCH = 64  # frames between yields to the loop at full speed; into one client 
 
 
 class LocalExchange:
-    """Websocket and REST servers on free ports of ``host`` over one broadcast clock.
+    """Websocket and REST servers on ``host`` over one broadcast clock.
 
-    ``max_queue`` bounds each connection's outbound queue (frames); a client that falls that
-    far behind is dropped, as Binance drops slow clients. ``account`` (balances, API key and
+    ``ws_port`` / ``rest_port``: 0 (the default) picks free ports. ``rate`` (frames/s) and
+    ``speed`` (a multiple of the tape's own time) are exclusive. ``max_queue`` bounds each
+    connection's outbound queue (frames); a client that falls that far behind is dropped, as
+    Binance drops slow clients. ``account`` (balances, API key and
     secret) answers the signed trading endpoints; without one they refuse every key.
     """
 
@@ -50,17 +54,26 @@ class LocalExchange:
         tape: Tape,
         *,
         rate: float | None = None,
+        speed: float | None = None,
         faults: Faults | None = None,
         host: str = "127.0.0.1",
+        ws_port: int = 0,
+        rest_port: int = 0,
         ping_interval: float | None = 20.0,
         start_on_subscribe: bool = True,
         max_queue: int = 50_000,
         account: Account | None = None,
     ) -> None:
-        self.tape, self.rate, self.start_on_subscribe = tape, rate, start_on_subscribe
+        if rate is not None and speed is not None:
+            raise ValueError("rate and speed are exclusive: pace by frames/s or by tape time")
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.tape, self.rate, self.speed = tape, rate, speed
+        self.start_on_subscribe = start_on_subscribe
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self.position = 0  # frames of the tape broadcast so far: the exchange's clock
         self.done = asyncio.Event()  # set once the whole tape was broadcast
+        self.started: float | None = None  # loop time the clock started at
         self._go = asyncio.Event()
         self._clock: asyncio.Task[None] | None = None
         faults = faults if faults is not None else Faults()
@@ -68,10 +81,10 @@ class LocalExchange:
         if account is not None:
             account.bind(tape, self._position, self.stats)
         self._rest = RestServer(tape, self._position, faults, self.stats, host=host,
-                                account=account)
+                                port=rest_port, account=account)
         self._ws = WsServer(
-            faults, self.stats, host=host, ping_interval=ping_interval, max_queue=max_queue,
-            on_subscribe=self._go.set,
+            faults, self.stats, host=host, port=ws_port, ping_interval=ping_interval,
+            max_queue=max_queue, on_subscribe=self._go.set,
         )  # fmt: skip
 
     @property
@@ -125,14 +138,21 @@ class LocalExchange:
     ) -> None:
         await self.stop()
 
+    def due(self, i: int) -> float:
+        """Seconds after the clock's start at which frame ``i`` goes out (paced clocks)."""
+        if self.speed is not None:
+            return (self.tape.times[i] - self.tape.times[0]) / 1e9 / self.speed
+        return i / self.rate if self.rate is not None else 0.0
+
     async def _run(self) -> None:
-        """The broadcast clock: every frame to its subscribers, paced by ``rate``."""
+        """The broadcast clock: every frame to its subscribers, paced by ``rate`` or ``speed``."""
         await self._go.wait()
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        self.started = start = loop.time()
+        paced = self.rate is not None or self.speed is not None
         for i, (stream, payload) in enumerate(self.tape.frames):
-            if self.rate is not None:
-                ahead = start + i / self.rate - loop.time()
+            if paced:
+                ahead = start + self.due(i) - loop.time()
                 await asyncio.sleep(ahead if ahead > 0.001 else 0)  # below 1 ms: catch up
             elif i % _BATCH == 0:
                 await asyncio.sleep(0)

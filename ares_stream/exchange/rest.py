@@ -170,10 +170,11 @@ class RestServer:
         stats: dict[str, int],
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         account: Account | None = None,
     ) -> None:
         self.tape, self.position, self.faults, self.stats = tape, position, faults, stats
-        self.host, self.account = host, account
+        self.host, self.port, self.account = host, port, account
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._minute, self._used = 0, 0
@@ -181,7 +182,7 @@ class RestServer:
             stats.setdefault(key, 0)
 
     async def start(self) -> None:
-        """Listen on a free port of ``host``; sets :attr:`url`."""
+        """Listen on ``port`` of ``host`` (0: a free one); sets :attr:`url`."""
         app = web.Application(middlewares=[self._middleware])
         for prefix in ("/api/v3", "/fapi/v1"):  # spot, and USD-M futures (same market data shapes)
             app.router.add_get(f"{prefix}/ping", self._ping)
@@ -195,7 +196,7 @@ class RestServer:
             app.router.add_route(method, path, self._signed)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://{self.host}:{port}"

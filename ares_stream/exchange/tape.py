@@ -1,16 +1,20 @@
 """The local exchange's whole history: the frames it broadcasts and the REST views built from them.
 
-A :class:`Tape` is made from raw frames (a recording): combined-stream frames keep their stream
-name, raw frames get one from their payload (``<symbol>@<event type>``); REST depth snapshots,
-replies, errors and gap markers are skipped. Per symbol it keeps what REST serves: aggregate
-trades, trades and closed klines, each row with the tape position at which it became known, so
-that REST can serve exactly what the broadcast clock has already sent.
+A :class:`Tape` is made from raw frames (a recording), or from the simulator's ``(receive ns,
+stream, payload)`` tuples (:meth:`Tape.from_frames`, no file in between): combined-stream frames
+keep their stream name, raw frames get one from their payload (``<symbol>@<event type>``); REST
+depth snapshots, replies, errors and gap markers are skipped. Each frame keeps its receive time
+(``times``, ns), by which a paced exchange schedules it. Per symbol it keeps what REST serves:
+aggregate trades, trades and closed klines, each row with the tape position at which it became
+known, so that REST can serve exactly what the broadcast clock has already sent.
 
 >>> agg = b'{"e":"aggTrade","s":"BTCUSDT","a":%d,"p":"1.5","q":"2","f":1,"l":1,"T":%d,"m":true}'
 >>> tape = Tape([RawFrame(0, agg % (7, 1000)), RawFrame(0, agg % (8, 61000)),
 ...              RawFrame(0, b'{"result":null,"id":1}')])
->>> [stream for stream, _ in tape.frames], tape.symbols
-(['btcusdt@aggTrade', 'btcusdt@aggTrade'], ['BTCUSDT'])
+>>> [stream for stream, _ in tape.frames], tape.symbols, tape.times
+(['btcusdt@aggTrade', 'btcusdt@aggTrade'], ['BTCUSDT'], [0, 0])
+>>> Tape.from_frames([(5, "btcusdt@aggTrade", agg % (9, 1000))]).times
+[5]
 >>> series = tape.agg_trades["BTCUSDT"]
 >>> [row["a"] for row in series.query(1)], [row["a"] for row in series.query(2, from_id=8)]
 ([7], [8])
@@ -22,7 +26,7 @@ that REST can serve exactly what the broadcast clock has already sent.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -161,16 +165,18 @@ def _symbol(stream: str) -> str:
 
 
 class Tape:
-    """The exchange's whole history, built from raw frames (a recording).
+    """The exchange's whole history, built from raw frames (a recording) or simulator tuples.
 
-    ``frames`` holds ``(stream name, payload JSON bytes)`` in tape order; ``agg_trades`` and
-    ``trades`` map a symbol to its :class:`Series`; ``kline_series`` maps ``(symbol,
-    interval)`` to the closed klines of kline frames. ``skipped`` counts non-market lines,
-    ``bad`` market frames whose payload did not decode (they are still broadcast).
+    ``frames`` holds ``(stream name, payload JSON bytes)`` in tape order and ``times`` their
+    receive times (ns since the epoch); ``agg_trades`` and ``trades`` map a symbol to its
+    :class:`Series`; ``kline_series`` maps ``(symbol, interval)`` to the closed klines of kline
+    frames. ``skipped`` counts non-market lines, ``bad`` market frames whose payload did not
+    decode (they are still broadcast).
     """
 
-    def __init__(self, frames: Iterable[RawFrame | Any]) -> None:
+    def __init__(self, frames: Iterable[RawFrame | Any] = ()) -> None:
         self.frames: list[tuple[str, bytes]] = []
+        self.times: list[int] = []
         self.symbols: list[str] = []
         self.agg_trades: dict[str, Series] = {}
         self.trades: dict[str, Series] = {}
@@ -184,7 +190,7 @@ class Tape:
             if named is None:
                 self.skipped += 1
             else:
-                self._add(*named)
+                self._add(*named, frame.ts_init)
 
     @classmethod
     def from_recording(cls, paths: Sequence[str | Path]) -> Tape:
@@ -193,9 +199,26 @@ class Tape:
 
         return cls(RecordingSource(paths))
 
-    def _add(self, stream: str, payload: bytes) -> None:
+    @classmethod
+    def from_frames(cls, frames: Iterable[tuple[int, str, bytes]]) -> Tape:
+        """A tape of ``(receive ns, stream name, payload)`` tuples, e.g. the simulator's
+        :func:`~ares_stream.feed.simulator.frames`, consumed as they come."""
+        tape = cls()
+        for ts, stream, payload in frames:
+            tape._add(stream, payload, ts)
+        return tape
+
+    def __iter__(self) -> Iterator[tuple[int, str, bytes]]:
+        """The frames as ``(receive ns, stream, payload)``, in tape order."""
+        return (
+            (ts, stream, payload)
+            for ts, (stream, payload) in zip(self.times, self.frames, strict=True)
+        )
+
+    def _add(self, stream: str, payload: bytes, ts: int) -> None:
         position = len(self.frames)
         self.frames.append((stream, payload))
+        self.times.append(ts)
         symbol = _symbol(stream)
         if symbol and symbol not in self.symbols:
             self.symbols.append(symbol)

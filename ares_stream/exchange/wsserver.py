@@ -113,7 +113,8 @@ class _Conn:
 
 
 class WsServer:
-    """Binance's websocket streams on a free port of ``host``; see the module docstring."""
+    """Binance's websocket streams on ``port`` of ``host`` (0: a free port); see the module
+    docstring."""
 
     def __init__(
         self,
@@ -121,11 +122,12 @@ class WsServer:
         stats: dict[str, int],
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         ping_interval: float | None = 20.0,
         max_queue: int = 50_000,
         on_subscribe: Callable[[], None] = lambda: None,
     ) -> None:
-        self.faults, self.stats, self.host = faults, stats, host
+        self.faults, self.stats, self.host, self.port = faults, stats, host, port
         self.ping_interval = ping_interval
         self.max_queue = max_queue
         self.on_subscribe = on_subscribe
@@ -135,10 +137,10 @@ class WsServer:
         self._ended = 0  # connections ended by a fault (for max_drops)
 
     async def start(self) -> None:
-        """Listen on a free port; sets :attr:`url`."""
+        """Listen on ``port`` (0: a free one); sets :attr:`url`."""
         timeout = None if self.ping_interval is None else 3 * self.ping_interval
         self._server = await serve(
-            self._handle, self.host, 0, process_request=self._process_request,
+            self._handle, self.host, self.port, process_request=self._process_request,
             compression=None, ping_interval=self.ping_interval, ping_timeout=timeout,
             close_timeout=2,
         )  # fmt: skip

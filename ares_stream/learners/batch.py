@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from ares_stream import logs
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
@@ -108,7 +109,9 @@ class BatchLearner:
         self.registry = registry
         self.features = features
         self.replay = replay
-        self.executor = executor or ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+        self.executor = executor or ProcessPoolExecutor(
+            1, mp_context=get_context("spawn"), initializer=logs.configure_worker,
+            initargs=(logs.worker_settings(),))  # the worker logs as we do (level, redaction)
         self.buffer_store = buffer_store
         self.settings = jobs.settings_of(config)
         self.update_every = _ns(self.cfg.update_every)

@@ -1,0 +1,246 @@
+"""What a simulated run learned, set against what the simulator planted: summary and report.
+
+:func:`summarize` reads a finished run's database (read-only) and the simulator's
+:class:`~ares_stream.feed.simulator.Schedule`; :func:`format_findings` is the end-of-run summary
+the daemon prints after ``--feed sim`` (the README's first command); :func:`write_report` writes
+it, with its tables, as a self-contained Markdown file (issue 7 swaps in the full HTML report
+behind the same signature).
+
+Scoring against the schedule: a planted concept drift is **detected** by the first drift event
+at or after it (and before the next planted one); its delay is counted in bars. Any other drift
+event within ``NEAR_BARS`` bars after a volatility switch is put down to that switch (virtual
+drift: the noise changed, not the relationship); the rest are **false alarms**.
+
+>>> match_drifts([100, 200], [130, 140, 260, 400], bar_ns=10, switches=[390])
+([(100, 130, 3), (200, 260, 6)], [400], [140])
+>>> hms(3_725 * 10**9)
+'+1:02:05'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ares_stream.features.bars import parse_interval
+from ares_stream.store.status import equity_summary, latest_run, open_readonly
+
+if TYPE_CHECKING:
+    from ares_stream.feed.simulator import Schedule
+
+__all__ = ["NEAR_BARS", "Findings", "format_findings", "hms", "match_drifts", "summarize",
+           "write_report"]
+
+NEAR_BARS = 200  # a drift event this many bars after a volatility switch is put down to it
+_EPS = 1e-15
+
+
+@dataclass
+class Findings:
+    """A finished run, scored against its schedule (times in ns)."""
+
+    run: dict[str, Any]
+    config: dict[str, Any]
+    bar_ns: int
+    start_ns: int  # the schedule's start, else the first prediction's bar
+    schedule: Schedule | None
+    drifts: list[dict[str, Any]]  # every drift event, in time order
+    detected: list[tuple[int, int | None, int | None]]  # (planted, detected, delay in bars)
+    near_switch: list[int] = field(default_factory=list)
+    false_alarms: list[int] = field(default_factory=list)
+    regimes: list[dict[str, Any]] = field(default_factory=list)  # losses per planted regime
+    overall: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, int] = field(default_factory=dict)  # how -> boosters trained
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    paper: dict[str, Any] | None = None
+
+
+def hms(offset_ns: int) -> str:
+    """An offset from the start as ``+H:MM:SS``."""
+    s = round(offset_ns / 1e9)
+    return f"+{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def match_drifts(planted: Sequence[int], events: Sequence[int], *, bar_ns: int,
+                 switches: Sequence[int] = ()) -> tuple[list[tuple[int, int | None, int | None]],
+                                                        list[int], list[int]]:
+    """``(planted, detected, delay in bars)`` per planted drift, the events put down to a
+    volatility switch, and the false alarms."""
+    matched, used = [], set()
+    for i, p in enumerate(planted):
+        end = planted[i + 1] if i + 1 < len(planted) else math.inf
+        hit = next((e for e in events if p <= e < end), None)
+        if hit is not None:
+            used.add(hit)
+        matched.append((p, hit, None if hit is None else math.ceil((hit - p) / bar_ns)))
+    rest = [e for e in events if e not in used]
+    near = [e for e in rest if any(0 <= e - s <= NEAR_BARS * bar_ns for s in switches)]
+    return matched, near, [e for e in rest if e not in near]
+
+
+def summarize(db_path: str | Path, schedule: Schedule | None = None) -> Findings:
+    """Read the newest run of ``db_path`` and score it against ``schedule``."""
+    with open_readonly(db_path) as conn:
+        run = latest_run(conn) or {"id": None, "status": "none", "mode": "?"}
+        row = conn.execute("SELECT config FROM runs WHERE id IS ?", (run["id"],)).fetchone()
+        config = json.loads(row[0]) if row else {}
+        rid = run["id"]
+        drifts = _rows(conn, "SELECT symbol, ts_event, mean_before, mean_after, samples_seen "
+                       "FROM drift_events WHERE run_id IS ? ORDER BY ts_event", (rid,))
+        preds = conn.execute("SELECT ts_event, value, proba, label, loss FROM predictions "
+                             "WHERE run_id IS ? AND label IS NOT NULL ORDER BY ts_event",
+                             (rid,)).fetchall()
+        models = dict(conn.execute("SELECT how, COUNT(*) FROM models WHERE kind = 'xgboost' "
+                                   "AND run_id IS ? GROUP BY how", (rid,)).fetchall())
+        validations = _rows(conn, "SELECT ts_event, challenger, incumbent, improvement, "
+                            "promoted, reason FROM validations WHERE run_id IS ? "
+                            "ORDER BY ts_event", (rid,))
+        paper = _paper(conn, rid, config)
+    bar_ns = parse_interval(config.get("bars", {}).get("interval", "1m"))
+    start = schedule.start_ns if schedule is not None else (preds[0][0] if preds else 0)
+    planted = list(schedule.concept_drifts_ns) if schedule is not None else []
+    switches = list(schedule.volatility_switches_ns) if schedule is not None else []
+    detected, near, false = match_drifts(planted, [d["ts_event"] for d in drifts],
+                                         bar_ns=bar_ns, switches=switches)
+    return Findings(run, config, bar_ns, start, schedule, drifts, detected, near, false,
+                    _regimes(preds, schedule), _losses(preds), models, validations, paper)
+
+
+def _rows(conn: Any, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, args)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _paper(conn: Any, run_id: int | None, config: dict[str, Any]) -> dict[str, Any] | None:
+    eq = equity_summary(conn)
+    if eq is None:
+        return None
+    start = float(config.get("trading", {}).get("starting_cash", eq["first"]["equity"]))
+    fills = conn.execute("SELECT COUNT(*) FROM fills WHERE run_id IS ?", (run_id,)).fetchone()[0]
+    end = float(eq["last"]["equity"])
+    return {"start": start, "equity": end, "return": end / start - 1, "fees": eq["last"]["fees"],
+            "fills": fills, "max_drawdown": eq["max_drawdown"] or 0.0}
+
+
+def _losses(preds: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Log loss of the online and traded probabilities, the constant-probability baseline
+    (the rows' own label frequency) and the traded accuracy."""
+    n = len(preds)
+    if not n:
+        return {"n": 0}
+    rate = sum(r[3] for r in preds) / n
+    return {
+        "n": n,
+        "online": sum(_ll(r[1], r[3]) for r in preds) / n,
+        "traded": sum(r[4] if r[4] is not None else _ll(r[2], r[3]) for r in preds) / n,
+        "constant": _ll(rate, 1) * rate + _ll(rate, 0) * (1 - rate),
+        "accuracy": sum((r[2] >= 0.5) == bool(r[3]) for r in preds) / n,
+    }
+
+
+def _ll(p: float, y: int) -> float:
+    p = min(max(p, _EPS), 1 - _EPS)
+    return -math.log(p if y else 1 - p)
+
+
+def _regimes(preds: Sequence[tuple[Any, ...]], schedule: Schedule | None) -> list[dict[str, Any]]:
+    if schedule is None:
+        return []
+    out = []
+    for r in schedule.regimes:
+        rows = [p for p in preds if r.start_ns <= p[0] < r.end_ns]
+        out.append({"start": r.start_ns, "end": r.end_ns, "beta": r.beta, "vol": r.vol,
+                    **_losses(rows)})
+    return out
+
+
+def format_findings(f: Findings) -> str:
+    """The end-of-run summary a person reads: planted against found, models, paper PnL."""
+    rows = [("run", f"{f.run['id']} ({f.run['status']}), {f.config.get('bars', {}).get('interval')}"
+                    f" bars, {f.overall.get('n', 0):,} labelled predictions")]
+    rows += _drift_rows(f)
+    o = f.overall
+    if o.get("n"):
+        rows.append(("log loss", f"online {o['online']:.4f}, traded {o['traded']:.4f} "
+                     f"(constant {o['constant']:.4f}); accuracy {o['accuracy']:.1%}"))
+    for r in f.regimes:
+        if r.get("n"):
+            rows.append((f"  regime {hms(r['start'] - f.start_ns)}",
+                         f"beta {r['beta']:+.2f}, vol x{r['vol']:g}: online {r['online']:.4f} "
+                         f"vs constant {r['constant']:.4f} over {r['n']:,} bars"))
+    rows.append(("boosters trained", _models(f.models)))
+    promoted = sum(1 for v in f.validations if v["promoted"])
+    rows.append(("validations", f"{len(f.validations):,}, {promoted:,} promotions"))
+    if f.paper is not None:
+        p = f.paper
+        rows.append(("paper trading", f"equity {p['equity']:,.2f} ({p['return']:+.2%}), "
+                     f"{p['fills']:,} fills, fees {p['fees']:,.2f}, max drawdown "
+                     f"{p['max_drawdown']:.2%}"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _drift_rows(f: Findings) -> list[tuple[str, str]]:
+    rows = []
+    for planted, hit, delay in f.detected:
+        found = "NOT detected" if hit is None else \
+            f"detected at {hms(hit - f.start_ns)}, {delay} bars later"
+        rows.append((f"planted drift {hms(planted - f.start_ns)}", found))
+    if f.schedule is not None:
+        switches = ", ".join(hms(t - f.start_ns) for t in f.schedule.volatility_switches_ns)
+        rows.append(("volatility switches", f"{switches or 'none'} "
+                     f"({len(f.near_switch)} drift events after them)"))
+    if f.schedule is None:  # nothing planted to score against
+        times = ", ".join(hms(d["ts_event"] - f.start_ns) for d in f.drifts)
+        return [*rows, ("drift events", f"{len(f.drifts)}" + (f" at {times}" if times else ""))]
+    alarms = ", ".join(hms(t - f.start_ns) for t in f.false_alarms)
+    rows.append(("drift events", f"{len(f.drifts)}; false alarms {len(f.false_alarms)}"
+                 + (f" ({alarms})" if alarms else "")))
+    return rows
+
+
+def _models(models: dict[str, int]) -> str:
+    total = sum(models.values())
+    parts = ", ".join(f"{n} {how.replace('_', ' ')}" for how, n in sorted(models.items()))
+    return f"{total}" + (f" ({parts})" if parts else "")
+
+
+def write_report(db_path: str | Path, out_dir: str | Path,
+                 schedule: Schedule | None = None) -> Path:
+    """Write ``report.md`` for the newest run of ``db_path`` into ``out_dir``; its path."""
+    f = summarize(db_path, schedule)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# ares-stream run {f.run['id']}: what it learned", "",
+             f"Database `{db_path}`, mode {f.run['mode']}, status {f.run['status']}.", "",
+             "```", format_findings(f), "```", ""]
+    lines += _table("Drift events", ["time", "symbol", "loss before", "loss after", "samples"],
+                    [[hms(d["ts_event"] - f.start_ns), d["symbol"], f"{d['mean_before']:.4f}",
+                      f"{d['mean_after']:.4f}", f"{d['samples_seen']:,}"] for d in f.drifts])
+    lines += _table("Planted regimes", ["from", "to", "beta", "vol", "bars", "online log loss",
+                                        "constant", "accuracy"],
+                    [[hms(r["start"] - f.start_ns), hms(r["end"] - f.start_ns),
+                      f"{r['beta']:+.2f}", f"x{r['vol']:g}", f"{r.get('n', 0):,}",
+                      *(f"{r[k]:.4f}" if r.get("n") else "-" for k in ("online", "constant")),
+                      f"{r['accuracy']:.1%}" if r.get("n") else "-"] for r in f.regimes])
+    lines += _table("Validations", ["time", "challenger", "incumbent", "improvement",
+                                    "promoted", "reason"],
+                    [[hms(v["ts_event"] - f.start_ns), v["challenger"], v["incumbent"],
+                      "-" if v["improvement"] is None else f"{v['improvement']:+.5f}",
+                      "yes" if v["promoted"] else "no", v["reason"]] for v in f.validations])
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _table(title: str, head: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return [f"## {title}", "", "None.", ""]
+    out = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
+    return [*out, ""]
