@@ -91,8 +91,10 @@ class LearnerConfig:
 @dataclass(frozen=True)
 class DriftConfig:
     enabled: bool = True
-    delta: float = 0.002  # ADWIN confidence
+    delta: float = 0.1  # ADWIN confidence
     warm_samples: int = 500  # recent samples a fresh learner is warmed on after an upward drift
+    policy: str = "adwin"  # adwin: restart on an upward ADWIN drift | timer | never
+    timer_bars: int = 200  # policy = "timer": restart every this many labelled bars
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ _CHOICES = {
     ("feed", "time_unit"): {"", "MICROSECOND"},
     ("bars", "source"): {"auto", "trades", "klines"},
     ("learner", "task"): {"classification", "regression"},
+    ("drift", "policy"): {"adwin", "timer", "never"},
     ("learner", "model"): {"logreg", "hat", "arf", "linreg", "hatr", "arfr"},
 }
 
@@ -267,6 +270,7 @@ def _validate(cfg: Config, source: str) -> None:
          "feed.ws_url / feed.rest_url must start with ws://, wss://, http:// or https://"),
         (cfg.labels.threshold_bps >= 0, "labels.threshold_bps must be >= 0"),
         (cfg.drift.delta > 0, "drift.delta must be > 0"),
+        (cfg.drift.timer_bars >= 1, "drift.timer_bars must be >= 1"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
         (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),
         (all(h >= 1 for h in cfg.features.return_horizons), "features.return_horizons >= 1"),

@@ -178,7 +178,7 @@ class Daemon:
             engine.counts, predictions={s: st.predictions for s, st in state},
             drifts={s: st.learner.n_drifts for s, st in state})
         for sym, st in state:
-            self.metrics.set_model_version(sym, "river", st.learner.n_drifts)
+            self.metrics.set_model_version(sym, "river", getattr(st.learner, "n_swaps", 0))
         if engine.batch is not None:
             self._publish_batch(engine.batch)
         broker = engine.broker

@@ -52,6 +52,7 @@ from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
 from ares_stream.learners.batch import ensemble
 from ares_stream.learners.online import OnlineLearner
+from ares_stream.learners.policies import learner_for
 
 log = structlog.get_logger("ares_stream.engine")
 
@@ -258,12 +259,7 @@ class Engine:
             builder=BarBuilder(symbol, self.interval_ns),
             features=self.new_features(),
             labels=LabelQueue(cfg.labels.horizon, self.threshold),
-            learner=OnlineLearner(
-                cfg.learner.model, task=cfg.learner.task, horizon=cfg.labels.horizon,
-                delta=cfg.drift.delta if cfg.drift.enabled else None,
-                warm_samples=cfg.drift.warm_samples,
-                rolling_window=cfg.learner.rolling_window, seed=cfg.learner.seed,
-            ),
+            learner=learner_for(cfg),
         )
 
     def _lock_source(self, st: SymbolState, source: str) -> bool:

@@ -4,32 +4,38 @@ Per resolved sample the order is River's ``progressive_val_score``: the predicti
 (``predict``, pure) is scored against the label once it exists (``learn``: metrics first, then
 ``learn_one``), then the sample's loss is handed to the drift detector.
 
-Drift handling, and why it is not just ``ADWIN.update(loss)``:
+Drift handling, and why it is not just ``ADWIN.update(loss)`` (each choice measured with
+``bench/drift.py``, tuned on seeds 0-9 and confirmed on 100-109):
 
-- **Bounded loss.** ADWIN's cut bound assumes values in a bounded range; one confident miss must
-  not swing a window. Classification feeds the log loss with the probability given to what
-  happened floored at 1% (so capped at ``LOSS_CAP = log(100)``), divided by the cap: ``[0, 1]``.
+- **Bounded loss.** ADWIN's cut bound assumes values in ``[0, 1]`` and pays for the whole range.
+  Classification feeds the log loss with the probability given to what happened floored at 10%
+  (so capped at ``LOSS_CAP = log(10)``), divided by the cap. A 1% floor (cap ``log(100)``) left
+  the usual losses (0.2-1.5 nats) in a third of the range and made ADWIN wait 2-3x longer.
   Regression feeds the absolute error over four times the running mean ``|y|``, capped at 1.
-  A model that corrects itself within ~100 samples (measured: ``linreg`` on a noise-free sign
-  flip) makes too short an error spike for ADWIN and is not reset; it needs no reset anyway.
 - **Overlapping labels.** With a horizon of H bars, consecutive labels share H - 1 of their H
   future returns, so consecutive losses are strongly autocorrelated while ADWIN assumes independent
   values: fed per sample it alarms over and over on a stationary stream (the tests pin this). The
-  detector gets one value per block of H consecutive samples, their mean loss.
+  detector gets one value per block of H consecutive samples, their mean loss, and tests for a cut
+  after every block (``clock=1``; River's default checks every 32nd value, up to 31 bars late).
 - **Two-sided.** ADWIN fires when the mean changes either way, and River cuts its window at bucket
-  granularity, far from the change (measured: a sign flip detected 97 samples late made ADWIN drop
-  the *oldest* 511 of 4,383 samples, whose mean was higher than the kept part's: comparing dropped
-  with kept calls that rise a fall). So on a detection we locate the change inside the ring buffer
+  granularity, far from the change. So on a detection we locate the change inside the ring buffer
   of recent losses (``warm_samples`` long) as the split maximising the standardised absolute
-  difference of mean loss (CUSUM / binary segmentation), and compare the mean loss after that split
+  difference of mean loss (CUSUM / binary segmentation; at least 10 samples after it, since ADWIN
+  has just confirmed a change that may be that recent), and compare the mean loss after that split
   with ADWIN's window mean before the update. Only when the recent mean is higher did the error
-  rise: the learner is then replaced by a fresh model and ``learn`` returns a
-  :class:`DriftReport`. A fall is counted in ``improvements`` and otherwise ignored.
-- **Warm start on the new regime only.** The fresh model learns the buffered samples after that
-  split, i.e. the new regime only.
-- The H samples resolved right after a reset were predicted by the old model; their losses go to
-  the detector's fresh window. ADWIN restarts its window after every detection (River's
-  ``DriftDetector`` resets on the next update).
+  rise. A fall is counted in ``improvements``; River's wrapper would then empty the window, which
+  left the detector blind to a drift right after a fall, so the window restarts from the losses
+  ADWIN itself kept.
+- **A challenger, not a blind reset.** After a rise a fresh model, warmed on the buffered samples
+  after the split (the new regime only), learns alongside the current one; both are scored on
+  every sample before learning it, and the challenger takes over once its summed loss since the
+  detection is lower (after at least 30 samples and 10 horizons), or is dropped after
+  ``warm_samples`` samples. ``learn`` returns a :class:`DriftReport` at the detection. On real
+  one-minute BTCUSDT candles, where the loss wanders without a new concept, blind resets cost log
+  loss; the challenger keeps the trained model unless the fresh one is better. A new rise while a
+  challenger is judged replaces it (the first detection may have been early or false). On a swap
+  ADWIN and the buffer restart: the losses to watch are the new model's.
+- **Warm start.** A gradient learner goes over a short warm set several times (:meth:`restart`).
 
 ``DriftReport`` means are in loss units: clipped log loss (nats) for classification, the
 normalised absolute error for regression.
@@ -50,7 +56,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -69,7 +75,12 @@ __all__ = [
     "make_model",
 ]
 
-LOSS_CAP = math.log(100.0)
+LOSS_CAP = math.log(10.0)  # classification: P(what happened) floored at 10%
+_P_FLOOR = 0.1
+_WARM_PASSES = 10  # most passes over a short warm set (gradient learners only)
+_REPLAYED = frozenset({"logreg", "linreg"})  # SGD learners: a repeated warm set is more epochs
+_MIN_AFTER = 10  # fewest samples after a located change (ADWIN has confirmed one)
+_MIN_CHALLENGE = 30  # fewest samples (and 10 horizons) a challenger is judged on before a swap
 _P_MIN, _P_MAX = 1e-15, 1 - 1e-15  # River's LogLoss clamp
 _log = math.log
 _REG_SCALE = 4.0  # regression loss: |error| / (4 × mean |y|), capped at 1
@@ -105,12 +116,12 @@ def make_model(name: str, *, seed: int = 0) -> base.Estimator:
 
 
 class DriftReport(msgspec.Struct, frozen=True):
-    """ADWIN saw the loss rise and the learner was replaced (means in loss units)."""
+    """ADWIN saw the loss rise; a fresh challenger now competes with the learner (loss units)."""
 
-    mean_before: float  # mean loss of the part of ADWIN's window it dropped (older)
-    mean_after: float  # mean loss of the part it kept (recent)
+    mean_before: float  # mean loss of ADWIN's window before the detection
+    mean_after: float  # mean loss after the located change
     samples_seen: int  # samples learned when the drift was detected
-    action: str = "reset"
+    action: str = "reset"  # a fresh model warmed on the new regime takes over once it scores better
     warmed: int = 0  # samples the fresh model was warmed on
 
 
@@ -216,17 +227,23 @@ class _RegressionScores:
         return {"mae": self.mae.get(), "r2": self.r2.get()}
 
 
-def _change_point(losses: Sequence[float], min_size: int = 1) -> int:
+def _change_point(losses: Sequence[float], min_before: int = 1, min_after: int = 1) -> int:
     """Index where the mean of ``losses`` most significantly shifts, either way (0 if never).
 
     The split maximising ``|mean(after) - mean(before)| * sqrt(k (n - k) / n)``: the CUSUM /
-    binary-segmentation estimate of a single mean shift. Both sides hold at least ``min_size``
-    values (the statistic favours tiny end segments on pure noise).
+    binary-segmentation estimate of a single mean shift, with at least ``min_before`` values
+    before the split and ``min_after`` after it.
+
+    >>> _change_point([0.1] * 30 + [0.9] * 5, min_before=10, min_after=2)
+    30
+    >>> _change_point([0.1] * 30 + [0.9] * 5, min_before=10, min_after=10)  # too close to the end
+    25
     """
     n, total = len(losses), math.fsum(losses)
     best, best_k = 0.0, 0
-    head = math.fsum(losses[: min_size - 1]) if min_size > 1 else 0.0
-    for k in range(max(min_size, 1), n - min_size + 1):
+    first = max(min_before, 1)
+    head = math.fsum(losses[: first - 1])
+    for k in range(first, n - max(min_after, 1) + 1):
         head += losses[k - 1]
         stat = abs((total - head) / (n - k) - head / k) * math.sqrt(k * (n - k) / n)
         if stat > best:
@@ -257,13 +274,18 @@ class OnlineLearner:
     ValueError: model 'hat' does not do regression; use one of linreg, hatr, arfr
     """
 
+    # class defaults: learners pickled before these attributes existed still load and run
+    _restarts = _challenged = n_swaps = 0
+    _challenger: Any = None
+    _edge = 0.0
+
     def __init__(
         self,
         model: str = "logreg",
         *,
         task: str = "classification",
         horizon: int = 1,
-        delta: float | None = 0.002,
+        delta: float | None = 0.1,
         warm_samples: int = 500,
         rolling_window: int = 1000,
         seed: int = 0,
@@ -278,23 +300,29 @@ class OnlineLearner:
         scores = _ClassificationScores if self._clf else _RegressionScores
         self._run: Any = scores()
         self._rolling: Any = utils.Rolling(scores, window_size=rolling_window)
-        self._adwin = None if delta is None else drift.ADWIN(delta=delta)
+        self._adwin = None if delta is None else self._new_adwin()
         self._buffer: deque[tuple[dict[str, float], float, float]] = deque(maxlen=warm_samples)
         self._block_sum, self._block_n = 0.0, 0
         self._abs_y = 0.0  # running mean |y|: the regression loss scale
-        self.n_learned = self.n_drifts = self.improvements = 0
+        self.n_learned = self.n_drifts = self.improvements = self.n_swaps = 0
+        self._restarts = 0  # fresh models built so far (seeds each one differently)
+        self._challenger: Any = None  # a fresh model competing with the estimator, or None
+        self._edge, self._challenged = 0.0, 0  # its summed loss advantage; samples compared
 
     @property
     def estimator(self) -> Any:
-        """The current River estimator (replaced on every drift reset)."""
+        """The current River estimator (replaced when a challenger takes over, or by restart)."""
         return self._estimator
 
     def predict(self, x: dict[str, float]) -> float:
         """P(label=1) (0.5 before any learning) or the predicted value. Pure."""
+        return self._predict(self._estimator, x)
+
+    def _predict(self, estimator: Any, x: dict[str, float]) -> float:
         if self._clf:
-            proba = self._estimator.predict_proba_one(x)
+            proba = estimator.predict_proba_one(x)
             return proba.get(1, 0.0) if proba else 0.5
-        return self._estimator.predict_one(x)
+        return estimator.predict_one(x)
 
     def learn(self, x: dict[str, float], y: float, y_pred: float) -> DriftReport | None:
         """Score ``y_pred`` (made on ``x`` ``horizon`` bars ago) against ``y``; learn; watch drift.
@@ -303,13 +331,18 @@ class OnlineLearner:
         """
         self._run.update(y, y_pred)
         self._rolling.update(y, y_pred)
+        challenger = self._challenger
+        if challenger is not None:
+            self._compete(challenger, x, y)
         self._estimator.learn_one(x, y)
         self.n_learned += 1
+        if challenger is not None:
+            self._settle()
         if self._adwin is None:
             return None
-        if self._clf:  # log loss with P(what happened) floored at 1%, scaled to [0, 1]
+        if self._clf:  # log loss with P(what happened) floored at 10%, scaled to [0, 1]
             q = y_pred if y else 1.0 - y_pred
-            loss = -_log(q if q > 0.01 else 0.01) / LOSS_CAP
+            loss = -_log(q if q > _P_FLOOR else _P_FLOOR) / LOSS_CAP
         else:
             loss = self._reg_loss(y, y_pred)
         self._buffer.append((x, y, loss))
@@ -344,22 +377,88 @@ class OnlineLearner:
         if not adwin.drift_detected:
             return None
         recent = list(self._buffer)
-        split = _change_point([s[2] for s in recent], max(2 * self.horizon, len(recent) // 10))
-        after = math.fsum(s[2] for s in recent[split:]) / max(len(recent) - split, 1)
+        losses = [s[2] for s in recent]
+        h = self.horizon
+        split = _change_point(losses, max(2 * h, len(recent) // 10), max(2 * h, _MIN_AFTER))
+        after = math.fsum(losses[split:]) / max(len(recent) - split, 1)
         if after <= before:
             self.improvements += 1
+            self._reseed(losses[max(len(losses) - int(adwin.width) * h, 0) :])
             return None
         return self._reset(before, after, recent[split:])
 
+    def _new_adwin(self) -> drift.ADWIN:
+        """ADWIN testing for a cut after every block (River's default: every 32nd)."""
+        return drift.ADWIN(delta=self.delta, clock=1)
+
+    def _reseed(self, kept: list[float]) -> None:
+        """After a fall: a window of the block means of ``kept``, the part ADWIN kept."""
+        adwin = self._adwin = self._new_adwin()
+        h = self.horizon
+        for i in range(len(kept) % h, len(kept), h):
+            adwin.update(math.fsum(kept[i : i + h]) / h)
+
     def _reset(self, before: float, after: float, warm: list[Any]) -> DriftReport:
-        """Replace the estimator by a fresh one warmed on the new-regime samples ``warm``."""
+        """Start a challenger warmed on the new-regime samples ``warm`` (replacing any other)."""
         self.n_drifts += 1
-        estimator: Any = make_model(self.model, seed=self.seed + self.n_drifts)
-        self._estimator = estimator
-        for x, y, _ in warm:
-            estimator.learn_one(x, y)
+        self._challenger = self._fresh((x, y) for x, y, _ in warm)
+        self._edge, self._challenged = 0.0, 0
         unit = LOSS_CAP if self._clf else 1.0
         return DriftReport(before * unit, after * unit, self.n_learned, "reset", len(warm))
+
+    def _compete(self, challenger: Any, x: dict[str, float], y: float) -> None:
+        """Score the estimator and the challenger on ``x`` before either learns it."""
+        self._edge += self._loss(self._estimator, x, y) - self._loss(challenger, x, y)
+        self._challenged += 1
+        challenger.learn_one(x, y)
+
+    def _settle(self) -> None:
+        """Swap the challenger in once it has scored better; drop it if it never does."""
+        if self._challenged >= max(_MIN_CHALLENGE, 10 * self.horizon) and self._edge > 0.0:
+            self._estimator, self._challenger = self._challenger, None
+            self.n_swaps += 1
+            if self._adwin is not None:  # the losses to watch are the new estimator's from here
+                self._adwin = self._new_adwin()
+                self._buffer.clear()
+                self._block_sum, self._block_n = 0.0, 0
+        elif self._challenged >= self.warm_samples:
+            self._challenger = None
+
+    def _loss(self, estimator: Any, x: dict[str, float], y: float) -> float:
+        """Log loss (classification) or absolute error of ``estimator`` on one sample."""
+        p = self._predict(estimator, x)
+        if not self._clf:
+            return abs(y - p)
+        q = p if y else 1.0 - p
+        return -_log(q if q > _P_MIN else _P_MIN)
+
+    def restart(self, warm: Iterable[tuple[dict[str, float], float]] = ()) -> int:
+        """Replace the estimator by a fresh one trained on the ``(x, y)`` pairs of ``warm``.
+
+        A gradient learner (``logreg``, ``linreg``) goes over a short warm set again, up to
+        ``_WARM_PASSES`` times, until it has made about ``warm_samples`` updates: a model restarted
+        on 50 samples then starts as trained as one restarted on 500 instead of starting from
+        scratch. Trees learn each sample once (their split test takes a repeat for new evidence).
+        The metrics, the detector and the counters carry on; a pending challenger is dropped.
+        Returns the number of warm samples. Retraining policies use it
+        (:mod:`ares_stream.learners.policies`); drift challengers are built the same way.
+        """
+        samples = list(warm)
+        self._estimator, self._challenger = self._fresh(samples), None
+        return len(samples)
+
+    def _fresh(self, warm: Iterable[tuple[dict[str, float], float]]) -> Any:
+        """A new estimator trained on ``warm`` (see :meth:`restart`)."""
+        self._restarts += 1
+        estimator: Any = make_model(self.model, seed=self.seed + self._restarts)
+        samples = list(warm)
+        passes = 1
+        if samples and self.model in _REPLAYED:
+            passes = min(_WARM_PASSES, -(-self.warm_samples // len(samples)))
+        for _ in range(passes):
+            for x, y in samples:
+                estimator.learn_one(x, y)
+        return estimator
 
 
 def _check_task(model: str, task: str) -> None:
