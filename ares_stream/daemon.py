@@ -156,7 +156,9 @@ class Daemon:
             await broker.start(self.config.feed.symbols)
         except (BinanceAPIException, BinanceRequestException, OSError, TimeoutError) as exc:
             await broker.client.close_connection()
-            raise AresError(f"live start-up failed at {live_order_url(self.config)}: "
+            from ares_stream.trading.live import order_url
+
+            raise AresError(f"live start-up failed at {order_url(self.config.trading)}: "
                             f"{_exchange_error(exc)}") from None
 
     async def _start_metrics(self) -> None:
@@ -178,7 +180,7 @@ class Daemon:
             engine.counts, predictions={s: st.predictions for s, st in state},
             drifts={s: st.learner.n_drifts for s, st in state})
         for sym, st in state:
-            self.metrics.set_model_version(sym, "river", getattr(st.learner, "n_swaps", 0))
+            self.metrics.set_model_version(sym, "river", st.learner.version)
         if engine.batch is not None:
             self._publish_batch(engine.batch)
         broker = engine.broker
@@ -409,12 +411,6 @@ def _cursors_out(cursors: dict[tuple[str, str], int]) -> dict[str, int]:
 
 def _cursors_in(saved: dict[str, int]) -> dict[tuple[str, str], int]:
     return {tuple(key.split("|", 1)): last for key, last in saved.items()}  # type: ignore[misc]
-
-
-def live_order_url(config: Config) -> str:
-    from ares_stream.trading.live import order_url
-
-    return order_url(config.trading)
 
 
 def _exchange_error(exc: BaseException) -> str:

@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ares_stream.features.bars import parse_interval
 from ares_stream.store.status import equity_summary, latest_run, open_readonly
+from ares_stream.validation.metrics import log_loss
 
 if TYPE_CHECKING:
     from ares_stream.feed.simulator import Schedule
@@ -36,7 +39,6 @@ __all__ = ["NEAR_BARS", "Findings", "format_findings", "hms", "match_drifts", "s
            "write_report"]
 
 NEAR_BARS = 200  # a drift event this many bars after a volatility switch is put down to it
-_EPS = 1e-15
 
 
 @dataclass
@@ -133,19 +135,18 @@ def _losses(preds: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
     n = len(preds)
     if not n:
         return {"n": 0}
-    rate = sum(r[3] for r in preds) / n
+    _, online, traded, y, stored = (np.array(c, dtype=np.float64) for c in zip(*preds, strict=True))
+    missing = np.isnan(stored)  # the stored loss of the traded probability, where there is one
+    traded_loss = (stored[~missing].sum() + log_loss(y[missing], traded[missing]) * missing.sum()
+                   if missing.any() else stored.sum())
+    rate = float(y.mean())
     return {
         "n": n,
-        "online": sum(_ll(r[1], r[3]) for r in preds) / n,
-        "traded": sum(r[4] if r[4] is not None else _ll(r[2], r[3]) for r in preds) / n,
-        "constant": _ll(rate, 1) * rate + _ll(rate, 0) * (1 - rate),
-        "accuracy": sum((r[2] >= 0.5) == bool(r[3]) for r in preds) / n,
+        "online": log_loss(y, online),
+        "traded": float(traded_loss) / n,
+        "constant": log_loss(y, np.full(n, rate)),
+        "accuracy": float(np.mean((traded >= 0.5) == (y == 1.0))),
     }
-
-
-def _ll(p: float, y: int) -> float:
-    p = min(max(p, _EPS), 1 - _EPS)
-    return -math.log(p if y else 1 - p)
 
 
 def _regimes(preds: Sequence[tuple[Any, ...]], schedule: Schedule | None) -> list[dict[str, Any]]:

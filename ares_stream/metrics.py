@@ -183,7 +183,7 @@ class Metrics:
         self.fit_duration = Histogram("ares_fit_duration_seconds", "XGBoost fit wall time.",
                                       buckets=FIT_BUCKETS, registry=reg)
         self.model_version = Gauge("ares_model_version",
-                                   "Model version by kind: river = online learner swaps, "
+                                   "Model version by kind: river = online model replacements, "
                                    "booster = newest booster id, champion = champion id.",
                                    ["symbol", "kind"], registry=reg)
         self.equity = Gauge("ares_equity", "Account equity, quote asset.", registry=reg)

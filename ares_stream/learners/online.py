@@ -310,6 +310,11 @@ class OnlineLearner:
         self._edge, self._challenged = 0.0, 0  # its summed loss advantage; samples compared
 
     @property
+    def version(self) -> int:
+        """How many times the estimator in use was replaced (a challenger took over)."""
+        return self.n_swaps
+
+    @property
     def estimator(self) -> Any:
         """The current River estimator (replaced when a challenger takes over, or by restart)."""
         return self._estimator

@@ -53,6 +53,11 @@ class TimerLearner(OnlineLearner):
         self.n_retrains = 0
         self._recent: deque[tuple[dict[str, float], float]] = deque(maxlen=warm_samples)
 
+    @property
+    def version(self) -> int:
+        """How many times the timer replaced the model."""
+        return self.n_retrains
+
     def learn(self, x: dict[str, float], y: float, y_pred: float) -> DriftReport | None:
         """Score, learn and remember the sample; restart when the timer is due."""
         super().learn(x, y, y_pred)
