@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip and count malformed rows instead of stopping")
     replay.add_argument("--interval", help="bar interval for bars built from trades (e.g. 1s)")
     replay.add_argument("--quiet", action="store_true", help="no progress line, warnings only")
+    replay.add_argument("--report", type=Path, metavar="DIR",
+                        help="where to write the run's report (default: <db>-run<ID>-report)")
+    replay.add_argument("--no-report", action="store_true", help="do not write a report")
     record = sub.add_parser("record", help="record the live websocket feed without learning")
     record.add_argument("--symbols", help="comma-separated symbols (or feed.symbols in config)")
     record.add_argument("--streams", help="comma-separated streams per symbol, e.g. "
@@ -73,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--symbol", help="only this symbol")
     validate.add_argument("--config", type=Path,
                           help="config (default: the one of the database's latest run)")
+    rep = sub.add_parser("report", help="an HTML report (and PNG figures) of a run, to open "
+                         "offline")
+    rep.add_argument("target", metavar="RUN_OR_DB",
+                     help="a run database (its newest run), DB:RUN_ID, or a run id with --db")
+    rep.add_argument("--db", type=Path, help="the database, when RUN_OR_DB is a run id")
+    rep.add_argument("--out", type=Path,
+                     help="directory to write into (default: <db>-run<ID>-report beside it)")
+    window = rep.add_mutually_exclusive_group()
+    window.add_argument("--last", help="only this much event time before the run's newest bar, "
+                        "e.g. 24h or 7d (default: the whole run)")
+    window.add_argument("--since", metavar="TIME", help="only event times from TIME (UTC, ISO "
+                        "8601, e.g. 2026-11-20T00:00)")
+    rep.add_argument("--rolling", type=int, default=500,
+                     help="window of the rolling log loss and accuracy, in predictions")
     sim = sub.add_parser("simulate", help="write a seeded simulated recording and its schedule")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
@@ -156,7 +173,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = _config(args)
     progress = None if args.quiet else replay.progress_stream()
     result = replay.run_replay(args.paths, cfg, db_path=args.db, progress=progress)
-    print(replay.format_summary(result))
+    print(replay.format_summary(result), flush=True)
+    if not args.no_report:
+        from ares_stream.report import write_report
+
+        print(f"report: {write_report(result.db_path, args.report, run_id=result.run_id)}")
     return 0
 
 
@@ -337,9 +358,43 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc_ns(text: str) -> int:
+    """An ISO 8601 UTC time (``2026-11-20``, ``2026-11-20T06:30``, nanoseconds allowed) → ns."""
+    import numpy as np
+
+    try:
+        return int(np.datetime64(text.removesuffix("Z"), "ns").astype(np.int64))
+    except ValueError:
+        raise AresError(f"--since {text!r}: expected an ISO 8601 UTC time such as "
+                        "2026-11-20T06:30") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ares_stream.features.bars import parse_interval
+    from ares_stream.report import parse_target, write_report
+
+    db, run_id = parse_target(args.target)
+    if args.target.isdigit():
+        if args.db is None:
+            raise AresError(f"a run id ({args.target}) needs --db FILE; or pass FILE.db:"
+                            f"{args.target}")
+        db, run_id = args.db, int(args.target)
+    try:
+        last = parse_interval(args.last) if args.last else None
+    except ValueError as exc:
+        raise AresError(f"--last: {exc}") from None
+    since = _utc_ns(args.since) if args.since else None
+    if args.rolling < 2:
+        raise AresError(f"--rolling must be at least 2 predictions, got {args.rolling}")
+    path = write_report(db, args.out, run_id=run_id, since=since, last=last,
+                        rolling=args.rolling)
+    print(f"report: {path}")
+    return 0
+
+
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
             "validate": cmd_validate, "status": cmd_status, "simulate": cmd_simulate,
-            "sim-exchange": cmd_sim_exchange}
+            "sim-exchange": cmd_sim_exchange, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -157,6 +157,13 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    every_hours: float = 24.0  # the daemon writes a report of the last period this often; 0: off
+    dir: str = ""  # where the daemon's reports go (empty: <store.dir>/reports)
+    rolling: int = 500  # predictions in the rolling log loss and accuracy
+
+
+@dataclass(frozen=True)
 class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     bars: BarsConfig = field(default_factory=BarsConfig)
@@ -168,6 +175,7 @@ class Config:
     trading: TradingConfig = field(default_factory=TradingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
@@ -273,6 +281,8 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.drift.timer_bars >= 1, "drift.timer_bars must be >= 1"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
         (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),
+        (cfg.report.every_hours >= 0, "report.every_hours must be >= 0 (0: no daily report)"),
+        (cfg.report.rolling >= 2, "report.rolling must be >= 2"),
         (all(h >= 1 for h in cfg.features.return_horizons), "features.return_horizons >= 1"),
     ]
     for ok, message in checks:

@@ -18,6 +18,11 @@ A finite feed — ``--feed sim``, the simulated exchange on its own loop in a th
 (the gate's cursors reached the tape's last trade ids); ``--duration`` stops it after that many
 wall seconds. Both run the normal shutdown.
 
+Every ``report.every_hours`` (default 24) an APScheduler job writes the report of the period just
+past (:mod:`ares_stream.report`) under ``report.dir``: the job's thread runs ``ares-stream report``
+in a child process, so drawing never competes with the event loop for the GIL, and the child reads
+the database read-only through the WAL.
+
 Signals: SIGTERM and SIGINT stop gracefully; a second SIGINT forces an immediate exit (130);
 SIGHUP re-reads the config file's ``[trading]`` limits and logs them (everything else needs a
 restart).
@@ -40,14 +45,17 @@ import faulthandler
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import structlog
 
+from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
 from ares_stream.learners.batch import BatchLearner
@@ -69,6 +77,7 @@ NEVER = 2**62  # flush_rows of the daemon's run store: rows are written at check
 STALL_AFTER = 120.0  # seconds without a frame or a connection attempt: unhealthy, no WATCHDOG
 END_GRACE = 60.0  # seconds a finite feed's end waits for the engine to consume what was sent
 PROGRESS_EVERY = 5.0  # seconds between progress lines of a simulated run
+REPORT_TIMEOUT = 280.0  # seconds a periodic report may take (the clock abandons a job at 300)
 
 
 @dataclass
@@ -99,6 +108,7 @@ class Daemon:
         self.metrics_port: int | None = None
         self.live_broker: LiveBroker | None = None
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
+        self._reported_until = 0  # event time the last periodic report reached, ns
 
     async def main(self) -> int:
         await self.startup()
@@ -126,6 +136,7 @@ class Daemon:
         if self.live_broker is not None:  # the exchange is the truth: adopt balances, orders
             await self._reconcile(self.live_broker)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
+        self._schedule_reports()
         self._signals()
         await self._start_metrics()
         self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
@@ -133,6 +144,42 @@ class Daemon:
                  run_id=self.store.run_id, resumed=resume is not None,
                  metrics_port=self.metrics_port,
                  checkpoint=ckpt.ts_event if ckpt else None)
+
+    def _schedule_reports(self) -> None:
+        """The periodic report job on the ingest's APScheduler clock (one is made if batch
+        learning did not need one)."""
+        assert self.ingest is not None
+        hours = self.config.report.every_hours
+        if hours <= 0:
+            return
+        if self.ingest.clock is None:
+            self.ingest.clock = LiveClock()
+        self.ingest.clock.every("report", hours * 3600.0, self.write_report)
+
+    def write_report(self, now_ns: int) -> Path | None:
+        """Write the report of what came since the previous one (the first: the whole run) in a
+        child process (called in a worker thread); its path, or None when it failed (logged)."""
+        assert self.store is not None and self.ingest is not None
+        cfg = self.config.report
+        since, self._reported_until = self._reported_until, self.ingest.engine.last_ts
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ns / 1e9))
+        out = Path(cfg.dir or Path(self.config.store.dir) / "reports") / \
+            f"{self.options.mode}-run{self.store.run_id}-{stamp}"
+        cmd = [sys.executable, "-m", "ares_stream.cli", "report",
+               f"{self.options.db_path}:{self.store.run_id}", "--out", str(out),
+               "--rolling", str(cfg.rolling)]
+        if since:
+            cmd += ["--since", str(np.datetime64(since, "ns"))]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARES_API_")}
+        started = time.monotonic()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=REPORT_TIMEOUT, check=False)
+        if proc.returncode != 0:
+            log.error("report_failed", code=proc.returncode, error=proc.stderr.strip()[-500:])
+            return None
+        log.info("report_written", path=str(out / "report.html"),
+                 seconds=round(time.monotonic() - started, 2))
+        return out / "report.html"
 
     async def _broker(self) -> paper.PaperBroker:
         """Paper: no client, no keys. Live: keys from the environment (or the keys file), the

@@ -3,8 +3,7 @@
 :func:`summarize` reads a finished run's database (read-only) and the simulator's
 :class:`~ares_stream.feed.simulator.Schedule`; :func:`format_findings` is the end-of-run summary
 the daemon prints after ``--feed sim`` (the README's first command); :func:`write_report` writes
-it, with its tables, as a self-contained Markdown file (issue 7 swaps in the full HTML report
-behind the same signature).
+it, with its tables, as the first section of the run's HTML report (:mod:`ares_stream.report`).
 
 Scoring against the schedule: a planted concept drift is **detected** by the first drift event
 at or after it (and before the next planted one); its delay is counted in bars. Any other drift
@@ -213,35 +212,31 @@ def _models(models: dict[str, int]) -> str:
 
 def write_report(db_path: str | Path, out_dir: str | Path,
                  schedule: Schedule | None = None) -> Path:
-    """Write ``report.md`` for the newest run of ``db_path`` into ``out_dir``; its path."""
+    """The HTML report of the newest run of ``db_path`` (:mod:`ares_stream.report`) into
+    ``out_dir``, with the findings against the schedule as its first section; its path."""
+    from ares_stream.report import write_report as write_html
+
     f = summarize(db_path, schedule)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# ares-stream run {f.run['id']}: what it learned", "",
-             f"Database `{db_path}`, mode {f.run['mode']}, status {f.run['status']}.", "",
-             "```", format_findings(f), "```", ""]
-    lines += _table("Drift events", ["time", "symbol", "loss before", "loss after", "samples"],
-                    [[hms(d["ts_event"] - f.start_ns), d["symbol"], f"{d['mean_before']:.4f}",
-                      f"{d['mean_after']:.4f}", f"{d['samples_seen']:,}"] for d in f.drifts])
-    lines += _table("Planted regimes", ["from", "to", "beta", "vol", "bars", "online log loss",
-                                        "constant", "accuracy"],
-                    [[hms(r["start"] - f.start_ns), hms(r["end"] - f.start_ns),
-                      f"{r['beta']:+.2f}", f"x{r['vol']:g}", f"{r.get('n', 0):,}",
-                      *(f"{r[k]:.4f}" if r.get("n") else "-" for k in ("online", "constant")),
-                      f"{r['accuracy']:.1%}" if r.get("n") else "-"] for r in f.regimes])
-    lines += _table("Validations", ["time", "challenger", "incumbent", "improvement",
-                                    "promoted", "reason"],
-                    [[hms(v["ts_event"] - f.start_ns), v["challenger"], v["incumbent"],
-                      "-" if v["improvement"] is None else f"{v['improvement']:+.5f}",
-                      "yes" if v["promoted"] else "no", v["reason"]] for v in f.validations])
-    path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    text = [format_findings(f), ""]
+    text += _table("Drift events", ["time", "symbol", "loss before", "loss after", "samples"],
+                   [[hms(d["ts_event"] - f.start_ns), d["symbol"], f"{d['mean_before']:.4f}",
+                     f"{d['mean_after']:.4f}", f"{d['samples_seen']:,}"] for d in f.drifts])
+    text += _table("Planted regimes", ["from", "to", "beta", "vol", "bars", "online log loss",
+                                       "constant", "accuracy"],
+                   [[hms(r["start"] - f.start_ns), hms(r["end"] - f.start_ns),
+                     f"{r['beta']:+.2f}", f"x{r['vol']:g}", f"{r.get('n', 0):,}",
+                     *(f"{r[k]:.4f}" if r.get("n") else "-" for k in ("online", "constant")),
+                     f"{r['accuracy']:.1%}" if r.get("n") else "-"] for r in f.regimes])
+    return write_html(db_path, out_dir, run_id=f.run["id"],
+                      extra=[("findings", "What the simulator planted, and what was found",
+                              "\n".join(text))])
 
 
 def _table(title: str, head: list[str], rows: list[list[str]]) -> list[str]:
+    """A plain-text table (fixed-width columns) under its title."""
     if not rows:
-        return [f"## {title}", "", "None.", ""]
-    out = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
-    return [*out, ""]
+        return [title, "  none", ""]
+    cells = [head, *rows]
+    widths = [max(len(str(r[i])) for r in cells) for i in range(len(head))]
+    lines = ["  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return [title, *(f"  {line}" for line in lines), ""]

@@ -334,11 +334,13 @@ class Engine:
             return
         y_pred = st.learner.predict(x)
         traded = y_pred
+        p_booster = None
         if batch is not None:
-            traded = ensemble(y_pred, batch.proba(bar.symbol, x), *batch.skills(bar.symbol))
+            p_booster = batch.proba(bar.symbol, x)
+            traded = ensemble(y_pred, p_booster, *batch.skills(bar.symbol))
         p = Prediction(bar.symbol, bar.ts_event, bar.ts_init, self.model_name,
                        self.config.labels.horizon, math.nan if self.regression else traded,
-                       y_pred, bar.close)
+                       y_pred, bar.close, math.nan if p_booster is None else p_booster)
         st.predictions += 1
         self.sink.prediction(p)
         st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))

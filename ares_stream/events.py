@@ -21,6 +21,8 @@ place that rejects NaN, infinities and negatives.
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 NS_PER_MS = 1_000_000
@@ -175,6 +177,7 @@ class Prediction(msgspec.Struct, frozen=True, gc=False):
     proba_up: float  # classification: P(label = 1); regression: NaN
     value: float  # regression: predicted forward log return; classification: proba_up
     close: float
+    booster: float = math.nan  # P(label = 1) of the champion booster; NaN without one
 
 
 class Outcome(msgspec.Struct, frozen=True, gc=False):

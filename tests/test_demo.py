@@ -28,5 +28,6 @@ def test_demo_task_exits_0_and_lists_planted_and_detected_drifts(tmp_path: Path)
     assert found and int(found[1]) <= 200, out
     assert "false alarms 0" in out and "volatility switches     +1:30:00, +3:00:00" in out
     assert re.search(r"boosters trained +[1-9]", out) and "paper trading" in out
-    assert "Planted regimes" in (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert "Planted regimes" in page and page.count("data:image/png;base64,") == 4
     assert "Traceback" not in done.stderr

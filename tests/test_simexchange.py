@@ -181,7 +181,7 @@ def test_daemon_feed_sim_runs_to_the_end_of_the_tape(tmp_path: Path) -> None:
         assert conn.execute("select count(*) from predictions").fetchone()[0] > 20
         (cursors,) = conn.execute("select cursors from checkpoints order by id desc").fetchone()
     assert json.loads(cursors)["SIMUSDT|agg_id"] == last
-    assert "planted drift +0:05:00" in done.stdout and (tmp_path / "report.md").exists()
+    assert "planted drift +0:05:00" in done.stdout and (tmp_path / "report.html").exists()
 
 
 def test_daemon_duration_stops_a_long_tape_early(tmp_path: Path) -> None:

@@ -194,6 +194,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX fills_client ON fills(client_id);
     """,
+    # 4: the champion booster's own probability beside the online and traded ones (reports).
+    """
+    ALTER TABLE predictions ADD COLUMN booster REAL;  -- P(label = 1) of the champion booster
+    """,
 ]
 
 

@@ -29,7 +29,7 @@ from ares_stream.store.db import write_batches
 # OR REPLACE: after a restart the daemon predicts the bars after its checkpoint again, identically
 _INSERT_PREDICTION = (
     "INSERT OR REPLACE INTO predictions (run_id, symbol, ts_event, ts_init, model, horizon, "
-    "proba, value, close) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "proba, value, close, booster) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_OUTCOME = (
     "UPDATE predictions SET ts_label = ?, forward_return = ?, label = ?, loss = ? "
@@ -83,8 +83,9 @@ class RunStore:
 
     def prediction(self, p: Prediction) -> None:
         proba = None if math.isnan(p.proba_up) else p.proba_up
+        booster = None if math.isnan(p.booster) else p.booster
         self._predictions.append((self.run_id, p.symbol, p.ts_event, p.ts_init, p.model,
-                                  p.horizon, proba, p.value, p.close))
+                                  p.horizon, proba, p.value, p.close, booster))
         self._maybe_flush()
 
     def outcome(self, o: Outcome) -> None:

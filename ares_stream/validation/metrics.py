@@ -31,6 +31,7 @@ from scipy.stats import rankdata
 
 __all__ = [
     "accuracy",
+    "annualise",
     "brier",
     "calmar",
     "every",
@@ -145,10 +146,10 @@ def calmar(r: np.ndarray, periods_per_year: float) -> float:
     mdd = max_drawdown(r)
     if r.size == 0 or mdd <= 0.0:
         return _NAN
-    return _annualised(total_return(r), periods_per_year / r.size) / mdd
+    return annualise(total_return(r), periods_per_year / r.size) / mdd
 
 
-def _annualised(total: float, power: float) -> float:
+def annualise(total: float, power: float) -> float:
     """``(1 + total) ** k − 1`` without overflow: inf when it exceeds float range, −1 if ruined."""
     if total <= -1.0:
         return -1.0

@@ -1,0 +1,142 @@
+"""Load one run of a state database into a :class:`~.model.ReportData`.
+
+The database is opened read-only (a running daemon's file is read through its WAL), the run is
+the newest unless named, and ``since`` (event time, ns) restricts the report to a window — the
+daemon's daily report covers the last day. Positions are rebuilt from every fill of the run, so a
+window starts with the position it inherited.
+
+>>> position_steps(np.array([5, 9, 12]), np.array(["BUY", "SELL", "BUY"], dtype=object),
+...                np.array([2.0, 0.5, 1.0]))
+array([2. , 1.5, 2.5])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ares_stream.errors import AresError
+from ares_stream.features.bars import parse_interval
+from ares_stream.report import metrics
+from ares_stream.report.model import (
+    Drift,
+    Equity,
+    Fills,
+    Health,
+    Prices,
+    ReportData,
+    RunInfo,
+    Scores,
+    Validation,
+)
+from ares_stream.store import history
+from ares_stream.store.status import open_readonly
+
+__all__ = ["NoSuchRun", "load", "position_steps"]
+
+RECENT_VALIDATIONS = 20  # decisions listed in the report (newest last)
+_COUNTED_KINDS = ("gap", "rejected", "disconnected", "connect_failed", "silence", "error_frame",
+                  "lag", "server_shutdown", "rotated", "handover_failed")
+
+
+class NoSuchRun(AresError):
+    """The database has no runs, or not the one asked for."""
+
+
+def load(db_path: str | Path, run_id: int | None = None, since: int | None = None,
+         last: int | None = None) -> ReportData:
+    """Everything the report of run ``run_id`` (newest: None) of ``db_path`` shows: event times
+    from ``since`` (ns), or the ``last`` ns before the run's newest bar."""
+    with open_readonly(db_path) as conn:
+        run = history.find_run(conn, run_id)
+        if run is None:
+            known = ", ".join(str(r["id"]) for r in history.runs(conn)) or "none"
+            what = f"no run {run_id}" if run_id is not None else "no runs yet"
+            raise NoSuchRun(f"{db_path}: {what} (runs in this database: {known})")
+        rid = int(run["id"])
+        if last is not None:
+            newest = history.newest_event(conn, rid)
+            since = None if newest is None else newest - last
+        lo = since or 0
+        info = _info(run, str(db_path), since)
+        eq, fl = history.equity(conn, rid, lo), history.fills(conn, rid)
+        prices = _prices(history.closes(conn, rid, lo), fl, lo)
+        sc, dr = history.scores(conn, rid, lo), history.drifts(conn, rid, lo)
+        decisions = [_validation(v) for v in history.validations(conn, rid, lo)]
+        hl, totals = history.health(conn, rid, lo), history.health_totals(conn, rid)
+    equity = Equity(_time(eq["ts_event"]), eq["equity"], eq["drawdown"], eq["fees"])
+    keep = fl["ts_event"] >= lo
+    fills = Fills(_time(fl["ts_event"][keep]), fl["symbol"][keep], fl["side"][keep],
+                  fl["qty"][keep], fl["price"][keep], fl["fee"][keep])
+    scores = Scores(_time(sc["ts_event"]), sc["label"], sc["river"], sc["booster"],
+                    sc["ensemble"])
+    drift = Drift(_time(dr["ts_event"]), dr["symbol"], dr["mean_before"], dr["mean_after"])
+    health = Health(_time(hl["ts"]), hl["kind"], hl["count"], hl["detail"],
+                    _health_totals(hl, run.get("summary", {}).get("counts") or totals))
+    promotions = [v for v in decisions if v.promoted]
+    info.symbols = info.symbols or [p.symbol for p in prices]
+    data = ReportData(info, equity, prices, fills, scores, drift, promotions,
+                      decisions[-RECENT_VALIDATIONS:], health, {})
+    data.summary = metrics.summary(data, run["config"])
+    return data
+
+
+def _time(ns: np.ndarray) -> np.ndarray:
+    return ns.astype("datetime64[ns]")
+
+
+def _info(run: dict[str, Any], db_path: str, since: int | None) -> RunInfo:
+    config = run["config"]
+    interval = str(config.get("bars", {}).get("interval", "1m"))
+    symbols = [str(s).upper() for s in config.get("feed", {}).get("symbols", [])]
+    return RunInfo(int(run["id"]), str(run["mode"]), str(run["status"]), db_path, interval,
+                   parse_interval(interval), symbols, int(run["started_at"]), run["ended_at"],
+                   None if since is None else np.datetime64(since, "ns"),
+                   [str(s) for s in run["sources"]])
+
+
+def _prices(closes: dict[str, np.ndarray], fills: dict[str, np.ndarray],
+            since: int) -> list[Prices]:
+    out = []
+    for symbol in sorted(set(closes["symbol"]) | set(fills["symbol"])):
+        at = closes["symbol"] == symbol
+        mine = fills["symbol"] == symbol
+        held = position_steps(fills["ts_event"][mine], fills["side"][mine], fills["qty"][mine])
+        t = fills["ts_event"][mine]
+        inside = t >= since
+        before = held[~inside]
+        if before.size:  # the position the window inherited, from its start
+            t = np.concatenate(([since], t[inside]))
+            held = np.concatenate((before[-1:], held[inside]))
+        out.append(Prices(str(symbol), _time(closes["ts_event"][at]), closes["close"][at],
+                          _time(t), held))
+    return out
+
+
+def position_steps(ts: np.ndarray, side: np.ndarray, qty: np.ndarray) -> np.ndarray:
+    """The base quantity held after each fill (fills in time order, starting flat)."""
+    signed = np.where(side == "BUY", qty, -qty).astype(np.float64)
+    return np.cumsum(signed) if ts.size else np.array([], dtype=np.float64)
+
+
+def _validation(row: dict[str, Any]) -> Validation:
+    return Validation(np.datetime64(int(row["ts_event"]), "ns"), str(row["symbol"]),
+                      str(row["challenger"]), str(row["incumbent"]), row["improvement"],
+                      bool(row["promoted"]), str(row["reason"]), list(row["folds"]))
+
+
+def _health_totals(rows: dict[str, np.ndarray], counts: dict[str, Any]) -> dict[str, int]:
+    """Incidents by kind in the window (gaps: items missing as well), and frames seen."""
+    kinds, count = rows["kind"], rows["count"]
+    out = {"frames": int(counts.get("frames", 0) or 0)}
+    for kind in _COUNTED_KINDS:
+        at = kinds == kind
+        if kind == "rejected":
+            out["rejected frames"] = int(count[at].sum())
+        elif kind == "gap":
+            out["gaps"], out["items missing"] = int(at.sum()), int(count[at].sum())
+        elif at.any() or kind == "disconnected":
+            out["reconnects" if kind == "disconnected" else kind.replace("_", " ")] = int(at.sum())
+    return out

@@ -1,0 +1,305 @@
+"""The report page: one self-contained HTML5 document, readable offline.
+
+Figures are embedded as ``data:`` PNG URIs and the style is one inline ``<style>``: the page
+fetches nothing (no script, no external link, no web font). Every string that comes from the
+database — symbols, reasons, details, paths — goes through :func:`html.escape`.
+
+>>> cell(0.012345, "pct"), cell(float("nan"), "ratio"), cell(float("inf"), "ratio")
+('+1.23 %', 'n/a', '∞')
+>>> cell(12345.678, "money"), cell(None, "num"), cell(7, "int")
+('12,345.68', 'n/a', '7')
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+import ares_stream
+
+from .figures import time_span
+from .model import ReportData, Validation
+
+__all__ = ["cell", "page"]
+
+MAX_DECISIONS = 20  # rows of the recent decisions table
+MAX_INCIDENTS = 20  # rows of the recent incidents table
+MAX_DETAIL = 120  # characters of an incident's detail
+FOLD_COLUMNS = ("fold", "candidate", "n", "log_loss", "brier", "roc_auc", "accuracy",
+                "total_return", "sharpe", "max_drawdown", "hit_rate")
+_FOLD_FORMAT = {"fold": "int", "n": "int", "candidate": "text", "sharpe": "ratio"}
+_FIGURES = {  # key: (section id, heading, alt text, what to look for)
+    "equity": ("equity", "Equity and drawdown", "Equity curve and drawdown over time",
+               "Equity above the dashed start line is profit; the red area below is the "
+               "distance from the running peak — look for shallow, short drawdowns."),
+    "price": ("price", "Price, position and fills", "Close price per symbol with buy and sell "
+              "fills and the position held", "Green ▲ are buys, red ▼ sells; the strip below "
+              "each symbol is the quantity held — look for buys before rises and sells before "
+              "falls."),
+    "learners": ("learners", "Learners: rolling log loss and accuracy", "Rolling log loss and "
+                 "accuracy of the River learner, the booster and the ensemble",
+                 "Lines below the dotted baseline beat guessing the base rate; red dashed lines "
+                 "are detected drift, green lines model promotions."),
+    "feed_health": ("feed-health", "Feed health", "Cumulative feed gaps, reconnects and "
+                    "rejected frames over time", "Flat lines mean a clean feed; each step is "
+                    "an incident, and the strip below marks other notices."),
+}
+_STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ color:#1d2430;background:#fafbfc;margin:0 auto;max-width:1240px;padding:0 16px 48px}
+h1{font-size:1.6em;margin:24px 0 8px}h2{font-size:1.25em;margin:0 0 10px}
+h3{font-size:1.02em;margin:18px 0 6px}
+section,header{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:16px 20px;
+ margin:16px 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:0}
+dt{color:#5b6574}dd{margin:0}nav a{margin-right:14px}
+table{border-collapse:collapse;margin:6px 0 10px;font-variant-numeric:tabular-nums}
+th,td{padding:3px 10px;border-bottom:1px solid #e6e9ee;text-align:left;vertical-align:top}
+th{background:#f1f3f6;font-weight:600}td.num{text-align:right;white-space:nowrap}
+.muted,figcaption{color:#5b6574}pre{overflow-x:auto;font-size:13px}
+tr.yes td{background:#eefaf0}img{max-width:100%;height:auto;display:block}
+figure{margin:0}.status-failed,.status-interrupted{color:#b42318;font-weight:600}
+.status-finished{color:#137333}.status-running{color:#1a56db}
+"""
+
+
+def page(data: ReportData, figures: dict[str, bytes], *,
+         extra: Sequence[tuple[str, str, str]] = (), generated: datetime | None = None) -> str:
+    """The whole HTML document of ``data`` with ``figures`` (PNG bytes by key) embedded;
+    ``extra`` sections (id, title, plain text shown preformatted) open the page."""
+    when = generated or datetime.now(UTC)
+    title = f"ares-stream report: run {data.run.id}"
+    opening = [(_slug(sid), heading, text) for sid, heading, text in extra]
+    body = [_header(data, title, when), _nav([(sid, heading) for sid, heading, _ in opening]),
+            *(_section(sid, heading, f"<pre>{_esc(text)}</pre>")
+              for sid, heading, text in opening), _summary(data),
+            _figure_section(figures, "equity"), _figure_section(figures, "price"),
+            _figure_section(figures, "learners"), _validation(data.validations),
+            _figure_section(figures, "feed_health", _health(data))]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{_esc(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def cell(value: Any, kind: str = "num") -> str:
+    """``value`` as a person reads it: ``pct`` (signed), ``pct0`` (unsigned), ``ratio``,
+    ``money``, ``int``, ``num`` (4 decimals), ``signed`` (4 decimals) or ``text``; None and NaN
+    are ``n/a``, infinities ``∞`` and ``−∞``."""
+    if kind == "text" or isinstance(value, str):
+        return str(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "n/a" if value is None else str(value)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    spec = {"pct": "{:+.2%}", "pct0": "{:.2%}", "ratio": "{:.2f}", "money": "{:,.2f}",
+            "int": "{:,}", "num": "{:.4f}", "signed": "{:+.4f}"}[kind]
+    return spec.format(round(x) if kind == "int" else x).replace("%", " %")
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _table(head: list[str], rows: list[list[str]], classes: list[str] | None = None,
+           numeric: tuple[int, ...] = ()) -> str:
+    """A table of plain-text cells, every one escaped here; ``numeric`` columns align right."""
+    out = ["<table>", "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
+    for i, row in enumerate(rows):
+        css = f' class="{classes[i]}"' if classes and classes[i] else ""
+        tds = " ".join(f'<td class="num">{_esc(c)}</td>' if j in numeric else f"<td>{_esc(c)}</td>"
+                       for j, c in enumerate(row))
+        out.append(f"<tr{css}>{tds}</tr>")
+    return "\n".join([*out, "</table>"])
+
+
+def _section(sid: str, heading: str, *parts: str) -> str:
+    return "\n".join([f'<section id="{sid}">', f"<h2>{_esc(heading)}</h2>", *filter(None, parts),
+                      "</section>"])
+
+
+def _when(t: np.datetime64 | int | None) -> str:
+    """A UTC time to the second (``int``: nanoseconds since the epoch)."""
+    if t is None:
+        return "n/a"
+    t64 = np.asarray(t).astype("datetime64[ns]")  # an int is taken as nanoseconds
+    if np.isnat(t64):
+        return "n/a"
+    return str(np.datetime_as_string(t64, unit="s")).replace("T", " ") + " UTC"
+
+
+def _slug(text: str) -> str:
+    """A safe section id: letters, digits, ``-`` and ``_`` only."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "extra"
+
+
+def _nav(first: list[tuple[str, str]]) -> str:
+    links = [*first, ("summary", "Summary"), ("equity", "Equity"), ("price", "Price"),
+             ("learners", "Learners"), ("validation", "Validation"), ("feed-health", "Feed")]
+    return "<nav>" + "".join(f'<a href="#{i}">{_esc(t)}</a>' for i, t in links) + "</nav>"
+
+
+# -- header and summary ------------------------------------------------------------------------
+
+def _header(data: ReportData, title: str, generated: datetime) -> str:
+    run, span = data.run, time_span(data)
+    covered = f"{_when(span[0])} → {_when(span[1])}" if span else "no events"
+    rows = [("Mode", run.mode), ("Status", run.status), ("Database", run.db_path),
+            ("Bar interval", run.interval), ("Symbols", ", ".join(run.symbols) or "none"),
+            ("Covered", covered)]
+    if run.since is not None:
+        rows.append(("Window", f"events from {_when(run.since)}"))
+    if run.sources:
+        rows.append(("Sources", ", ".join(run.sources)))
+    rows += [("Run started", _when(run.started_at)),
+             ("Run ended", _when(run.ended_at) if run.ended_at else "still running"),
+             ("Generated", generated.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
+             ("ares-stream", ares_stream.__version__)]
+    items = "".join(f"<dt>{_esc(k)}</dt><dd{_status_class(k, v)}>{_esc(v)}</dd>"
+                    for k, v in rows)
+    return f"<header>\n<h1>{_esc(title)}</h1>\n<dl>{items}</dl>\n</header>"
+
+
+def _status_class(key: str, value: str) -> str:
+    return f' class="status-{_esc(value)}"' if key == "Status" else ""
+
+
+def _why(s: dict[str, Any], key: str) -> str:
+    """Why a summary figure is undefined, where that is known."""
+    if not s.get("has_equity", True):
+        return "no broker"
+    if not s.get("traded", True) and key != "max_drawdown":
+        return "no trades"
+    if key == "hit_rate" and not s.get("round_trips"):
+        return "no closed round trips"
+    return "no drawdown" if key == "calmar" and s.get("max_drawdown") == 0 else ""
+
+
+def _value(s: dict[str, Any], key: str, kind: str) -> str:
+    text = cell(s.get(key), kind)
+    reason = _why(s, key) if text == "n/a" else ""
+    return f"n/a ({reason})" if reason else text
+
+
+def _summary(data: ReportData) -> str:
+    s = data.summary
+    per = f"on {s.get('period', '?')} returns, {cell(s.get('periods_per_year'), 'int')}/year"
+    duration = s.get("max_drawdown_duration") or ""
+    equity = f"{cell(s.get('start_equity'), 'money')} → {cell(s.get('end_equity'), 'money')}"
+    rows = [["Return", _value(s, "return", "pct"), "" if "n/a" in equity else equity],
+            ["Sharpe (annualised)", _value(s, "sharpe", "ratio"), per],
+            ["Sortino (annualised)", _value(s, "sortino", "ratio"), per],
+            ["Max drawdown", _value(s, "max_drawdown", "pct0"),
+             f"lasted {duration}" if duration else ""],
+            ["Calmar", _value(s, "calmar", "ratio"), "annualised return / max drawdown"],
+            ["Hit rate", _value(s, "hit_rate", "pct0"),
+             f"of {cell(s.get('round_trips', 0), 'int')} closed round trips, after fees"],
+            ["Turnover", _value(s, "turnover", "ratio"), "traded notional / mean equity, per day"],
+            ["Fees paid", _value(s, "fees", "money"), f"{cell(s.get('fills', 0), 'int')} fills"],
+            ["Length covered", _length(s.get("days")), ""]]
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in s.get("notes") or [])
+    return _section("summary", "Summary", _traded(s),
+                    _table(["Metric", "Value", "Note"], rows, numeric=(1,)),
+                    f'<ul class="muted">{notes}</ul>' if notes else "", _models(s))
+
+
+def _length(days: Any) -> str:
+    """Days, or hours under a day."""
+    if not isinstance(days, int | float) or not math.isfinite(days):
+        return "n/a"
+    return f"{days:,.2f} days" if days >= 1 else f"{days * 24:.2f} hours"
+
+
+def _traded(s: dict[str, Any]) -> str:
+    """A plain sentence when the run did not trade (or had no broker to trade with)."""
+    if not s.get("has_equity", True):
+        return "<p><strong>No trades in this run: it had no broker.</strong></p>"
+    return "" if s.get("traded", True) else "<p><strong>No trades in this run.</strong></p>"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 drift event``, ``2 drift events``."""
+    return f"{cell(n, 'int')} {noun}{'' if n == 1 else 's'}"
+
+
+def _models(s: dict[str, Any]) -> str:
+    loss, acc = s.get("log_loss") or {}, s.get("accuracy") or {}
+    rows = [[name, cell(loss.get(name)), cell(acc.get(name), "pct0")]
+            for name in ("river", "booster", "ensemble")]
+    rows.append(["constant baseline", cell(loss.get("constant")), ""])
+    facts = " · ".join(_count(s.get(key, 0), noun) for key, noun in (
+        ("labelled", "labelled prediction"), ("drift_events", "drift event"),
+        ("promotions", "promotion")))
+    return ("<h3>Models (whole period)</h3>\n"
+            + _table(["Model", "Log loss", "Accuracy"], rows, numeric=(1, 2))
+            + f"\n<p>{_esc(facts)}</p>")
+
+
+# -- figures, validation, feed health ----------------------------------------------------------
+
+def _figure_section(figures: dict[str, bytes], key: str, *after: str) -> str:
+    sid, heading, alt, caption = _FIGURES[key]
+    png = figures.get(key)
+    if png is None:
+        shown = '<p class="muted">Figure not available.</p>'
+    else:
+        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        shown = (f'<figure><img id="fig-{key}" alt="{_esc(alt)}" src="{uri}">'
+                 f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    return _section(sid, heading, shown, *after)
+
+
+def _validation(decisions: list[Validation]) -> str:
+    if not decisions:
+        return _section("validation", "Walk-forward validation", "<p>No walk-forward validation "
+                        "in this run (batch learning off or not yet due).</p>")
+    recent = decisions[::-1][:MAX_DECISIONS]
+    rows = [[_when(v.time), v.symbol, v.challenger, v.incumbent, cell(v.improvement, "signed"),
+             "yes" if v.promoted else "no", v.reason] for v in recent]
+    table = _table(["Time", "Symbol", "Challenger", "Incumbent", "Log-loss gain", "Promoted",
+                    "Reason"], rows, ["yes" if v.promoted else "" for v in recent],
+                   numeric=(4,))
+    newest = {v.symbol: v for v in decisions}  # the last decision of each symbol wins
+    folds = [_folds(newest[sym]) for sym in sorted(newest)]
+    return _section("validation", "Walk-forward validation", "<h3>Recent decisions (newest "
+                    "first)</h3>", table, *folds)
+
+
+def _folds(v: Validation) -> str:
+    verdict = "promoted" if v.promoted else "kept the incumbent"
+    head = f"{v.symbol}: {v.challenger} vs {v.incumbent} at {_when(v.time)} ({verdict})"
+    rows = [[cell(r[k], _FOLD_FORMAT.get(k, "num")) if k in r else "" for k in FOLD_COLUMNS]
+            for r in v.folds]
+    numeric = tuple(i for i, k in enumerate(FOLD_COLUMNS) if k != "candidate")
+    return f"<h3>{_esc(head)}</h3>\n" + _table(list(FOLD_COLUMNS), rows, numeric=numeric)
+
+
+def _health(data: ReportData) -> str:
+    h = data.health
+    totals = (_table(["Total", "Count"], [[k, cell(v, "int")] for k, v in h.totals.items()],
+                     numeric=(1,))
+              if h.totals else '<p class="muted">No totals recorded.</p>')
+    last = range(len(h.time) - 1, max(-1, len(h.time) - 1 - MAX_INCIDENTS), -1)
+    rows = [[_when(h.time[i]), str(h.kind[i]), cell(int(h.count[i]), "int"),
+             _truncate(str(h.detail[i]))] for i in last]
+    incidents = (_table(["Time", "Kind", "Count", "Detail"], rows, numeric=(2,)) if rows
+                 else '<p class="muted">No incidents recorded.</p>')
+    return "\n".join(["<h3>Totals</h3>", totals,
+                      f"<h3>Last {MAX_INCIDENTS} incidents (newest first)</h3>", incidents])
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"

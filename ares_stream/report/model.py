@@ -1,0 +1,133 @@
+"""What a report shows, as plain arrays: the contract between loading (:mod:`.data`), the
+figures (:mod:`.figures`) and the page (:mod:`.html`).
+
+Times are ``datetime64[ns]`` arrays in UTC (naive); prices and money in the quote asset. Every
+array of one table has the same length; an empty table has zero-length arrays, never ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Drift", "Equity", "Fills", "Health", "Prices", "ReportData", "RunInfo", "Scores",
+           "Validation"]
+
+
+def _times() -> np.ndarray:
+    return np.array([], dtype="datetime64[ns]")
+
+
+def _floats() -> np.ndarray:
+    return np.array([], dtype=np.float64)
+
+
+@dataclass
+class RunInfo:
+    id: int
+    mode: str  # replay | paper | live
+    status: str  # running | finished | failed | interrupted
+    db_path: str
+    interval: str  # bar interval, e.g. "1s", "1m"
+    bar_ns: int
+    symbols: list[str]
+    started_at: int  # wall clock, ns
+    ended_at: int | None
+    since: np.datetime64 | None = None  # the report covers event times from here (None: all)
+    sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Equity:
+    """One row per bar the broker marked: equity, drawdown from the running peak, fees so far."""
+
+    time: np.ndarray = field(default_factory=_times)
+    equity: np.ndarray = field(default_factory=_floats)
+    drawdown: np.ndarray = field(default_factory=_floats)  # a fraction, >= 0
+    fees: np.ndarray = field(default_factory=_floats)
+
+
+@dataclass
+class Prices:
+    """Close of every predicted bar of one symbol, and the position held after each fill."""
+
+    symbol: str
+    time: np.ndarray = field(default_factory=_times)
+    close: np.ndarray = field(default_factory=_floats)
+    position_time: np.ndarray = field(default_factory=_times)  # step function: from this time…
+    position: np.ndarray = field(default_factory=_floats)  # …the base-asset quantity held
+
+
+@dataclass
+class Fills:
+    time: np.ndarray = field(default_factory=_times)
+    symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    side: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # BUY | SELL
+    qty: np.ndarray = field(default_factory=_floats)
+    price: np.ndarray = field(default_factory=_floats)
+    fee: np.ndarray = field(default_factory=_floats)
+
+
+@dataclass
+class Scores:
+    """Labelled predictions in time order: the label and each model's P(label = 1).
+
+    ``booster`` is NaN where no champion booster existed (or the database predates it);
+    ``ensemble`` is the probability the broker traded on.
+    """
+
+    time: np.ndarray = field(default_factory=_times)
+    label: np.ndarray = field(default_factory=_floats)
+    river: np.ndarray = field(default_factory=_floats)
+    booster: np.ndarray = field(default_factory=_floats)
+    ensemble: np.ndarray = field(default_factory=_floats)
+
+
+@dataclass
+class Drift:
+    time: np.ndarray = field(default_factory=_times)
+    symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    mean_before: np.ndarray = field(default_factory=_floats)
+    mean_after: np.ndarray = field(default_factory=_floats)
+
+
+@dataclass
+class Validation:
+    """One promotion decision and its walk-forward fold rows (``validations.fold_table``)."""
+
+    time: np.datetime64
+    symbol: str
+    challenger: str
+    incumbent: str
+    improvement: float | None  # mean per-fold log-loss gain of the challenger
+    promoted: bool
+    reason: str
+    folds: list[dict[str, Any]]  # fold, candidate, n, log_loss, brier, roc_auc, accuracy, ...
+
+
+@dataclass
+class Health:
+    """Feed incidents at their receive time: ``kind`` gap | rejected | disconnected | …;
+    ``count`` is ids/bars missing (gap) or frames (rejected), 1 for a connection notice."""
+
+    time: np.ndarray = field(default_factory=_times)
+    kind: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    count: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
+    detail: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    totals: dict[str, int] = field(default_factory=dict)  # frames, rejected, gaps, reconnects…
+
+
+@dataclass
+class ReportData:
+    run: RunInfo
+    equity: Equity
+    prices: list[Prices]
+    fills: Fills
+    scores: Scores
+    drifts: Drift
+    promotions: list[Validation]  # the promoted decisions, in time order
+    validations: list[Validation]  # the newest decisions (newest last), for the fold tables
+    health: Health
+    summary: dict[str, Any]  # see metrics.summary: return, sharpe, ... and how they were computed

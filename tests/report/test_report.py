@@ -1,0 +1,180 @@
+"""The report of real runs: a small simulated replay (paper broker and batch learning on), a feed
+with gaps and a bad frame, an empty run and an old database, through ``ares-stream report`` and
+the end of ``ares-stream replay``."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ares_stream.cli import main
+from ares_stream.feed.simulator import write_recording
+from ares_stream.report import write_report
+from ares_stream.report.data import load
+from ares_stream.store.db import MIGRATIONS, open_db
+from ares_stream.store.runs import RunStore
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "configs" / "demo.toml"
+SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown",
+            "price": "Price, position and fills",
+            "learners": "Learners: rolling log loss and accuracy",
+            "validation": "Walk-forward validation", "feed-health": "Feed health"}
+FIGURES = ("equity", "price", "learners", "feed_health")
+SUMMARY_ROWS = ("Return", "Sharpe", "Sortino", "Max drawdown", "Calmar", "Hit rate", "Turnover",
+                "Fees")
+# anything that would make a browser fetch: a URL scheme, a protocol-relative or relative path
+_REFERENCE = re.compile(r"""(?:src|href|action|poster|data)\s*=\s*["']?(?!data:image/png;base64,)
+                            (?!\#)[^"'\s>]+|url\(|@import|<link|<script[^>]*src""", re.I | re.X)
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """Six simulated hours of 10 s bars (a planted flip at +3 h) replayed by ``ares-stream
+    replay``, which writes the report at its end: (database, report, stdout)."""
+    tmp = tmp_path_factory.mktemp("replayed")
+    write_recording(tmp / "sim.gz", seconds=6 * 3600, seed=3)
+    db, out = tmp / "run.db", tmp / "report"
+    args = ["replay", str(tmp / "sim.gz"), "--config", str(DEMO), "--db", str(db), "--quiet",
+            "--report", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "ares_stream.cli", *args], cwd=tmp,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return db, out / "report.html", proc.stdout
+
+
+def _sections(page: str) -> dict[str, str]:
+    """Each section's HTML by id."""
+    found = re.findall(r'<section id="([\w-]+)"[^>]*>(.*?)</section>', page, re.S)
+    return dict(found)
+
+
+def test_replay_writes_a_self_contained_report_with_every_section(
+        replayed: tuple[Path, Path, str]) -> None:
+    """``ares-stream replay`` ends with the report: every section and figure is on the page as
+    an embedded PNG, the PNGs are beside it, and nothing on the page points outside itself."""
+    _, html_path, stdout = replayed
+    assert f"report: {html_path}" in stdout
+    page = html_path.read_text(encoding="utf-8")
+    sections = _sections(page)
+    for sid, title in SECTIONS.items():
+        assert sid in sections, sid
+        assert f">{title}</h2>" in sections[sid]
+    for name in FIGURES:
+        img = re.search(rf'<img id="fig-{name}"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"',
+                        page)
+        assert img, name
+        png = (html_path.parent / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    assert _REFERENCE.search(page) is None, _REFERENCE.search(page)
+    assert "http://" not in page and "https://" not in page
+
+
+def test_summary_and_tables_show_what_the_run_did(replayed: tuple[Path, Path, str]) -> None:
+    """The summary names every trading metric with a number, the validation section lists the
+    fold table of the latest decision, and the learners carry the run's drift event."""
+    db, html_path, _ = replayed
+    sections = _sections(html_path.read_text(encoding="utf-8"))
+    summary = re.sub(r"<[^>]+>", " ", sections["summary"])
+    for row in SUMMARY_ROWS:
+        assert re.search(rf"{row}[^\n]*?\s+[-+]?[\d,.]+", summary), row
+    data = load(db)
+    assert data.summary["traded"] and data.summary["round_trips"] > 10
+    assert 0 <= data.summary["hit_rate"] <= 1 and data.summary["fees"] > 0
+    assert data.drifts.time.size >= 1 and data.promotions
+    assert np.isfinite(data.scores.booster).sum() > 100  # the champion booster's own probability
+    folds = data.validations[-1].folds
+    assert folds and all(f"<td>{row['candidate']}</td>" in sections["validation"] for row in folds)
+
+
+def test_report_cli_on_a_database_a_run_and_a_window(replayed: tuple[Path, Path, str],
+                                                     tmp_path: Path) -> None:
+    """``ares-stream report DB``, ``DB:RUN`` and ``RUN --db DB --last 1h`` write reports; the
+    windowed one covers one hour of bars."""
+    db, _, _ = replayed
+    assert main(["report", str(db), "--out", str(tmp_path / "a")]) == 0
+    assert main(["report", f"{db}:1", "--out", str(tmp_path / "b")]) == 0
+    assert main(["report", "1", "--db", str(db), "--last", "1h", "--out", str(tmp_path / "c")]) == 0
+    for d in "abc":
+        assert (tmp_path / d / "report.html").is_file()
+    hour = load(db, 1, last=3600 * 10**9)
+    span = hour.equity.time[-1] - hour.equity.time[0]
+    assert span == np.timedelta64(3600, "s")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "nowhere.db"], "nowhere.db: no such database"),
+    (["report", "7"], "needs --db FILE"),
+    (["report", "{db}:99"], "no run 99 (runs in this database: 1)"),
+    (["report", "{db}", "--last", "1w"], "--last: bad bar interval '1w'"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(replayed: tuple[Path, Path, str], argv: list[str],
+                                               message: str, tmp_path: Path) -> None:
+    """A missing database, a bare run id, an unknown run and a bad window are each one line on
+    stderr with exit code 2 — no traceback."""
+    db, _, _ = replayed
+    args = [a.format(db=db) for a in argv] + ["--out", str(tmp_path / "x")]
+    proc = subprocess.run([sys.executable, "-m", "ares_stream.cli", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_an_empty_run_and_an_empty_database_are_reported_clearly(tmp_path: Path) -> None:
+    """A run that recorded nothing renders (no trades, no predictions); a database without runs
+    is refused with a clear reason."""
+    db = tmp_path / "empty.db"
+    store = RunStore(open_db(db), mode="paper", config={}, sources=[])
+    assert main(["report", str(tmp_path / "none.db")]) == 2
+    path = write_report(db, tmp_path / "out")
+    page = path.read_text(encoding="utf-8")
+    assert all(f'id="{sid}"' in page for sid in SECTIONS)
+    assert "no trades" in page.lower()
+    store.db.conn.close()
+    bare = tmp_path / "bare.db"
+    open_db(bare).conn.close()
+    with pytest.raises(Exception, match="no runs yet"):
+        write_report(bare, tmp_path / "bare")
+
+
+def test_feed_incidents_are_counted_and_drawn(tmp_path: Path) -> None:
+    """A recording with a hole in the trade ids and a malformed line, replayed with --skip-bad:
+    the report counts one gap and one rejected frame."""
+    src = tmp_path / "sim.gz"
+    write_recording(src, seconds=1800, seed=4, streams=("aggTrade",))
+    with gzip.open(src, "rt") as f:
+        lines = f.read().splitlines()
+    cut = [*lines[:3000], lines[3000].split(" ", 1)[0] + ' {"stream": broken', *lines[3010:]]
+    (tmp_path / "cut.txt").write_text("\n".join(cut) + "\n")
+    db = tmp_path / "cut.db"
+    assert main(["replay", str(tmp_path / "cut.txt"), "--interval", "10s", "--db", str(db),
+                 "--quiet", "--skip-bad", "--report", str(tmp_path / "r")]) == 0
+    totals = load(db).health.totals
+    assert totals["gaps"] == 1 and totals["rejected frames"] == 1
+    page = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "rejected" in _sections(page)["feed-health"]
+
+
+def test_a_database_from_before_the_booster_column_still_reports(tmp_path: Path) -> None:
+    """A schema-3 database (no ``predictions.booster``) opened read-only reports the booster
+    as absent instead of failing."""
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("".join(MIGRATIONS[:3]) + "\nPRAGMA user_version = 3;")
+    conn.execute("INSERT INTO runs (mode, config, code_version, sources, started_at, status) "
+                 "VALUES ('replay', '{}', '0', '[]', 0, 'finished')")
+    conn.executemany("INSERT INTO predictions (run_id, symbol, ts_event, ts_init, model, horizon, "
+                     "proba, value, close, label, loss) VALUES (1, 'X', ?, ?, 'logreg', 1, 0.6, "
+                     "0.6, 100, ?, 0.5)", [(i * 60 * 10**9, i, i % 2) for i in range(1, 50)])
+    conn.commit()
+    conn.close()
+    data = load(db)
+    assert data.scores.label.size == 49 and np.isnan(data.scores.booster).all()
+    assert write_report(db, tmp_path / "out").is_file()
