@@ -106,7 +106,7 @@ def test_the_summary_is_formatted_for_people(full: ReportData) -> None:
                  "Turnover 3.20", "0.83 hours", "a run of 0.03 days &lt;short&gt;.",
                  "river 0.6912 52.00 %", "booster n/a n/a", "ensemble 0.6901 53.00 %",
                  "constant baseline 0.6931", "3,000 labelled predictions", "2 drift events",
-                 "1 promotions"):
+                 "1 promotion "):
         assert text in summary, text
 
 
