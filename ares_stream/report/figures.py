@@ -51,9 +51,10 @@ Span = tuple[np.datetime64, np.datetime64] | None  # first and last event time o
 def render(data: ReportData, *, rolling: int = 500) -> dict[str, bytes]:
     """PNG bytes of the ``equity``, ``price``, ``learners`` and ``feed_health`` figures."""
     span = time_span(data)
+    feed_span, own_clock = health_span(data.health, span)
     return {"equity": _png(_equity(data, span)), "price": _png(_price(data, span)),
             "learners": _png(_learners(data, span, rolling)),
-            "feed_health": _png(_feed_health(data.health, span))}
+            "feed_health": _png(_feed_health(data.health, feed_span, own_clock))}
 
 
 def decimate(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS,
@@ -96,14 +97,41 @@ def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def time_span(data: ReportData) -> Span:
-    """The first and last event time anywhere in the report (None: no time at all)."""
+    """The first and last event time anywhere in the report (None: no time at all). Feed
+    incidents are on receive time and left out (see :func:`health_span`)."""
     arrays = [data.equity.time, data.fills.time, data.scores.time, data.drifts.time,
-              data.health.time, np.array([v.time for v in data.promotions], "datetime64[ns]")]
+              np.array([v.time for v in data.promotions], "datetime64[ns]")]
     for p in data.prices:
         arrays += [p.time, p.position_time]
     times = np.concatenate([np.asarray(a, dtype="datetime64[ns]") for a in arrays])
     times = times[~np.isnat(times)]
     return (times.min(), times.max()) if times.size else None
+
+
+def health_span(h: Health, span: Span) -> tuple[Span, bool]:
+    """The feed figure's time range, and whether it is the incidents' own clock.
+
+    Incidents carry their receive time. Live, that is the event time give or take latency, and
+    the figure shares the others' range; a simulated or sped-up feed stamps connection notices
+    with the wall clock, far from its event times — then the figure keeps its own range rather
+    than squashing every other figure into a corner.
+
+    >>> t = np.array(["2025-01-01T01", "2025-01-01T02"], dtype="datetime64[ns]")
+    >>> day = (np.datetime64("2025-01-01T00", "ns"), np.datetime64("2025-01-02T00", "ns"))
+    >>> health_span(Health(t, np.array(["gap", "gap"]), np.ones(2, dtype=np.int64)), day)[1]
+    False
+    >>> later = Health(t + np.timedelta64(700, "D"), np.array(["gap", "gap"]), np.ones(2, int))
+    >>> health_span(later, day)[1]
+    True
+    """
+    t = h.time[~np.isnat(h.time)] if h.time.size else h.time
+    if not t.size:
+        return span, False
+    if span is not None:
+        slack = max((span[1] - span[0]) / 20, np.timedelta64(60, "s"))
+        if t.min() >= span[0] - slack and t.max() <= span[1] + slack:
+            return span, False
+    return (t.min(), t.max()), span is not None
 
 
 # -- drawing helpers --------------------------------------------------------------------------
@@ -338,7 +366,7 @@ def _baseline(t: np.ndarray, y: np.ndarray, window: int) -> tuple[np.ndarray, np
 
 # -- feed health ------------------------------------------------------------------------------
 
-def _feed_health(h: Health, span: Span) -> Figure:
+def _feed_health(h: Health, span: Span, own_clock: bool = False) -> Figure:
     others = sorted({str(k) for k in h.kind} - _ROUTINE)
     fig = _figure(4.8 if others else 3.6)
     if others:
@@ -357,7 +385,8 @@ def _feed_health(h: Health, span: Span) -> Figure:
         _message(top, "no gaps, reconnects or rejected frames")
     top.set_ylabel("cumulative count")
     top.set_title("Feed incidents", loc="left")
-    strip.set_xlabel("time (UTC)")
+    strip.set_xlabel("receive time (UTC): the feed's clock, not the event time of the other "
+                     "figures (a simulated or sped-up feed)" if own_clock else "time (UTC)")
     _time_axis(top, span)
     return fig
 

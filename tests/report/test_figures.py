@@ -199,3 +199,19 @@ def test_a_day_of_one_second_bars_renders_in_a_few_seconds(build: Build) -> None
     elapsed = time.perf_counter() - began
     assert elapsed < 5.0, f"{elapsed:.2f} s"
     assert all(math.prod(_size(p)) > 0 for p in pngs.values())
+
+
+def test_feed_incidents_on_another_clock_do_not_squash_the_other_figures(full: ReportData) -> None:
+    """A simulated feed stamps connection notices with the wall clock, years from its event
+    times: the event figures keep the event span and the feed figure gets its own range, labelled
+    as receive time."""
+    h = full.health
+    h.time = h.time + np.timedelta64(700, "D")
+    span = figures.time_span(full)
+    assert span is not None and span[1] < h.time.min()
+    feed_span, own_clock = figures.health_span(h, span)
+    assert own_clock and feed_span == (h.time.min(), h.time.max())
+    fig = figures._feed_health(h, feed_span, own_clock)
+    assert "receive time" in fig.axes[-1].get_xlabel()
+    lo, _ = fig.axes[0].get_xlim()
+    assert lo >= figures._num(np.array([span[1]]))[0]
