@@ -120,6 +120,12 @@ class SymbolFilters:
                 return reason
         return ""
 
+    def is_dust(self, qty: Decimal, price: Decimal) -> bool:
+        """A valid price but a quantity below ``minQty`` or the minimum notional: a remainder
+        the exchange will never trade, as opposed to an order that is wrong."""
+        return not self._price_refusal(qty, price) and (
+            qty <= _ZERO or qty < self.min_qty or qty * price < self.min_notional)
+
     def _price_refusal(self, qty: Decimal, price: Decimal) -> str:
         if price <= _ZERO or price < self.min_price:
             return f"PRICE_FILTER: price {text(price)} below minPrice {text(self.min_price)}"

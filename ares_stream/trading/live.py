@@ -227,7 +227,7 @@ class LiveBroker(PaperBroker):
             pos = self.positions.get(o.symbol, Position())
             qty = f.round_qty(round(min(o.qty, pos.qty), 10))
         refusal = f.refusal(qty, price)
-        if o.side == "SELL" and " below " in refusal and not refusal.startswith("PRICE"):
+        if refusal and o.side == "SELL" and f.is_dust(qty, price):
             return qty, price, f"dust: {refusal}"
         return qty, price, refusal
 

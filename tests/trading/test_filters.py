@@ -57,6 +57,20 @@ def test_refusals_name_the_filter(qty: str, price: str, reason: str) -> None:
     assert F.refusal(Decimal(qty), Decimal(price)) == reason
 
 
+@pytest.mark.parametrize(("qty", "price", "dust"), [
+    ("0.00005", "0.05", True),  # below minQty
+    ("0.0010", "0.05", True),  # below the minimum notional
+    ("0", "0.05", True),
+    ("0.00215", "0.05", False),  # off the step grid: a wrong order, not a remainder
+    ("200000", "0.05", False),
+    ("0.00005", "0.000001", False),  # a bad price is never dust
+    ("1", "0.05", False),
+])  # fmt: skip
+def test_dust_is_a_valid_price_with_too_little_to_trade(qty: str, price: str, dust: bool) -> None:
+    """Only a quantity below minQty or the minimum notional at a valid price is dust."""
+    assert F.is_dust(Decimal(qty), Decimal(price)) is dust
+
+
 def test_the_local_exchanges_info_parses_and_unknown_symbols_are_errors() -> None:
     """exchangeInfo as the local exchange publishes it; an unlisted symbol names itself."""
     agg = (b'{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"100.51","q":"0.25000","f":1,"l":1,'
