@@ -46,6 +46,7 @@ class FeedConfig:
     queue_size: int = 100_000  # frames buffered between socket and engine (never dropped)
     backfill: bool = True  # fill gaps over REST before live frames resume
     warmup_trades: int = 20_000  # cold start: trades fetched over REST before the first live one
+    warmup_klines: int = 500  # cold start: klines fetched over REST before the first closed one
     record: bool = True  # live: record every raw frame under recordings_dir
     recordings_dir: str = "state/recordings"  # hourly gzip recordings
 
@@ -273,6 +274,8 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.batch.min_rows >= 10 * cfg.batch.folds, "batch.min_rows must be >= 10 x folds"),
         (cfg.feed.rotate_hours > 0, "feed.rotate_hours must be > 0"),
         (cfg.feed.queue_size >= 1, "feed.queue_size must be >= 1"),
+        (cfg.feed.warmup_trades >= 0 and cfg.feed.warmup_klines >= 0,
+         "feed.warmup_trades / warmup_klines must be >= 0"),
         (all(u == "" or u.split("://")[0] in {"ws", "wss", "http", "https"}
              for u in (cfg.feed.ws_url, cfg.feed.rest_url)),
          "feed.ws_url / feed.rest_url must start with ws://, wss://, http:// or https://"),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ares_stream.features.bars import parse_interval
+from ares_stream.report.metrics import prequential_rate
 from ares_stream.store.status import equity_summary, latest_run, open_readonly
 from ares_stream.validation.metrics import log_loss
 
@@ -92,15 +93,18 @@ def summarize(db_path: str | Path, schedule: Schedule | None = None) -> Findings
         rid = run["id"]
         drifts = _rows(conn, "SELECT symbol, ts_event, mean_before, mean_after, samples_seen "
                        "FROM drift_events WHERE run_id IS ? ORDER BY ts_event", (rid,))
-        preds = conn.execute("SELECT ts_event, value, proba, label, loss FROM predictions "
-                             "WHERE run_id IS ? AND label IS NOT NULL ORDER BY ts_event",
-                             (rid,)).fetchall()
+        rows = conn.execute("SELECT ts_event, value, proba, label, loss FROM predictions "
+                            "WHERE run_id IS ? AND label IS NOT NULL ORDER BY ts_event",
+                            (rid,)).fetchall()
         models = dict(conn.execute("SELECT how, COUNT(*) FROM models WHERE kind = 'xgboost' "
                                    "AND run_id IS ? GROUP BY how", (rid,)).fetchall())
         validations = _rows(conn, "SELECT ts_event, challenger, incumbent, improvement, "
                             "promoted, reason FROM validations WHERE run_id IS ? "
                             "ORDER BY ts_event", (rid,))
         paper = _paper(conn, rid, config)
+    # each row with the constant baseline's probability: the label frequency known before it
+    rates = prequential_rate(np.array([r[3] for r in rows], dtype=np.float64))
+    preds = [(*r, rate) for r, rate in zip(rows, rates.tolist(), strict=True)]
     bar_ns = parse_interval(config.get("bars", {}).get("interval", "1m"))
     start = schedule.start_ns if schedule is not None else (preds[0][0] if preds else 0)
     planted = list(schedule.concept_drifts_ns) if schedule is not None else []
@@ -130,20 +134,21 @@ def _paper(conn: Any, run_id: int | None, config: dict[str, Any]) -> dict[str, A
 
 def _losses(preds: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
     """Log loss of the online and traded probabilities, the constant-probability baseline
-    (the rows' own label frequency) and the traded accuracy."""
+    (the label frequency known before each row, as in the replay summary: no hindsight) and the
+    traded accuracy."""
     n = len(preds)
     if not n:
         return {"n": 0}
-    _, online, traded, y, stored = (np.array(c, dtype=np.float64) for c in zip(*preds, strict=True))
+    _, online, traded, y, stored, rate = (np.array(c, dtype=np.float64)
+                                          for c in zip(*preds, strict=True))
     missing = np.isnan(stored)  # the stored loss of the traded probability, where there is one
     traded_loss = (stored[~missing].sum() + log_loss(y[missing], traded[missing]) * missing.sum()
                    if missing.any() else stored.sum())
-    rate = float(y.mean())
     return {
         "n": n,
         "online": log_loss(y, online),
         "traded": float(traded_loss) / n,
-        "constant": log_loss(y, np.full(n, rate)),
+        "constant": log_loss(y, rate),
         "accuracy": float(np.mean((traded >= 0.5) == (y == 1.0))),
     }
 

@@ -202,8 +202,9 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
     recorder = None
     if f.record or recordings:
         recorder = RecordingWriter(recordings or f.recordings_dir)
-    gate = Gate(backfill=f.backfill, cursors=cursors,
-                warmup=f.warmup_trades if learn and not cursors else 0)
+    cold = learn and not cursors
+    gate = Gate(backfill=f.backfill, cursors=cursors, warmup=f.warmup_trades if cold else 0,
+                warmup_klines=f.warmup_klines if cold else 0)
     engine = Engine(config, engine_sink, gate=gate, recorder=recorder, learn=learn)
     backfiller = Backfiller(rest_url, market=market) if f.backfill else None
     clock = attach_batch(engine, engine_sink) if learn else None

@@ -243,6 +243,31 @@ def test_cold_start_warms_features_from_rest_history(tape: Tape, tmp_path: Path)
     assert early_orders == 0  # ... but nothing was traded on it
 
 
+def test_cold_start_warms_a_kline_only_feed_from_rest_klines(tmp_path: Path) -> None:
+    """A kline-only feed (no trades to fetch) warms from the klines before its first closed one
+    over REST, predicts on them, and trades only from the first live bar on."""
+    path = tmp_path / "klines.gz"
+    write_recording(path, seconds=1800, seed=22, symbol=SYMBOL, streams=("kline_1s",))
+    klines = Tape.from_recording([path])
+    with exchange_in_thread(klines, rate=100, faults=Faults(), start_on_subscribe=False) as urls:
+        time.sleep(7)  # ~700 one-second klines of history already broadcast
+        proc = start(urls, tmp_path, "--checkpoint-every", "0.5", streams="kline_1s")
+        wait_for_predictions(tmp_path / "paper.db", 600)
+        proc.send_signal(signal.SIGTERM)
+        err = finish(proc, tmp_path)
+    assert proc.returncode == 0, err[-2000:]
+    with sqlite3.connect(tmp_path / "paper.db") as conn:
+        count, kind, last_warm = conn.execute(
+            "select count, detail, last_missing from feed_health where kind = 'backfill' "
+            "order by id limit 1").fetchone()
+        warm = conn.execute("select count(*) from predictions where ts_event <= ?",
+                            (last_warm + 10**9,)).fetchone()[0]
+        early = conn.execute("select count(*) from orders where ts_event <= ?",
+                             (last_warm + 10**9,)).fetchone()[0]
+    assert count == 500, (count, kind)  # warmup_klines before the first closed live kline
+    assert warm > 400 and early == 0
+
+
 def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     from urllib.request import urlopen
 

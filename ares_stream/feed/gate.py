@@ -15,8 +15,9 @@ Gap markers from a recording advance the cursor, so the jump that follows a mark
 gap. A checkpointed cursor (``cursors``) makes the first live item after a restart a gap too.
 
 A cold start (no cursor) with ``warmup`` > 0 treats the ``warmup`` trade ids before the first live
-one as missing: they are fetched over REST and warm the features before the live item; an
-incomplete warm-up records no gap. ``live_from[symbol]`` is the event time of that first live
+one as missing (``warmup_klines``: the klines before the first closed one of each interval): they
+are fetched over REST and warm the features before the live item; an incomplete warm-up records
+no gap. ``live_from[symbol]`` is the event time of that first live
 item: the broker trades from there on.
 
 >>> g = Gate()
@@ -75,10 +76,11 @@ class Gate:
 
     def __init__(
         self, *, backfill: bool = False, cursors: Mapping[tuple[str, str], int] | None = None,
-        warmup: int = 0,
+        warmup: int = 0, warmup_klines: int = 0,
     ) -> None:
         self.backfill = backfill
         self.warmup = warmup if backfill else 0
+        self.warmup_klines = warmup_klines if backfill else 0
         self.warming: set[BackfillRequest] = set()
         self.live_from: dict[str, int] = {}
         self._seqs: dict[tuple[str, str], IdSequence] = {
@@ -117,8 +119,9 @@ class Gate:
         if seq is None:
             seq = self._seqs[key] = IdSequence(step=step)
             self._steps[key] = step
-            if self.warmup and kind is Trade and ident > 0:
-                seq.last = max(ident - self.warmup, 0) - 1  # cold start: history before it
+            back = self.warmup if kind is Trade else self.warmup_klines
+            if back and ident > 0:  # cold start: fetch the history before it
+                seq.last = max(ident - back * step, 0) - step
                 status = self._check(seq, key, ev, ident, step, ts_init, data)
                 self.warming.update(self.requests[-1:] if status == HOLD else ())
                 return status

@@ -132,6 +132,23 @@ def test_perfect_backfill_gives_exactly_the_source(n: int, data: st.DataObject) 
     assert out == source
 
 
+def test_cold_start_warms_kline_streams_too() -> None:
+    """A kline-only feed's cold start fetches ``warmup_klines`` candles before the first closed
+    one (never before time 0), then carries on live without a gap; trades keep their own count."""
+    g = Gate(backfill=True, warmup=100, warmup_klines=5)
+    assert g.admit(k(40)) == HOLD
+    (req,) = g.take_requests()
+    assert (req.kind, req.interval, req.first_missing, req.last_missing) == (
+        "kline_time", "1m", 35 * M, 39 * M)
+    out = g.resolve(req, [(k(i), 0, None) for i in range(35, 40)], complete=True)
+    assert [ev.open_time // M for ev, _, _ in out] == [35, 36, 37, 38, 39, 40]
+    assert g.admit(k(41)) == PASS
+    early = Gate(backfill=True, warmup_klines=5)
+    assert early.admit(k(2)) == HOLD
+    assert early.take_requests()[0].first_missing == 0
+    assert Gate(backfill=True).admit(k(40)) == PASS  # no warm-up asked for
+
+
 def test_cold_start_warms_up_from_history_without_a_gap() -> None:
     """No cursor: the warm-up ids before the first live trade are fetched first; a partial
     history records no gap, and trading starts at the first live trade."""
