@@ -236,15 +236,20 @@ def _count(n: int, noun: str) -> str:
 
 
 def _models(s: dict[str, Any]) -> str:
-    loss, acc = s.get("log_loss") or {}, s.get("accuracy") or {}
-    rows = [[name, cell(loss.get(name)), cell(acc.get(name), "pct0")]
+    loss, acc, scored = s.get("log_loss") or {}, s.get("accuracy") or {}, s.get("scored") or {}
+    rows = [[name, cell(loss.get(name)), cell(acc.get(name), "pct0"),
+             cell(scored.get(name), "int") if name in scored else ""]
             for name in ("river", "booster", "ensemble")]
-    rows.append(["constant baseline", cell(loss.get("constant")), ""])
+    rows.append(["constant baseline", cell(loss.get("constant")), "",
+                 cell(scored.get("constant"), "int") if "constant" in scored else ""])
     facts = " · ".join(_count(s.get(key, 0), noun) for key, noun in (
         ("labelled", "labelled prediction"), ("drift_events", "drift event"),
         ("promotions", "promotion")))
     return ("<h3>Models (whole period)</h3>\n"
-            + _table(["Model", "Log loss", "Accuracy"], rows, numeric=(1, 2))
+            + _table(["Model", "Log loss", "Accuracy", "Predictions scored"], rows,
+                     numeric=(1, 2, 3))
+            + "\n<p class=\"muted\">Each model is scored on the labelled predictions where it "
+              "had a probability: the booster only once a champion existed.</p>"
             + f"\n<p>{_esc(facts)}</p>")
 
 

@@ -160,13 +160,15 @@ def _models(s: Scores) -> dict[str, Any]:
     """Log loss and accuracy of each model over the rows where it had a probability."""
     losses: dict[str, float] = {}
     hits: dict[str, float] = {}
+    scored: dict[str, int] = {"constant": int(s.label.size)}
     for name in ("river", "booster", "ensemble"):
         p = getattr(s, name)
         ok = ~np.isnan(p)
+        scored[name] = int(ok.sum())
         losses[name] = vm.log_loss(s.label[ok], p[ok]) if ok.any() else _NAN
         hits[name] = vm.accuracy(s.label[ok], p[ok]) if ok.any() else _NAN
     losses["constant"] = vm.log_loss(s.label, prequential_rate(s.label)) if s.label.size else _NAN
-    return {"log_loss": losses, "accuracy": hits, "labelled": int(s.label.size)}
+    return {"log_loss": losses, "accuracy": hits, "scored": scored, "labelled": int(s.label.size)}
 
 
 def prequential_rate(y: np.ndarray) -> np.ndarray:
