@@ -26,6 +26,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ares_stream.validation.metrics import log_losses
+
+from .metrics import prequential_rate
 from .model import Fills, Health, Prices, ReportData, Scores
 
 __all__ = ["MAX_FILLS", "MAX_POINTS", "MAX_SYMBOLS", "decimate", "render", "rolling_mean",
@@ -35,7 +38,6 @@ WIDTH, DPI = 12.0, 100  # inches, dots per inch: 1200 px wide
 MAX_POINTS = 4000  # points per drawn line after decimation
 MAX_SYMBOLS = 6  # price panels
 MAX_FILLS = 2000  # fill markers per symbol
-_P_MIN, _P_MAX = 1e-15, 1 - 1e-15  # log-loss clipping, as validation.metrics and River
 # the ensemble is a broad translucent band under the others: it often equals one of them
 _MODELS = (("river", {"color": "tab:blue", "lw": 1.0, "zorder": 3}),
            ("booster", {"color": "tab:orange", "lw": 1.0, "zorder": 3}),
@@ -334,8 +336,8 @@ def _model_curves(sc: Scores, name: str, window: int) -> _Curves | None:
     ok = np.isfinite(p) & np.isfinite(sc.label)
     if not ok.any():
         return None
-    y, q = sc.label[ok], np.clip(p[ok], _P_MIN, _P_MAX)
-    loss = -(y * np.log(q) + (1.0 - y) * np.log1p(-q))
+    y, q = sc.label[ok], p[ok]
+    loss = log_losses(y, q)
     hit = ((q > 0.5) == (y == 1)).astype(np.float64)
     first = _warmup(len(y), window)
     return (_num(sc.time[ok])[first:], rolling_mean(loss, window)[first:],
@@ -356,10 +358,9 @@ def _draw_model(loss_ax: Axes, acc_ax: Axes, name: str, style: dict[str, Any], x
 
 
 def _baseline(t: np.ndarray, y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rolling log loss of predicting the label frequency seen so far (Laplace: (k+1)/(n+2))."""
-    seen = np.concatenate(([0.0], np.cumsum(y)[:-1]))
-    p = np.clip((seen + 1.0) / (np.arange(len(y)) + 2.0), _P_MIN, _P_MAX)
-    loss = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+    """Rolling log loss of predicting the label frequency seen so far — the summary's constant
+    baseline (:func:`~ares_stream.report.metrics.prequential_rate`)."""
+    loss = log_losses(y, prequential_rate(y))
     first = _warmup(len(y), window)
     return _num(t)[first:], rolling_mean(loss, window)[first:], float(loss.mean())
 

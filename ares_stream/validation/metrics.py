@@ -37,6 +37,7 @@ __all__ = [
     "every",
     "hit_rate",
     "log_loss",
+    "log_losses",
     "max_drawdown",
     "positions",
     "roc_auc",
@@ -55,8 +56,13 @@ _TRADING = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "hit_
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
     """Mean negative log likelihood of ``y`` under P(y=1) = ``p`` (natural log)."""
+    return float(np.mean(log_losses(y, p)))
+
+
+def log_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The negative log likelihood of each row (``p`` clipped like River's)."""
     y, p = np.asarray(y, dtype=np.float64), np.clip(np.asarray(p, dtype=np.float64), _P_MIN, _P_MAX)
-    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)))
+    return np.asarray(-(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)), dtype=np.float64)
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:

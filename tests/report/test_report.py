@@ -16,7 +16,7 @@ import pytest
 
 from ares_stream.cli import main
 from ares_stream.feed.simulator import write_recording
-from ares_stream.report import write_report
+from ares_stream.report import figures, write_report
 from ares_stream.report.data import load
 from ares_stream.store.db import MIGRATIONS, open_db
 from ares_stream.store.runs import RunStore
@@ -90,6 +90,11 @@ def test_summary_and_tables_show_what_the_run_did(replayed: tuple[Path, Path, st
     assert 0 <= data.summary["hit_rate"] <= 1 and data.summary["fees"] > 0
     assert data.drifts.time.size >= 1 and data.promotions
     assert np.isfinite(data.scores.booster).sum() > 100  # the champion booster's own probability
+    legend = [t.get_text() for t in figures._learners(data, figures.time_span(data), 500)
+              .legends[0].get_texts()]
+    for name, mean in data.summary["log_loss"].items():  # the figure and the table agree
+        label = "baseline" if name == "constant" else name
+        assert any(t.startswith(label) and f"{mean:.4f}" in t for t in legend), (name, legend)
     folds = data.validations[-1].folds
     assert folds and all(f"<td>{row['candidate']}</td>" in sections["validation"] for row in folds)
 
