@@ -161,7 +161,7 @@ class Daemon:
         child process (called in a worker thread); its path, or None when it failed (logged)."""
         assert self.store is not None and self.ingest is not None
         cfg = self.config.report
-        since, self._reported_until = self._reported_until, self.ingest.engine.last_ts
+        since, until = self._reported_until, self.ingest.engine.last_ts
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ns / 1e9))
         out = Path(cfg.dir or Path(self.config.store.dir) / "reports") / \
             f"{self.options.mode}-run{self.store.run_id}-{stamp}"
@@ -172,11 +172,16 @@ class Daemon:
             cmd += ["--since", str(np.datetime64(since, "ns"))]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARES_API_")}
         started = time.monotonic()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                              timeout=REPORT_TIMEOUT, check=False)
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                  timeout=REPORT_TIMEOUT, check=False)
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            log.error("report_failed", error=str(exc))
+            return None
         if proc.returncode != 0:
             log.error("report_failed", code=proc.returncode, error=proc.stderr.strip()[-500:])
             return None
+        self._reported_until = until  # a failed report's period goes into the next one
         log.info("report_written", path=str(out / "report.html"),
                  seconds=round(time.monotonic() - started, 2))
         return out / "report.html"

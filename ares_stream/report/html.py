@@ -245,7 +245,7 @@ def _models(s: dict[str, Any]) -> str:
     facts = " · ".join(_count(s.get(key, 0), noun) for key, noun in (
         ("labelled", "labelled prediction"), ("drift_events", "drift event"),
         ("promotions", "promotion")))
-    return ("<h3>Models (whole period)</h3>\n"
+    return ("<h3>Models</h3>\n"
             + _table(["Model", "Log loss", "Accuracy", "Predictions scored"], rows,
                      numeric=(1, 2, 3))
             + "\n<p class=\"muted\">Each model is scored on the labelled predictions where it "

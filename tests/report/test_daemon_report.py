@@ -32,3 +32,28 @@ def test_paper_daemon_writes_a_report_every_period(tmp_path: Path) -> None:
         assert page.count("data:image/png;base64,") == 4 and "feed-health" in page
     assert "from 20" in second and "from 20" not in first  # the second starts where one ended
     assert (tmp_path / "report.html").is_file()  # and the end-of-run report of --feed sim
+
+
+def test_a_failed_periodic_report_is_logged_and_its_period_carried_over(tmp_path: Path) -> None:
+    """When the report cannot be written (its directory is a file) the job returns None and
+    keeps the window's start, so the next report covers the failed period too."""
+    from ares_stream.config import Config, replace_values
+    from ares_stream.daemon import Daemon, DaemonOptions
+    from ares_stream.live import build_ingest
+    from ares_stream.store.db import open_db
+    from ares_stream.store.runs import RunStore
+
+    blocker = tmp_path / "reports"
+    blocker.write_text("not a directory")
+    cfg = replace_values(Config(), {"report": {"dir": str(blocker)},
+                                    "batch": {"enabled": False},
+                                    "feed": {"symbols": ["SIMUSDT"]}})
+    daemon = Daemon(cfg, DaemonOptions(mode="paper", db_path=tmp_path / "p.db"))
+    daemon.store = RunStore(open_db(tmp_path / "p.db"), mode="paper", config={}, sources=[])
+    daemon.store.close("finished", {})
+    daemon.ingest, _ = build_ingest(cfg, daemon.store)
+    daemon.ingest.engine.last_ts = 5 * 10**18
+    assert daemon.write_report(0) is None and daemon._reported_until == 0
+    blocker.unlink()
+    written = daemon.write_report(0)
+    assert written is not None and written.is_file() and daemon._reported_until == 5 * 10**18
