@@ -312,15 +312,17 @@ class Decoder:
         """
         try:
             frame = self._frame(data)
-            if type(frame) is list:  # an array frame (!miniTicker@arr …): not decoded
+            payload: Raw | bytes | str
+            if isinstance(frame, list):  # an array frame (!miniTicker@arr …): not decoded
                 kind, payload = "unknown", data
             elif frame.stream is not None:
-                payload = frame.data
-                if payload is UNSET:
+                inner = frame.data
+                if isinstance(inner, UnsetType):
                     raise ParseError("combined-stream frame without data")
                 kind = self._routes.get(frame.stream) or self._route(frame.stream)
                 if kind == "payload":
-                    kind = self._payload_kind(payload)
+                    kind = self._payload_kind(inner)
+                payload = inner
             else:
                 kind, payload = _frame_kind(frame), data
             event = self._handlers[kind](payload, ts_init)
