@@ -60,8 +60,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 from river import base, drift, forest, linear_model, metrics, tree, utils
-from scipy import integrate
 
 from ares_stream.learners.scaler import RunningStandardScaler
 
@@ -161,7 +161,7 @@ class BinnedROCAUC(metrics.ROCAUC):
             tp, fp = sum(self._pos[i + 1 :]), sum(self._neg[i + 1 :])
             tprs.append(tp / n_pos if n_pos else 0.0)
             fprs.append(fp / n_neg if n_neg else 0.0)
-        return float(-integrate.trapezoid(x=fprs, y=tprs))
+        return float(-np.trapezoid(tprs, fprs))
 
 
 class FastLogLoss(metrics.LogLoss):

@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 __all__ = [
     "accuracy",
     "annualise",
+    "average_ranks",
     "brier",
     "calmar",
     "every",
@@ -80,8 +80,25 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return _NAN
-    ranks = rankdata(np.asarray(p, dtype=np.float64))  # average ranks for ties
+    ranks = average_ranks(np.asarray(p, dtype=np.float64))
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, ties sharing their average rank (``scipy.stats.rankdata``'s
+    default, in numpy: importing scipy.stats costs the daemon ~0.4 s of start-up).
+
+    >>> average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new = np.r_[True, xs[1:] != xs[:-1]]  # the first of each run of equal values
+    group = np.cumsum(new)  # 1-based group of each sorted value
+    bounds = np.r_[np.flatnonzero(new), x.size]  # where each group starts; the end
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = 0.5 * (bounds[group] + bounds[group - 1] + 1)
+    return ranks
 
 
 def accuracy(y: np.ndarray, p: np.ndarray) -> float:

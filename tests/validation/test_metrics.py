@@ -136,3 +136,13 @@ def test_trading_summary_empty() -> None:
     """No rows give NaN metrics and zero periods."""
     s = m.trading_summary(np.array([]), np.array([]), horizon=1, fee_bps=10, periods_per_year=1)
     assert s["periods"] == 0 and math.isnan(s["total_return"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 3) | st.floats(-1e6, 1e6), min_size=1, max_size=60))
+def test_average_ranks_equal_scipy_rankdata(values: list[float]) -> None:
+    """The numpy ranks (kept off scipy.stats for the daemon's start-up) equal scipy's, ties too."""
+    from scipy.stats import rankdata
+
+    x = np.asarray(values, dtype=np.float64)
+    assert np.array_equal(m.average_ranks(x), rankdata(x))
