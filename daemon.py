@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from ares_stream.cli import main
+from ares_stream import startup
 
 if __name__ == "__main__":
-    sys.exit(main(["run", *sys.argv[1:]]))
+    startup.install()  # first of all: a SIGTERM during the imports below ends start-up, exit 0
+    try:
+        from ares_stream.cli import main
+
+        sys.exit(main(["run", *sys.argv[1:]]))
+    except startup.StartupInterrupted as stop:  # before cli.main could catch it
+        sys.exit(startup.interrupted(stop, "run"))

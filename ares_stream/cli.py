@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ares_stream import __version__
+from ares_stream import __version__, startup
 from ares_stream.config import Config, load_config, replace_values
 from ares_stream.errors import AresError
 
@@ -198,6 +198,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    startup.install()  # (daemon.py did already) a stop signal from here on ends start-up: exit 0
     from ares_stream import daemon, logs
 
     logs.configure(json=True if args.log_json else None,
@@ -407,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ares-stream {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except startup.StartupInterrupted as stop:  # nothing was open yet: nothing to save
+        return startup.interrupted(stop, args.command)
     except BrokenPipeError:
         return 0
 

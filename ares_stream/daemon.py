@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import dataclasses
 import faulthandler
+import json
 import os
 import pickle
 import signal
@@ -55,10 +56,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
+from ares_stream import startup
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
 from ares_stream.learners.batch import BatchLearner
+from ares_stream.learners.booster import xgboost as booster_module
 from ares_stream.live import Ingest, build_ingest
 from ares_stream.metrics import Metrics
 from ares_stream.sdnotify import Notifier, watchdog_interval
@@ -111,6 +114,9 @@ class Daemon:
         self._reported_until = 0  # event time the last periodic report reached, ns
 
     async def main(self) -> int:
+        self._signals()  # first: a stop requested from here on goes through shutdown
+        if early := startup.requested():  # came while the process was still starting
+            self.request_stop(early)
         await self.startup()
         try:
             await self.run()
@@ -121,6 +127,11 @@ class Daemon:
     # -- startup ------------------------------------------------------------------------------
 
     async def startup(self) -> None:
+        """Open, resume, wire; READY. A stop already requested leaves the database untouched;
+        one that comes during an await below is honoured by ``run`` and ``shutdown``."""
+        if self.stop_requested.is_set():
+            log.info("daemon_stopped", checkpoints=0, detail="before opening the database")
+            return
         db = open_db(self.options.db_path)
         resume = checkpoints.resumable_run(db, self.options.mode)
         self.store = RunStore(db, mode=self.options.mode, config=as_dict(self.config),
@@ -137,13 +148,17 @@ class Daemon:
             await self._reconcile(self.live_broker)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
         self._schedule_reports()
-        self._signals()
         await self._start_metrics()
+        ready_after = startup.process_age()
         self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
+        self.store.health("", 0, time.time_ns(), "startup", 0,
+                          json.dumps({"ready_after_s": round(ready_after, 3)}))
         log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
                  run_id=self.store.run_id, resumed=resume is not None,
-                 metrics_port=self.metrics_port,
+                 metrics_port=self.metrics_port, ready_after_s=round(ready_after, 3),
                  checkpoint=ckpt.ts_event if ckpt else None)
+        if self.config.batch.enabled:  # import xgboost now, in a thread, not on the first model
+            asyncio.get_running_loop().run_in_executor(None, booster_module)
 
     def _schedule_reports(self) -> None:
         """The periodic report job on the ingest's APScheduler clock (one is made if batch
@@ -304,6 +319,8 @@ class Daemon:
     # -- run ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.stop_requested.is_set():  # during start-up: straight to shutdown
+            return
         assert self.ingest is not None
         backfiller = self.backfiller
         async with backfiller if backfiller is not None else contextlib.nullcontext():
@@ -478,4 +495,5 @@ def default_db(config: Config, mode: str) -> Path:
 def run_daemon(config: Config, options: DaemonOptions) -> int:
     """Run the daemon to completion in a fresh event loop."""
     faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's traceback in the log
+    startup.hold()  # the database opens next: a stop signal is remembered, not raised
     return asyncio.run(Daemon(config, options).main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ import structlog
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config
 from ares_stream.engine import Engine
-from ares_stream.feed.backfill import Backfiller
-from ares_stream.feed.gate import Gate
+from ares_stream.feed.backfill import Backfiller, BackfillResult
+from ares_stream.feed.gate import BackfillRequest, Gate
 from ares_stream.feed.recorder import RecordingWriter
 from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
 from ares_stream.metrics import LagHistogram
@@ -84,6 +85,7 @@ class Ingest:
         self.lag = LagStats()
         self.stopping = asyncio.Event()
         self.catch_up_due = False
+        self.caught_up = False  # a restart's first catch-up is its warm-up: timed, recorded
         self.behind = False  # inside an episode of the engine falling behind
         self._waits_seen = 0
 
@@ -172,11 +174,14 @@ class Ingest:
 
     async def _backfill(self) -> None:
         """Fetch every queued request over REST, or give it up as a gap when there is no REST."""
-        for request in self.engine.gate.take_requests():
+        gate = self.engine.gate
+        for request in gate.take_requests():
             if self.backfiller is None:
                 self.engine.on_backfill(request, [], complete=False, reason="backfill disabled")
                 continue
-            result = await self.backfiller.fetch(request)
+            result = await self._fetch(request, "warmup" if request in gate.warming else "")
+            if result is None:  # stopping: the cursor stays before the range, a restart asks
+                return
             self.engine.on_backfill(request, result.frames, result.complete, result.reason)
 
     async def _catch_up(self) -> None:
@@ -185,9 +190,50 @@ class Ingest:
         if self.backfiller is None:
             return
         for request in self.engine.gate.catch_up_requests():
-            result = await self.backfiller.fetch(request)
+            result = await self._fetch(request, "" if self.caught_up else "catch_up")
+            if result is None:
+                return
             if result.frames:
                 self.engine.on_backfill(request, result.frames, True, "catch_up")
+        self.caught_up = True
+
+    async def _fetch(self, request: BackfillRequest, warmup: str) -> BackfillResult | None:
+        """The backfiller's answer, or None when a stop comes first (the fetch is cancelled).
+
+        ``warmup`` names a start-up fetch (``warmup``: a cold start's history; ``catch_up``: a
+        restart's, from the checkpoint): its duration is logged and kept in ``feed_health``
+        (kind ``warmup``), where ``ares-stream status`` shows it."""
+        assert self.backfiller is not None
+        started = time.monotonic()
+        if warmup:
+            log.info("warmup_started", how=warmup, symbol=request.symbol, kind=request.kind,
+                     first=request.first_missing, last=request.last_missing)
+        fetch = asyncio.ensure_future(self.backfiller.fetch(request))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
+        if fetch.cancelled():
+            log.info("backfill_abandoned", reason="stopping", symbol=request.symbol,
+                     kind=request.kind)
+            return None
+        result = fetch.result()
+        if warmup:
+            took = time.monotonic() - started
+            detail = {"how": "cold start" if warmup == "warmup" else "restart",
+                      "kind": request.kind, "seconds": round(took, 3),
+                      "requests": result.requests, "complete": result.complete}
+            self.engine.sink.health(request.symbol, 0, time.time_ns(), "warmup",
+                                    len(result.frames), json.dumps(detail),
+                                    request.first_missing, request.last_missing)
+            log.info("warmup_done", how=warmup, symbol=request.symbol, kind=request.kind,
+                     items=len(result.frames), seconds=round(took, 3),
+                     complete=result.complete)
+        return result
 
     def stop(self) -> None:
         self.stopping.set()
@@ -211,6 +257,7 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
     ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
                     backfiller, recorder, clock)
     ingest.feed.on_notice = ingest.on_notice
+    ingest.caught_up = not cursors  # only a restart's first catch-up is its warm-up
     return ingest, backfiller
 
 

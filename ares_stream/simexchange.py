@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ares_stream import startup
 from ares_stream.config import Config, replace_values
 from ares_stream.errors import AresError
 from ares_stream.exchange import LocalExchange, Tape
@@ -267,6 +268,7 @@ def run_daemon(config: Config, options: DaemonOptions, feed: SimFeed, report_dir
 
     faulthandler.enable()
     started = time.monotonic()
+    startup.hold()  # the database opens next: a stop signal is remembered, not raised
     with ExchangeThread(feed) as exchange:
         config = _sim_config(config, feed, exchange.ws_url, exchange.rest_url)
         print(f"simulated exchange: {feed.source}, {len(feed.tape.frames):,} frames at "

@@ -10,7 +10,10 @@ the report names which one it used. **Feed health** counts incidents of ``feed_h
 and in the last hour of event time, the hour ending at the newest event time in the file (a
 prediction's bar or an incident), so a replay's file and a stopped daemon's file read sensibly too.
 An incident's time is its ``ts_event``, or its receive time when it has none (connection notices,
-rejected frames, lag episodes). Reconnects are the feed's ``disconnected`` notices. **Positions**
+rejected frames, lag episodes). Reconnects are the feed's ``disconnected`` notices. **Start-up**
+is the newest run's: how long after its process started the daemon was READY, and its REST
+warm-up (the history a cold start fetches before its first live trade, or what a restart missed
+since its checkpoint): items, requests and seconds. **Positions**
 and **PnL** are those of the newest run that has any.
 
 JSON (``--json``), schema 1; every time is an integer of ns since the epoch (``*_ns``), every
@@ -19,6 +22,9 @@ value absent from the database is ``null``, lists are sorted by symbol::
     {"schema": 1, "db": str, "schema_version": int, "now_ns": int,
      "heartbeat": {"source": "checkpoint" | "prediction" | null, "ts_ns": int?, "age_s": float?},
      "run": null | {"id", "mode", "status", "started_at_ns", "ended_at_ns", "runs"},
+     "startup": null | {"ready_after_s": float?,
+                        "warmup": null | {"how": "cold start" | "restart", "seconds", "items",
+                                          "requests", "complete"}},
      "feed_health": {"window_end_ns": int?,
                      "last_hour": {"gaps", "rejected", "reconnects", "lag_episodes"},
                      "total": {"gaps", "rejected", "reconnects", "lag_episodes"}},
@@ -78,6 +84,7 @@ def status_report(db_path: str | Path, now_ns: int | None = None) -> dict[str, A
             "feed_health": {"window_end_ns": window_end,
                             "last_hour": sql.feed_health_counts(conn, since),
                             "total": sql.feed_health_counts(conn)},
+            "startup": None if run is None else _startup(sql.startup_notes(conn, run["id"])),
             "champions": [_ns(c, "created") for c in sql.champions(conn)],
             "validations": [_validation(v) for v in sql.last_validations(conn)],
             "drift": _drift(sql.drift_summary(conn)),
@@ -96,6 +103,25 @@ def _heartbeat(checkpoint: int | None, prediction: int | None, now: int) -> dict
                   else ("prediction", prediction) if prediction is not None else (None, None))
     return {"source": source, "ts_ns": ts,
             "age_s": None if ts is None else round((now - ts) / 1e9, 3)}
+
+
+def _startup(notes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """When the run's daemon was last READY and how long that start's REST warm-up took (the
+    fetches of the history a cold start warms on, or of what a restart missed since its
+    checkpoint)."""
+    starts = [i for i, n in enumerate(notes) if n["kind"] == "startup"]
+    notes = notes[starts[-1]:] if starts else notes  # the newest start of a resumed run
+    if not notes:
+        return None
+    ready = [json.loads(n["detail"]).get("ready_after_s") for n in notes if n["kind"] == "startup"]
+    fetches = [(n, json.loads(n["detail"])) for n in notes if n["kind"] == "warmup"]
+    return {"ready_after_s": ready[-1] if ready else None,
+            "warmup": None if not fetches else {
+                "how": fetches[0][1].get("how"),
+                "seconds": round(sum(d.get("seconds", 0.0) for _, d in fetches), 3),
+                "items": sum(int(n["count"]) for n, _ in fetches),
+                "requests": sum(int(d.get("requests", 0)) for _, d in fetches),
+                "complete": all(d.get("complete", True) for _, d in fetches)}}
 
 
 def _validation(v: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +152,8 @@ def _pnl(eq: dict[str, Any] | None, positions: list[dict[str, Any]]) -> dict[str
 def format_status(report: dict[str, Any]) -> str:
     """The report as aligned text sections, one or more lines each."""
     lines = [f"ares-stream status: {report['db']}"]
-    sections = [("heartbeat", _heartbeat_lines), ("run", _run_lines), ("feed", _feed_lines),
+    sections = [("heartbeat", _heartbeat_lines), ("run", _run_lines),
+                ("start-up", _startup_lines), ("feed", _feed_lines),
                 ("champions", _champion_lines), ("validation", _validation_lines),
                 ("drift", _drift_lines), ("positions", _position_lines), ("pnl", _pnl_lines)]
     for title, render in sections:
@@ -165,6 +192,21 @@ def _run_lines(r: dict[str, Any]) -> list[str]:
     ended = f", ended {_when(run['ended_at_ns'])}" if run["ended_at_ns"] else ""
     return [f"#{run['id']} {run['mode']}, {run['status']}, started "
             f"{_when(run['started_at_ns'])}{ended} ({run['runs']} runs in this file)"]
+
+
+def _startup_lines(r: dict[str, Any]) -> list[str]:
+    st = r.get("startup")
+    if st is None:
+        return []
+    out = []
+    if st["ready_after_s"] is not None:
+        out.append(f"READY {st['ready_after_s']:.2f} s after the process started")
+    w = st["warmup"]
+    if w is not None:
+        cut = "" if w["complete"] else ", incomplete"
+        out.append(f"REST warm-up ({w['how']}): {w['items']:,} items in {w['seconds']:.2f} s, "
+                   f"{w['requests']} requests{cut}")
+    return out
 
 
 def _feed_lines(r: dict[str, Any]) -> list[str]:

@@ -4,9 +4,11 @@ random points with restarts — the state store stays intact and the run resumes
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from ares_stream.config import load_config
 from ares_stream.exchange import Faults, Tape
 from ares_stream.feed.simulator import write_recording
 from ares_stream.replay import run_replay
+from ares_stream.status import format_status, status_report
 from tests.test_live import exchange_in_thread
 
 SYMBOL = "SIMUSDT"
@@ -47,25 +50,60 @@ def tape(tmp_path_factory: pytest.TempPathFactory) -> Tape:
     return Tape.from_recording([path])
 
 
-def start(urls: dict[str, str], tmp: Path, *extra: str,
-          streams: str = "aggTrade,bookTicker") -> subprocess.Popen[str]:
+def start(urls: dict[str, str], tmp: Path, *extra: str, streams: str = "aggTrade,bookTicker",
+          env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     cfg = tmp / "daemon.toml"
     cfg.write_text(CONFIG.format(recordings=tmp / "recordings"))
     return subprocess.Popen(
         [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
          streams, "--ws-url", urls["ws"], "--rest-url", urls["rest"],
          "--db", str(tmp / "paper.db"), "--config", str(cfg), "--log-json", *extra],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, env=env,
         stderr=(tmp / "daemon.log").open("a"), text=True)  # a file: a full pipe would block it
 
 
 def finish(proc: subprocess.Popen[str], tmp: Path) -> str:
     """Wait for the daemon to exit; its log (stderr)."""
-    proc.wait(timeout=30)
+    proc.wait(timeout=120)
     return (tmp / "daemon.log").read_text()
 
 
-def wait_for_predictions(db: Path, n: int, timeout: float = 30.0) -> None:
+def wait_for(what: str, done: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Poll ``done()`` until it holds; fail naming ``what`` after ``timeout`` seconds (generous:
+    on this machine each wait ends in well under a second or two)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.005)
+
+
+def logged(tmp: Path, text: str) -> bool:
+    path = tmp / "daemon.log"
+    return path.exists() and text in path.read_text()
+
+
+def prediction_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return int(conn.execute("select count(*) from predictions").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet, or locked for a moment
+        return 0
+
+
+def history_on_rest(url: str, query: str, n: int) -> Callable[[], bool]:
+    """Whether the exchange's REST ``query`` (aggTrades or klines of SYMBOL) serves >= n items."""
+    from urllib.request import urlopen
+
+    def done() -> bool:
+        with urlopen(f"{url}/api/v3/{query}&symbol={SYMBOL}&limit=1000", timeout=30) as r:
+            return len(json.loads(r.read())) >= n
+    return done
+
+
+def wait_for_predictions(db: Path, n: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if db.exists():
@@ -95,6 +133,95 @@ def test_sigterm_shuts_down_cleanly_with_a_final_checkpoint(tape: Tape, tmp_path
     assert '"event": "bar_closed"' in err and '"p_traded"' in err  # the canonical bar line
 
 
+def sigterm_caught(pid: int) -> bool:
+    """Whether process ``pid`` has a handler for SIGTERM (bit 15 of SigCgt in /proc/PID/status),
+    or is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def sigterm_while_stopped(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM a process frozen (SIGSTOP) where it is now, then let it go on: the signal lands
+    exactly at the point a test waited for, however slow the machine."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+
+def assert_stopped_cleanly(proc: subprocess.Popen[str], tmp: Path) -> str:
+    """Exit 0, no traceback; a database, if made, whole and with no run left running."""
+    err = finish(proc, tmp)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    db = tmp / "paper.db"
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("select count(*) from runs where status = 'running'"
+                                ).fetchone()[0] == 0
+    return err
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_sigterm_during_the_imports_ends_start_up_with_exit_0(tape: Tape, tmp_path: Path) -> None:
+    """From the moment its handler exists (daemon.py's first statements, long before the heavy
+    imports end) a SIGTERM ends start-up at once: exit 0, one line, no database made."""
+    with exchange_in_thread(tape, rate=400, faults=Faults()) as urls:
+        proc = start(urls, tmp_path)
+        wait_for("a SIGTERM handler in the daemon", lambda: sigterm_caught(proc.pid))
+        os.kill(proc.pid, signal.SIGSTOP)
+        importing = '"daemon_' not in (tmp_path / "daemon.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGCONT)
+        err = assert_stopped_cleanly(proc, tmp_path)
+    assert importing, "the daemon had finished its imports before the test could look"
+    assert "stopped by SIGTERM during start-up" in err or "before opening" in err, err
+    assert not (tmp_path / "paper.db").exists()
+
+
+@pytest.mark.parametrize("point", ["database opened", "READY", "REST warm-up"])
+def test_sigterm_at_each_point_of_start_up_exits_0_with_a_whole_database(
+        tape: Tape, tmp_path: Path, point: str) -> None:
+    """A SIGTERM as the database file appears, at READY, or in the middle of the REST warm-up
+    (a rate-limited one: every request answered 429, Retry-After 1 s) ends the daemon with exit
+    0, its run closed and the database whole; a warm-up in progress is abandoned, not waited
+    out."""
+    faults = Faults(rest_429=1_000_000) if point == "REST warm-up" else Faults()
+    sock = None
+    env = dict(os.environ)
+    if point == "READY":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(tmp_path / "notify.sock"))
+        sock.settimeout(120)
+        env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
+    with exchange_in_thread(tape, rate=1_000, faults=faults, start_on_subscribe=False) as urls:
+        wait_for("history on REST", history_on_rest(urls["rest"], "aggTrades?", 200)
+                 if point != "REST warm-up" else lambda: True)
+        proc = start(urls, tmp_path, streams="aggTrade", env=env)
+        if point == "database opened":
+            wait_for("the database file", lambda: (tmp_path / "paper.db").exists())
+            sigterm_while_stopped(proc)
+        elif point == "READY":
+            assert sock is not None
+            while b"READY=1" not in sock.recv(4096):
+                pass
+            proc.send_signal(signal.SIGTERM)
+        else:
+            wait_for("the warm-up to start", lambda: logged(tmp_path, '"warmup_started"'))
+            proc.send_signal(signal.SIGTERM)
+        err = assert_stopped_cleanly(proc, tmp_path)
+    if sock is not None:
+        sock.close()
+    if point == "REST warm-up":
+        assert '"backfill_abandoned"' in err and '"warmup_done"' not in err
+
+
 def test_second_sigint_forces_exit(tape: Tape, tmp_path: Path) -> None:
     """A second Ctrl-C while the daemon is shutting down forces the exit (code 130).
 
@@ -105,9 +232,9 @@ def test_second_sigint_forces_exit(tape: Tape, tmp_path: Path) -> None:
         proc = start(urls, tmp_path)
         wait_for_predictions(tmp_path / "paper.db", 1)
         proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while "daemon_stopping" not in log_file.read_text() and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.005)  # (a deadline of 60 s: the message comes within milliseconds)
         proc.send_signal(signal.SIGINT)
         finished_before = "daemon_stopped" in log_file.read_text()
         log = finish(proc, tmp_path)
@@ -129,11 +256,13 @@ def test_sigkill_at_random_points_resumes_exactly(tape: Tape, tmp_path: Path) ->
             proc = start(urls, tmp_path, "--checkpoint-every", "0.3", streams="aggTrade")
             if i == 0:
                 wait_for_predictions(db, 5)
-            time.sleep(rng.uniform(0.4, 1.6))
+            time.sleep(rng.uniform(0.4, 1.6))  # a random kill point, not a wait for anything
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.wait(timeout=60)
+        before = prediction_count(db)
         proc = start(urls, tmp_path, "--checkpoint-every", "0.3", streams="aggTrade")
-        time.sleep(4.0)
+        wait_for("the last start caught up and predicted on",
+                 lambda: prediction_count(db) >= before + 5)
         proc.send_signal(signal.SIGTERM)
         err = finish(proc, tmp_path)
     assert proc.returncode == 0, err[-2000:]
@@ -151,6 +280,7 @@ def test_sigkill_at_random_points_resumes_exactly(tape: Tape, tmp_path: Path) ->
     want = [w for w in want if w[0] <= last]
     assert [g[0] for g in got] == [w[0] for w in want], "a prediction was lost or duplicated"
     assert_positions_agree_with_fills(db)
+    assert status_report(db)["startup"]["warmup"]["how"] == "restart"  # its catch-up, timed
     labelled = [(g, w) for g, w in zip(got, want, strict=True) if g[2] is not None]
     assert all(g[2] == w[2] for g, w in labelled), "a label differs"
     assert max(abs(g[1] - w[1]) for g, w in zip(got, want, strict=True)) < 1e-9
@@ -191,7 +321,6 @@ def tape_file(tape: Tape, tmp: Path) -> Path:
 
 def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) -> None:
     """Under a (simulated) systemd: READY, STATUS, WATCHDOG while healthy, STOPPING at the end."""
-    import socket
 
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -207,9 +336,9 @@ def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) ->
              "--rest-url", urls["rest"], "--db", str(tmp_path / "paper.db"), "--config", str(cfg)],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "daemon.log").open("a"), text=True)
-        receive(sock, messages, 20, lambda: b"WATCHDOG=1" in b"".join(messages))
+        receive(sock, messages, 120, lambda: b"WATCHDOG=1" in b"".join(messages))
         proc.send_signal(signal.SIGTERM)
-        receive(sock, messages, 20, lambda: proc.poll() is not None)
+        receive(sock, messages, 120, lambda: proc.poll() is not None)
         finish(proc, tmp_path)
         receive(sock, messages, 0.5, lambda: False)
     sock.close()
@@ -223,7 +352,8 @@ def test_cold_start_warms_features_from_rest_history(tape: Tape, tmp_path: Path)
     """A first start (no checkpoint) against an exchange with history fetches the trades before
     the first live one over REST, and trades only from the first live bar on."""
     with exchange_in_thread(tape, rate=1_000, faults=Faults(), start_on_subscribe=False) as urls:
-        time.sleep(1.5)  # ~1,000 aggTrades of history already broadcast
+        wait_for("1,000 aggTrades of history on REST",
+                 history_on_rest(urls["rest"], "aggTrades?", 1_000))
         proc = start(urls, tmp_path, "--checkpoint-every", "0.5", streams="aggTrade")
         wait_for_predictions(tmp_path / "paper.db", 5)
         proc.send_signal(signal.SIGTERM)
@@ -241,6 +371,12 @@ def test_cold_start_warms_features_from_rest_history(tape: Tape, tmp_path: Path)
     assert count >= 500  # history fetched over REST before the first live trade
     assert warm_predictions > 0  # the features were warm on that history ...
     assert early_orders == 0  # ... but nothing was traded on it
+    startup = status_report(tmp_path / "paper.db")["startup"]  # what `status` shows
+    assert 0 < startup["ready_after_s"] < 600
+    warmup = startup["warmup"]
+    assert warmup["how"] == "cold start" and warmup["items"] >= count and warmup["complete"]
+    assert warmup["seconds"] > 0 and warmup["requests"] >= 1
+    assert "REST warm-up (cold start)" in format_status(status_report(tmp_path / "paper.db"))
 
 
 def test_cold_start_warms_a_kline_only_feed_from_rest_klines(tmp_path: Path) -> None:
@@ -250,7 +386,8 @@ def test_cold_start_warms_a_kline_only_feed_from_rest_klines(tmp_path: Path) -> 
     write_recording(path, seconds=1800, seed=22, symbol=SYMBOL, streams=("kline_1s",))
     klines = Tape.from_recording([path])
     with exchange_in_thread(klines, rate=100, faults=Faults(), start_on_subscribe=False) as urls:
-        time.sleep(7)  # ~700 one-second klines of history already broadcast
+        wait_for("700 one-second klines of history on REST",
+                 history_on_rest(urls["rest"], "klines?interval=1s", 700))
         proc = start(urls, tmp_path, "--checkpoint-every", "0.5", streams="kline_1s")
         wait_for_predictions(tmp_path / "paper.db", 600)
         proc.send_signal(signal.SIGTERM)
@@ -282,8 +419,6 @@ def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path) -> None:
     """Scraping the paper daemon's /metrics: frames, predictions, the engine lag histogram,
     booster fit durations and model versions, equity — the values the daemon is living."""
-    import json
-
     cfg = tmp_path / "daemon.toml"
     cfg.write_text(CONFIG.replace("enabled = false", "min_rows = 60\nupdate_rows = 60")
                    .format(recordings=tmp_path / "recordings"))
@@ -296,7 +431,7 @@ def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path)
             stderr=(tmp_path / "daemon.log").open("a"), text=True)
         try:
             port = None
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 240
             got: dict[Any, float] = {}
             while time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -312,7 +447,7 @@ def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path)
             proc.send_signal(signal.SIGTERM)
             err = finish(proc, tmp_path)
     assert proc.returncode == 0, err[-2000:]
-    assert got[("ares_fit_duration_seconds_count", ())] >= 1, "no booster fit within 60 s"
+    assert got[("ares_fit_duration_seconds_count", ())] >= 1, "no booster fit within 240 s"
     assert 0 < got[("ares_fit_duration_seconds_sum", ())] < 60
     assert got[("ares_frames_total", ())] > 100
     assert got[("ares_predictions_total", (("symbol", SYMBOL),))] >= 60
@@ -346,7 +481,7 @@ exit = 0.4
         stderr=(tmp / "daemon.log").open("a"), text=True)
 
 
-def wait_for_fills(db: Path, n: int, timeout: float = 40.0) -> None:
+def wait_for_fills(db: Path, n: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(sqlite3.OperationalError):

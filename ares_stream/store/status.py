@@ -128,6 +128,13 @@ def feed_health_counts(conn: sqlite3.Connection, since: int | None = None) -> di
     return out
 
 
+def startup_notes(conn: sqlite3.Connection, run_id: int) -> list[dict[str, Any]]:
+    """The run's start-up records (kinds ``startup`` and ``warmup``), oldest first."""
+    return _dicts(conn, "feed_health",
+                  "SELECT kind, symbol, ts_init, count, detail FROM feed_health WHERE run_id = ?"
+                  " AND kind IN ('startup', 'warmup') ORDER BY id", (run_id,))
+
+
 def champions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return _dicts(conn, "models", "SELECT symbol, kind, id, version, n_trees, how, rows, created "
                   "FROM models WHERE status = 'champion' ORDER BY symbol, kind")
