@@ -55,6 +55,13 @@ def build_full(path: Path) -> None:
         store.health("", 0, ts + 1, "connected", 1, "connection 2")
     store.health("", 0, end - 20 * MIN, "lag", 40, "engine 600 ms behind")
     store.health("", 0, 0, "totals", 999, "{}")  # a replay summary row: never an incident
+    for ready, seconds in ((2.5, 9.0), (1.25, 0.5)):  # a start, then a restart (the one shown)
+        store.health("", 0, NOW - HOUR_NS, "startup", 0, json.dumps({"ready_after_s": ready}))
+        how = "restart" if seconds < 1 else "cold start"
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            store.health(symbol, 0, NOW - HOUR_NS, "warmup", 300, json.dumps(
+                {"how": how, "kind": "agg_id", "seconds": seconds, "requests": 1,
+                 "complete": True}), 1, 300)
     for i, ts in enumerate((T0 + HOUR_NS, T0 + 2 * HOUR_NS, T0 + 3 * HOUR_NS)):
         store.drift(DriftDetected("BTCUSDT" if i < 2 else "ETHUSDT", ts, ts, "adwin", 0.6,
                                   0.7 + i / 100, 100 * i, "reset"))
@@ -117,7 +124,7 @@ def test_empty_database_says_none_yet_everywhere(tmp_path: Path) -> None:
     assert report["drift"] == {"count": 0, "by_symbol": {}, "last": None}
     assert report["feed_health"]["window_end_ns"] is None
     text = format_status(report).splitlines()
-    assert len(text) == 9
+    assert len(text) == 10
     for line in text[2:]:
         assert line.endswith("none yet"), line
 
@@ -157,6 +164,8 @@ def test_text_output(full: Path) -> None:
     text = format_status(status_report(full, now_ns=NOW))
     assert "heartbeat    12.0 s ago (newest checkpoint, 2023-11-15 03:13:08Z)" in text
     assert "run          #2 paper, running" in text
+    assert "start-up     READY 1.25 s after the process started" in text
+    assert "REST warm-up (restart): 600 items in 1.00 s, 2 requests" in text
     assert "last hour: 1 gaps, 2 rejected, 1 reconnects, 1 lag episodes" in text
     assert "BTCUSDT xgboost model 2 v2, 140 trees, refit on 5000 rows" in text
     assert "BTCUSDT promoted xgb_refit vs champion" in text
@@ -223,8 +232,8 @@ def test_json_is_stable_and_documented(full: Path, capsys: pytest.CaptureFixture
     assert main_status(str(full), as_json=True) == 0
     report = json.loads(capsys.readouterr().out)
     assert list(report) == ["schema", "db", "schema_version", "now_ns", "heartbeat", "run",
-                            "feed_health", "champions", "validations", "drift", "positions",
-                            "pnl"]
+                            "startup", "feed_health", "champions", "validations", "drift",
+                            "positions", "pnl"]
     assert report["schema"] == 1 and report["db"] == str(full)
     assert list(report["validations"][0])[:3] == ["symbol", "ts_event_ns", "decision"]
     again = status_report(full, now_ns=report["now_ns"])
