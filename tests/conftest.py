@@ -1,8 +1,11 @@
-"""Shared fixtures: the real Binance data beside the project, skipped by name when absent."""
+"""Shared fixtures: the real Binance data beside the project, skipped by name when absent; and
+the helpers a test uses to wait for something instead of sleeping a fixed time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,30 @@ def _fresh_logging() -> Iterator[None]:
 def shared() -> object:
     """The :func:`shared_path` helper, as a fixture."""
     return shared_path
+
+
+DEADLINE = 60.0
+"""Seconds a test waits for something that normally takes milliseconds: generous enough for a
+machine several times slower than ours, or one busy with other work. A test waits for the thing
+itself (a message, a counter, a row); it never sleeps a fixed time and hopes."""
+
+
+async def until(predicate: Callable[[], object], *, timeout: float = DEADLINE,
+                every: float = 0.005, what: str = "") -> None:
+    """Poll ``predicate`` on the running loop until it holds; fail after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what or predicate}")
+        await asyncio.sleep(every)
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = DEADLINE,
+               every: float = 0.01, what: str = "") -> None:
+    """Poll ``predicate`` (no event loop) until it holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what or predicate}")
+        time.sleep(every)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from ares_stream.clock import LiveClock, ReplayClock
+from tests.conftest import until
 
 # ---------------------------------------------------------------- replay
 
@@ -92,18 +93,22 @@ def test_replay_failing_job_is_counted_and_clock_continues() -> None:
 FAST = 0.05  # s: the interval of the live tests
 
 
-def run_live(setup: Callable[[LiveClock], None], seconds: float, **kw: float) -> LiveClock:
-    """Start a LiveClock inside asyncio.run, let it tick for ``seconds``, shut it down."""
+def run_live(setup: Callable[[LiveClock], None], done: Callable[[LiveClock], object],
+             **kw: float) -> tuple[LiveClock, float]:
+    """Start a LiveClock inside asyncio.run, let it tick until ``done(clock)``, shut it down;
+    the clock and the seconds it ran. (``asyncio.run`` returns once the executor's threads have
+    ended, so every run that started has finished by then.)"""
     clock = LiveClock(**kw)
     setup(clock)
 
-    async def main() -> None:
+    async def main() -> float:
+        began = time.monotonic()
         await clock.start()
-        await asyncio.sleep(seconds)
+        await until(lambda: done(clock), what="the clock's runs")
         await clock.shutdown()
+        return time.monotonic() - began
 
-    asyncio.run(main())
-    return clock
+    return clock, asyncio.run(main())
 
 
 def test_live_start_needs_a_running_loop() -> None:
@@ -124,10 +129,11 @@ def test_live_jobs_run_off_the_loop_thread() -> None:
         times.append(now)
 
     loop_thread = threading.get_ident()  # asyncio.run drives the loop on this thread
-    clock = run_live(lambda c: c.every("tick", FAST, job), 0.4)
-    assert 3 <= len(threads) <= 9
+    before = time.time_ns()
+    clock, took = run_live(lambda c: c.every("tick", FAST, job), lambda c: len(times) >= 3)
+    assert 3 <= len(threads) <= took / FAST + 1  # never more often than the interval
     assert loop_thread not in threads
-    assert times == sorted(times) and abs(times[-1] - time.time_ns()) < 1e9
+    assert times == sorted(times) and before <= times[0] and times[-1] <= time.time_ns()
     assert clock.stats["tick"]["runs"] == len(threads) and clock.stats["tick"]["failed"] == 0
 
 
@@ -143,28 +149,37 @@ def test_live_slow_job_never_overlaps_itself() -> None:
         with lock:
             running[0] -= 1
 
-    clock = run_live(lambda c: c.every("slow", FAST, slow), 0.6)
+    clock, took = run_live(lambda c: c.every("slow", FAST, slow),
+                           lambda c: c.stats["slow"]["runs"] >= 2
+                           and c.stats["slow"]["max_instances"] >= 3)
     stats = clock.stats["slow"]
-    assert peak[0] == 1 and 2 <= stats["runs"] <= 3
+    # one at a time: the runs that started fit end to end into the time the clock ran
+    assert peak[0] == 1 and 2 <= stats["runs"] <= took / 0.2 + 1
     assert stats["max_instances"] >= 3 and stats["failed"] == 0
 
 
 def test_live_timeout_counts_as_failed_and_is_not_overlapped() -> None:
     """A run past timeout_s is failed; its thread is not joined by a new run until it ends."""
     running, peak, lock = [0], [0], threading.Lock()
+    release = threading.Event()  # the first run is stuck until the test lets it go
 
     def stuck(now: int) -> None:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.3)
+        release.wait(60)
         with lock:
             running[0] -= 1
 
-    clock = run_live(lambda c: c.every("stuck", FAST, stuck), 0.5, timeout_s=0.1)
+    def done(c: LiveClock) -> bool:
+        stats = c.stats["stuck"]
+        if stats["failed"] >= 1 and stats["max_instances"] >= 2:
+            release.set()  # timed out and skipped while stuck: now let it end
+        return release.is_set() and stats["runs"] >= 2
+
+    clock, _ = run_live(lambda c: c.every("stuck", FAST, stuck), done, timeout_s=0.1)
     stats = clock.stats["stuck"]
-    assert stats["failed"] >= 1 and stats["failed"] >= stats["runs"] - 1  # last: cut by shutdown
-    assert stats["max_instances"] >= 2 and peak[0] == 1
+    assert stats["failed"] >= 1 and stats["max_instances"] >= 2 and peak[0] == 1
 
 
 def test_live_raising_job_is_counted_and_the_others_go_on() -> None:
@@ -178,7 +193,7 @@ def test_live_raising_job_is_counted_and_the_others_go_on() -> None:
         c.every("boom", FAST, boom)
         c.every("ok", FAST, ok.append)
 
-    clock = run_live(setup, 0.3)
+    clock, _ = run_live(setup, lambda c: c.stats["boom"]["failed"] >= 3 and len(ok) >= 3)
     boom_stats = clock.stats["boom"]  # a run cut short by shutdown is neither ok nor failed
     assert boom_stats["failed"] >= 3 and boom_stats["failed"] >= boom_stats["runs"] - 1
     assert len(ok) >= 3 and clock.stats["ok"]["failed"] == 0
@@ -192,15 +207,17 @@ def test_live_shutdown_stops_further_runs() -> None:
 
     async def main() -> int:
         await clock.start()
-        await asyncio.sleep(0.2)
+        await until(lambda: len(seen) >= 2, what="two runs")
         await clock.shutdown()
-        await asyncio.sleep(0.05)  # let a run submitted just before shutdown finish
-        count = len(seen)
-        await asyncio.sleep(0.3)
+        for _ in range(10):  # a run handed to the loop just before shutdown starts now
+            await asyncio.sleep(0)
+        count = clock.stats["tick"]["runs"]
+        await until(lambda: len(seen) == count, what="the runs started to finish")
+        await asyncio.sleep(6 * FAST)  # six intervals: no run may come any more
         return count
 
     count = asyncio.run(main())
-    assert count >= 2 and len(seen) == count
+    assert count >= 2 and len(seen) == count == clock.stats["tick"]["runs"]
 
 
 def test_live_job_blocked_past_grace_is_missed() -> None:
@@ -213,6 +230,6 @@ def test_live_job_blocked_past_grace_is_missed() -> None:
         c.every("a_block", 0.1, lambda now: time.sleep(1.1), run_in_executor=False)
         c.every("b_victim", 0.1, victim.append)
 
-    clock = run_live(setup, 0.15, misfire_grace_s=1.0)
+    clock, _ = run_live(setup, lambda c: c.stats["b_victim"]["missed"] >= 1, misfire_grace_s=1.0)
     assert clock.stats["b_victim"]["missed"] >= 1
     assert clock.stats["a_block"]["runs"] >= 1

