@@ -309,8 +309,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from ares_stream import logs
-    from ares_stream.engine import feature_set
-    from ares_stream.learners.revalidate import revalidate
+    from ares_stream.batch.revalidate import revalidate
+    from ares_stream.features.pipeline import feature_set
     from ares_stream.store.db import open_db
 
     logs.configure(level="warning")

@@ -57,10 +57,10 @@ import numpy as np
 import structlog
 
 from ares_stream import startup
+from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config
 from ares_stream.errors import AresError
-from ares_stream.learners.batch import BatchLearner
 from ares_stream.learners.booster import xgboost as booster_module
 from ares_stream.live import Ingest, build_ingest
 from ares_stream.metrics import Metrics

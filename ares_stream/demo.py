@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ares_stream.features.bars import parse_interval
-from ares_stream.report.metrics import prequential_rate
+from ares_stream.learners.scores import log_loss, prequential_rate
 from ares_stream.store.status import equity_summary, latest_run, open_readonly
-from ares_stream.validation.metrics import log_loss
 
 if TYPE_CHECKING:
     from ares_stream.feed.simulator import Schedule

@@ -46,22 +46,18 @@ from ares_stream.events import (
 )
 from ares_stream.features.bars import BarBuilder, bar_from_kline, parse_interval
 from ares_stream.features.labels import LabelQueue
-from ares_stream.features.pipeline import FeatureSet
+from ares_stream.features.pipeline import FeatureSet, feature_set
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
-from ares_stream.learners.batch import ensemble
+from ares_stream.learners.ensemble import ensemble
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.policies import learner_for
+from ares_stream.learners.scores import log_loss_one, prequential_p
 
 log = structlog.get_logger("ares_stream.engine")
 
 
-def _log_loss(p: float, label: int) -> float:
-    p = min(max(p, _EPS), 1 - _EPS)
-    return -math.log(p if label else 1 - p)
-
-_EPS = 1e-15
 _LOGGED_REJECTS = 20  # log the first rejected frames in full, then every 1000th
 
 
@@ -76,17 +72,6 @@ class Sink(Protocol):
         self, symbol: str, ts_event: int, ts_init: int, kind: str, count: int, detail: str,
         first_missing: int | None = None, last_missing: int | None = None,
     ) -> None: ...
-
-
-def feature_set(config: Config) -> FeatureSet:
-    """A feature set as the config defines it (its ``names`` are the booster's schema)."""
-    f = config.features
-    return FeatureSet(
-        return_horizons=f.return_horizons, vol_span=f.vol_span, rsi_period=f.rsi_period,
-        macd=f.macd, boll_window=f.boll_window, vwap_window=f.vwap_window,
-        flow_window=f.flow_window, intensity_span=f.intensity_span,
-        volume_window=f.volume_window,
-    )
 
 
 class Recorder(Protocol):
@@ -366,8 +351,8 @@ class Engine:
             loss = traded_loss = abs(y - y_pred)
         else:
             y = label = r.label
-            loss = _log_loss(y_pred, label)
-            traded_loss = loss if traded == y_pred else _log_loss(traded, label)
+            loss = log_loss_one(y_pred, label)
+            traded_loss = loss if traded == y_pred else log_loss_one(traded, label)
             self._baseline(st, label)
             st.hits += int((traded >= 0.5) == bool(label))
         st.labelled += 1
@@ -388,9 +373,7 @@ class Engine:
 
     def _baseline(self, st: SymbolState, y: int) -> None:
         """Prequential constant-probability baseline: the label frequency seen so far."""
-        n = st.labelled
-        p = (st.base_ones + 0.5) / (n + 1.0)
-        st.base_loss -= math.log(p if y else 1.0 - p)
+        st.base_loss += log_loss_one(prequential_p(st.base_ones, st.labelled), y)
         st.base_ones += y
 
     def _drift(self, st: SymbolState, bar: Bar, report: Any) -> None:

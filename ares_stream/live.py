@@ -264,7 +264,7 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
 def attach_batch(engine: Engine, store: Any) -> LiveClock | None:
     """Live batch learning: results apply when done; APScheduler drives the periodic jobs on
     the loop (they only copy a window and submit it to the worker process)."""
-    from ares_stream.learners.batch import for_run
+    from ares_stream.batch.learner import for_run
 
     batch = for_run(engine.config, store, replay=False)
     if batch is None:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ares_stream.batch import learner as batch
 from ares_stream.config import Config, as_dict
 from ares_stream.engine import Engine
 from ares_stream.feed import RawFrame
 from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.feed.recording import RECORDING_SUFFIXES, RecordingSource, expand_paths
-from ares_stream.learners import batch
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 from ares_stream.trading import paper

@@ -47,10 +47,10 @@ import numpy as np
 
 from ares_stream import logs
 from ares_stream.config import Config, load_config, replace_values
-from ares_stream.engine import feature_set
 from ares_stream.events import BookTop, Trade
 from ares_stream.features.bars import BarBuilder, parse_interval
 from ares_stream.features.labels import LabelQueue
+from ares_stream.features.pipeline import feature_set
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.simulator import SimSpec, frames, schedule_of
 from ares_stream.learners.policies import POLICIES, learner_for

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ares_stream.learners.scores import prequential_rate
 from ares_stream.validation import metrics as vm
 
 if TYPE_CHECKING:
@@ -170,13 +171,3 @@ def _models(s: Scores) -> dict[str, Any]:
     losses["constant"] = vm.log_loss(s.label, prequential_rate(s.label)) if s.label.size else _NAN
     return {"log_loss": losses, "accuracy": hits, "scored": scored, "labelled": int(s.label.size)}
 
-
-def prequential_rate(y: np.ndarray) -> np.ndarray:
-    """The label frequency known before each row, ``(ones + ½) / (n + 1)`` — the engine's
-    constant-probability baseline, which never looks ahead.
-
-    >>> prequential_rate(np.array([1.0, 0.0, 1.0])).tolist()
-    [0.5, 0.75, 0.5]
-    """
-    ones = np.concatenate(([0.0], np.cumsum(y)[:-1]))
-    return (ones + 0.5) / (np.arange(y.size) + 1.0)

@@ -1,7 +1,7 @@
 """Batch learning beside the online learner: buffer, booster lineage, re-validation, champion.
 
 Per symbol, labelled samples go to a :class:`~ares_stream.learners.buffer.SampleBuffer`. Jobs —
-plain functions in :mod:`ares_stream.learners.jobs` — run in a worker process:
+plain functions in :mod:`ares_stream.batch.jobs` — run in a worker process:
 
 - **update** every ``batch.update_rows`` new samples (or every ``batch.update_every`` of event
   time): continue the lineage's latest booster on the new rows (warm start, or refresh), refit on
@@ -31,11 +31,12 @@ from typing import Any
 import structlog
 
 from ares_stream import logs
+from ares_stream.batch import jobs
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
+from ares_stream.features.pipeline import feature_set
 from ares_stream.learners import booster as bst
-from ares_stream.learners import jobs
 from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
@@ -48,28 +49,6 @@ _TIMELINE = 50  # models of a policy's history handed to a validation
 
 def _ns(text: str) -> int:
     return 0 if text == "0s" else parse_interval(text)
-
-
-def ensemble(p_online: float, p_booster: float | None, skill_online: float,
-             skill_booster: float) -> float:
-    """The traded probability: online and champion booster weighted by validated skill.
-
-    ``skill`` is the walk-forward log-loss improvement over the constant prior at the latest
-    validation, floored at 0: ``w = skill / (skill_online + skill_booster)``. With no champion, or
-    no skill on either side, the online learner's probability is used alone.
-
-    >>> round(ensemble(0.6, 0.8, 0.01, 0.03), 12)
-    0.75
-    >>> ensemble(0.6, None, 0.01, 0.03), ensemble(0.6, 0.8, 0.0, 0.0)
-    (0.6, 0.6)
-    """
-    if p_booster is None:
-        return p_online
-    total = max(skill_online, 0.0) + max(skill_booster, 0.0)
-    if total <= 0.0:
-        return p_online
-    w = max(skill_booster, 0.0) / total
-    return (1.0 - w) * p_online + w * p_booster
 
 
 @dataclass
@@ -343,8 +322,6 @@ def for_run(config: Config, store: Any, *, replay: bool) -> BatchLearner | None:
     """The batch learner of a run (replay or live) when the config enables it, else None."""
     if not config.batch.enabled or config.learner.task != "classification":
         return None
-    from ares_stream.engine import feature_set  # the engine imports this module
-
     return BatchLearner(config, Registry(store.db, run_id=store.run_id),
                         features=feature_set(config).names, replay=replay,
                         buffer_store=BufferStore(store.db))

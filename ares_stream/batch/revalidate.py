@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from ares_stream.batch import jobs
 from ares_stream.config import Config
-from ares_stream.learners import jobs
 from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.registry import Registry
 from ares_stream.store import buffer as buffer_store

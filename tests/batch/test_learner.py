@@ -17,7 +17,7 @@ import pytest
 
 from ares_stream.cli import main
 from ares_stream.config import Config, replace_values
-from ares_stream.learners.batch import ensemble
+from ares_stream.learners.ensemble import ensemble
 from ares_stream.replay import run_replay
 from tests.conftest import shared_path
 
