@@ -13,10 +13,10 @@
 - **shutdown** stops the feed, writes a final checkpoint and closes the run — within
   ``shutdown_timeout`` seconds.
 
-A finite feed — ``--feed sim``, the simulated exchange on its own loop in a thread (see
-:mod:`ares_stream.simexchange`) — stops the daemon once its tape has been broadcast and consumed
-(the gate's cursors reached the tape's last trade ids); ``--duration`` stops it after that many
-wall seconds. Both run the normal shutdown.
+``--duration`` stops the daemon after that many wall seconds, through the normal shutdown. A
+plug-in adds its own tasks beside the pump (``extra_tasks``: the simulated exchange's harness,
+:mod:`ares_stream.sim.harness`, watches for its tape's end and prints progress); the daemon knows
+nothing of what they are.
 
 Every ``report.every_hours`` (default 24) an APScheduler job writes the report of the period just
 past (:mod:`ares_stream.report`) under ``report.dir``: the job's thread runs ``ares-stream report``
@@ -49,9 +49,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -71,15 +72,14 @@ from ares_stream.store.runs import RunStore
 from ares_stream.trading import paper
 
 if TYPE_CHECKING:  # paper mode never imports the order client
-    from ares_stream.simexchange import ExchangeThread
     from ares_stream.trading.live import LiveBroker
 
 log = structlog.get_logger("ares_stream.daemon")
 
+ExtraTasks = Callable[["Daemon"], list[Coroutine[Any, Any, None]]]
+
 NEVER = 2**62  # flush_rows of the daemon's run store: rows are written at checkpoints only
 STALL_AFTER = 120.0  # seconds without a frame or a connection attempt: unhealthy, no WATCHDOG
-END_GRACE = 60.0  # seconds a finite feed's end waits for the engine to consume what was sent
-PROGRESS_EVERY = 5.0  # seconds between progress lines of a simulated run
 REPORT_TIMEOUT = 280.0  # seconds a periodic report may take (the clock abandons a job at 300)
 
 
@@ -94,13 +94,14 @@ class DaemonOptions:
 
 
 class Daemon:
-    """One shard's process: startup → run → shutdown; ``sim``: a finite simulated feed."""
+    """One shard's process: startup → run → shutdown. ``extra_tasks(daemon)``: coroutines a
+    plug-in runs beside the pump, cancelled at shutdown (they may call ``request_stop``)."""
 
     def __init__(self, config: Config, options: DaemonOptions,
-                 sim: ExchangeThread | None = None) -> None:
+                 extra_tasks: ExtraTasks | None = None) -> None:
         self.config = config
         self.options = options
-        self.sim = sim
+        self.extra_tasks = extra_tasks
         self.stop_requested = asyncio.Event()
         self.interrupts = 0
         self.store: RunStore | None = None
@@ -327,9 +328,8 @@ class Daemon:
             pump = asyncio.create_task(self.ingest.run(), name="ingest")
             helpers = [asyncio.create_task(self._checkpointer(), name="checkpoints"),
                        asyncio.create_task(self._watchdog(pump), name="watchdog")]
-            if self.sim is not None:
-                helpers += [asyncio.create_task(self._end_of_feed(self.sim), name="end-of-feed"),
-                            asyncio.create_task(self._progress(self.sim), name="progress")]
+            if self.extra_tasks is not None:
+                helpers += [asyncio.create_task(c) for c in self.extra_tasks(self)]
             if self.options.duration is not None:
                 asyncio.get_running_loop().call_later(self.options.duration, self.request_stop,
                                                       "duration")
@@ -376,56 +376,6 @@ class Daemon:
         status = (f"frames {counts['frames']:,}, bars {bars:,}, lag p99 "
                   f"{self.ingest.lag.quantile(0.99):.1f} ms, checkpoints {self.checkpoints}")
         return not pump.done() and not stalled, status
-
-    async def _end_of_feed(self, sim: ExchangeThread) -> None:
-        """Stop once the simulated exchange broadcast its whole tape and the engine consumed it
-        (or ``END_GRACE`` seconds after, with a warning)."""
-        from ares_stream.simexchange import targets
-
-        while not sim.done.is_set():
-            await asyncio.sleep(0.1)
-        assert self.ingest is not None
-        symbols = set(self.config.feed.symbols)
-        want = {k: v for k, v in targets(sim.feed.tape, self.config.feed.streams).items()
-                if k[0] in symbols}
-        deadline, frames = time.monotonic() + END_GRACE, -1
-        while not self._consumed(want, frames):
-            if time.monotonic() > deadline:
-                log.warning("feed_end_not_consumed", waited_s=END_GRACE, want=str(want))
-                break
-            frames = self.ingest.engine.counts["frames"]
-            await asyncio.sleep(0.25)
-        self.request_stop("end of the simulated feed")
-
-    def _consumed(self, want: dict[tuple[str, str], int], frames_before: int) -> bool:
-        """Every trade stream reached its last id (no trade stream: no frame came for a
-        while) and nothing waits in the feed's queue."""
-        assert self.ingest is not None
-        engine = self.ingest.engine
-        if not self.ingest.feed.queue.empty():
-            return False
-        if not want:
-            return engine.counts["frames"] == frames_before
-        cursors = engine.gate.cursors()
-        return all(cursors.get(key, -1) >= last for key, last in want.items())
-
-    async def _progress(self, sim: ExchangeThread) -> None:
-        """A line on stderr every few seconds: how far the simulated run is, what it learned."""
-        assert self.ingest is not None
-        engine, times = self.ingest.engine, sim.feed.tape.times
-        span = max(times[-1] - times[0], 1) if times else 1
-        while True:
-            await asyncio.sleep(PROGRESS_EVERY)
-            done = min(max((engine.last_ts - times[0]) / span, 0.0), 1.0) if times else 0.0
-            bars = sum(st.bars for st in engine.state.values())
-            line = (f"  {done:6.1%} of the tape · bars {bars:,} · drifts "
-                    f"{engine.counts['drifts']:,}")
-            if engine.batch is not None:
-                c = engine.batch.counts
-                line += f" · boosters {c['trained']:,} · promotions {c['promotions']:,}"
-            if engine.broker is not None:
-                line += f" · equity {engine.broker.equity:,.2f}"
-            print(line, file=sys.stderr, flush=True)
 
     async def _checkpointer(self) -> None:
         while True:

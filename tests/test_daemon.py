@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from ares_stream.config import load_config
-from ares_stream.exchange import Faults, Tape
-from ares_stream.feed.simulator import write_recording
 from ares_stream.replay import run_replay
+from ares_stream.sim.exchange import Faults, Tape
+from ares_stream.sim.simulator import write_recording
 from ares_stream.status import format_status, status_report
 from tests.test_live import exchange_in_thread
 
@@ -496,7 +496,7 @@ def test_live_daemon_trades_on_the_exchange_and_reconciles(tape: Tape, tmp_path:
     """`--live` against the local exchange's signed API: orders reach the exchange and their fills
     are booked, a stale order of ours is cancelled at start-up, the final cash and position equal
     the exchange's balances, and the key and secret appear in neither the log nor the database."""
-    from ares_stream.exchange import Account
+    from ares_stream.sim.exchange import Account
 
     account = Account({"USDT": 10_000, "SIM": 0.5}, api_key=API_KEY, api_secret=API_SECRET)
     env = {**os.environ, "ARES_API_KEY": API_KEY, "ARES_API_SECRET": API_SECRET}

@@ -23,14 +23,14 @@ import pytest
 from ares_stream.config import Config, replace_values
 from ares_stream.engine import Engine
 from ares_stream.events import Trade
-from ares_stream.exchange import Faults, LocalExchange, Tape
 from ares_stream.feed.backfill import Backfiller
 from ares_stream.feed.gate import Gate
 from ares_stream.feed.recording import RecordingSource
-from ares_stream.feed.simulator import write_recording
 from ares_stream.feed.ws import WsFeed, backoff
 from ares_stream.live import Ingest, run_record, ws_settings
 from ares_stream.replay import run_replay
+from ares_stream.sim.exchange import Faults, LocalExchange, Tape
+from ares_stream.sim.simulator import write_recording
 from tests.conftest import shared_path
 from tests.test_engine import ListSink
 

@@ -18,8 +18,8 @@ import pytest
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException
 
-from ares_stream.exchange import Account, LocalExchange, Tape
 from ares_stream.feed import RawFrame
+from ares_stream.sim.exchange import Account, LocalExchange, Tape
 
 KEY, SECRET = "k3y" * 21, "s3cr3t" * 10
 T0 = 1_723_161_600_000

@@ -6,7 +6,7 @@ messages SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY and GET_PROPER
 replies and error codes; more than 5 incoming messages within a second disconnect. Stream names
 match case-insensitively. Each connection has a bounded outbound queue and its own writer task,
 so a slow client never stalls the broadcast: one whose queue overflows is dropped (``overflows``).
-The broadcast clock lives in :class:`~ares_stream.exchange.LocalExchange`; it calls
+The broadcast clock lives in :class:`~ares_stream.sim.exchange.LocalExchange`; it calls
 :meth:`WsServer.broadcast` for every tape frame.
 """
 
@@ -25,7 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ares_stream.exchange.faults import Faults, every, malformed, take
+from ares_stream.sim.exchange.faults import Faults, every, malformed, take
 
 __all__ = ["WsServer", "parse_path"]
 

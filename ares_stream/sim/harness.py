@@ -1,6 +1,6 @@
 """The simulated exchange: the simulator, or a recording, served as a local Binance.
 
-A :class:`SimFeed` is a :class:`~ares_stream.exchange.Tape` (built straight from the simulator's
+A :class:`SimFeed` is a :class:`~ares_stream.sim.exchange.Tape` (built straight from the simulator's
 ``frames(spec)``, or read from recordings), the planted :class:`Schedule` when there is one, and
 the pace: ``speed`` × real time, frame *i* going out at start + (tᵢ − t₀) / speed. Two ways to
 serve it, both a real websocket and REST server on 127.0.0.1 (:class:`LocalExchange`):
@@ -13,7 +13,7 @@ serve it, both a real websocket and REST server on 127.0.0.1 (:class:`LocalExcha
   in-process on its own event loop in a thread, so the daemon's loop (and the GIL-bound engine)
   cannot stall the pacing, while the daemon connects to it through its normal websocket ingest
   and REST backfill, on a fresh database (:func:`fresh_db`); at the end it prints what the
-  daemon learned against the schedule and writes the report (:mod:`ares_stream.demo`).
+  daemon learned against the schedule and writes the report (:mod:`ares_stream.sim.demo`).
 
 ``targets`` tells a consumer when it has everything: the last trade id of each trade stream.
 
@@ -31,19 +31,24 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+import structlog
 
 from ares_stream import startup
 from ares_stream.config import Config, replace_values
 from ares_stream.errors import AresError
-from ares_stream.exchange import LocalExchange, Tape
+from ares_stream.sim.exchange import LocalExchange, Tape
 
 if TYPE_CHECKING:
-    from ares_stream.daemon import DaemonOptions
-    from ares_stream.feed.simulator import Schedule
+    from ares_stream.daemon import Daemon, DaemonOptions, ExtraTasks
+    from ares_stream.live import Ingest
+    from ares_stream.sim.simulator import Schedule
+
+log = structlog.get_logger("ares_stream.sim.harness")
 
 __all__ = ["ExchangeThread", "SimFeed", "banner", "describe", "fresh_db", "load_schedule",
            "recorded", "run_daemon", "serve", "simulated", "targets"]
@@ -68,7 +73,7 @@ class SimFeed:
 def simulated(*, seconds: int, seed: int, symbol: str, streams: Sequence[str],
               speed: float) -> SimFeed:
     """A feed of the seeded simulator, generated in memory (no file)."""
-    from ares_stream.feed import simulator
+    from ares_stream.sim import simulator
 
     try:
         spec = simulator.SimSpec(symbol=symbol, seconds=seconds, seed=seed,
@@ -93,7 +98,7 @@ def recorded(paths: Sequence[str | Path], *, speed: float) -> SimFeed:
 
 def load_schedule(path: Path) -> Schedule | None:
     """The schedule in ``path``, or None when there is no such file."""
-    from ares_stream.feed.simulator import Schedule
+    from ares_stream.sim.simulator import Schedule
 
     return Schedule.from_json(path.read_bytes()) if path.is_file() else None
 
@@ -263,8 +268,8 @@ def fresh_db(path: Path | None, default: Path) -> Path:
 def run_daemon(config: Config, options: DaemonOptions, feed: SimFeed, report_dir: Path) -> int:
     """``daemon.py --feed sim``: the exchange on its own loop, the daemon against it until the
     tape is consumed, then what it learned (stdout) and the report (``report_dir``)."""
-    from ares_stream import demo
     from ares_stream.daemon import Daemon
+    from ares_stream.sim import demo
 
     faulthandler.enable()
     started = time.monotonic()
@@ -274,7 +279,7 @@ def run_daemon(config: Config, options: DaemonOptions, feed: SimFeed, report_dir
         print(f"simulated exchange: {feed.source}, {len(feed.tape.frames):,} frames at "
               f"{feed.speed:g}x (~{feed.span_s / feed.speed:,.0f} s) on {exchange.ws_url}; "
               f"database {options.db_path}", flush=True)
-        code = asyncio.run(Daemon(config, options, sim=exchange).main())
+        code = asyncio.run(Daemon(config, options, extra_tasks=daemon_tasks(exchange)).main())
     findings = demo.summarize(options.db_path, feed.schedule)
     report = demo.write_report(options.db_path, report_dir, feed.schedule)
     print(f"what the daemon learned in {time.monotonic() - started:,.1f} s:\n"
@@ -294,3 +299,62 @@ def _sim_config(config: Config, feed: SimFeed, ws_url: str, rest_url: str) -> Co
                                             "rest_url": rest_url, "endpoint": "spot",
                                             "record": False}}, source="--feed sim")
 
+
+END_GRACE = 60.0  # seconds the tape's end waits for the engine to consume what was sent
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+
+
+def daemon_tasks(sim: ExchangeThread) -> ExtraTasks:
+    """The daemon's plug-in tasks against ``sim``: stop at the tape's end, print progress."""
+    def tasks(daemon: Daemon) -> list[Coroutine[Any, Any, None]]:
+        return [end_of_feed(daemon, sim), progress(daemon, sim)]
+    return tasks
+
+
+async def end_of_feed(daemon: Daemon, sim: ExchangeThread) -> None:
+    """Stop ``daemon`` once the simulated exchange broadcast its whole tape and the engine
+    consumed it (or ``END_GRACE`` seconds after, with a warning)."""
+    while not sim.done.is_set():
+        await asyncio.sleep(0.1)
+    assert daemon.ingest is not None
+    symbols = set(daemon.config.feed.symbols)
+    want = {k: v for k, v in targets(sim.feed.tape, daemon.config.feed.streams).items()
+            if k[0] in symbols}
+    deadline, frames = time.monotonic() + END_GRACE, -1
+    while not consumed(daemon.ingest, want, frames):
+        if time.monotonic() > deadline:
+            log.warning("feed_end_not_consumed", waited_s=END_GRACE, want=str(want))
+            break
+        frames = daemon.ingest.engine.counts["frames"]
+        await asyncio.sleep(0.25)
+    daemon.request_stop("end of the simulated feed")
+
+
+def consumed(ingest: Ingest, want: dict[tuple[str, str], int], frames_before: int) -> bool:
+    """Every trade stream reached its last id (no trade stream: no frame came for a while) and
+    nothing waits in the feed's queue."""
+    engine = ingest.engine
+    if not ingest.feed.queue.empty():
+        return False
+    if not want:
+        return engine.counts["frames"] == frames_before
+    cursors = engine.gate.cursors()
+    return all(cursors.get(key, -1) >= last for key, last in want.items())
+
+
+async def progress(daemon: Daemon, sim: ExchangeThread) -> None:
+    """A line on stderr every few seconds: how far the simulated run is, what it learned."""
+    assert daemon.ingest is not None
+    engine, times = daemon.ingest.engine, sim.feed.tape.times
+    span = max(times[-1] - times[0], 1) if times else 1
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        done = min(max((engine.last_ts - times[0]) / span, 0.0), 1.0) if times else 0.0
+        bars = sum(st.bars for st in engine.state.values())
+        line = f"  {done:6.1%} of the tape · bars {bars:,} · drifts {engine.counts['drifts']:,}"
+        if engine.batch is not None:
+            c = engine.batch.counts
+            line += f" · boosters {c['trained']:,} · promotions {c['promotions']:,}"
+        if engine.broker is not None:
+            line += f" · equity {engine.broker.equity:,.2f}"
+        print(line, file=sys.stderr, flush=True)

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from ares_stream.config import Config, replace_values
 from ares_stream.errors import AresError
 from ares_stream.feed.binance import Decoder
-from ares_stream.feed.simulator import (
+from ares_stream.replay import run_replay
+from ares_stream.sim.simulator import (
     NS,
     STREAMS,
     Regime,
@@ -29,7 +30,6 @@ from ares_stream.feed.simulator import (
     schedule_of,
     write_recording,
 )
-from ares_stream.replay import run_replay
 
 START = SimSpec().start_ns
 HOUR = 3600

@@ -6,7 +6,7 @@ Signed requests carry ``X-MBX-APIKEY`` (else -2015, HTTP 401), a ``timestamp`` w
 (else -1022) — what python-binance's ``AsyncClient`` sends unmodified: it sorts the parameters,
 signs ``k=v&…`` and sends them in the query (GET) or a form body (POST, DELETE).
 
-Orders (:mod:`ares_stream.exchange.orders`) are checked against the filters ``exchangeInfo``
+Orders (:mod:`ares_stream.sim.exchange.orders`) are checked against the filters ``exchangeInfo``
 publishes, then matched against what the broadcast clock has sent for the symbol: the last
 ``bookTicker`` (a BUY takes the ask, a SELL the bid), else the last trade.
 
@@ -40,9 +40,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ares_stream.exchange.orders import OPEN, Book, dec, missing, num
-from ares_stream.exchange.rest import ApiError
-from ares_stream.exchange.tape import Tape
+from ares_stream.sim.exchange.orders import OPEN, Book, dec, missing, num
+from ares_stream.sim.exchange.rest import ApiError
+from ares_stream.sim.exchange.tape import Tape
 
 __all__ = ["INVALID_KEY", "ROUTES", "Account"]
 

@@ -20,11 +20,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from ares_stream.errors import AresError
-from ares_stream.exchange import LocalExchange, Tape
-from ares_stream.feed.simulator import Schedule, SimSpec, frames, schedule_of, write_recording
-from ares_stream.simexchange import ExchangeThread, fresh_db, simulated, targets
+from ares_stream.sim.exchange import LocalExchange, Tape
+from ares_stream.sim.harness import ExchangeThread, fresh_db, simulated, targets
+from ares_stream.sim.simulator import Schedule, SimSpec, frames, schedule_of, write_recording
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = SimSpec(seconds=120, seed=5)
 QUIET = "[metrics]\nport = 0\n[batch]\nenabled = false\n[bars]\ninterval = \"10s\"\n"
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 
-from ares_stream.exchange.rest import ApiError, exchange_info
-from ares_stream.exchange.tape import Tape
+from ares_stream.sim.exchange.rest import ApiError, exchange_info
+from ares_stream.sim.exchange.tape import Tape
 
 __all__ = ["OPEN", "Book", "Order", "dec", "missing", "num"]
 

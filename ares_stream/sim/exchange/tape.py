@@ -202,7 +202,7 @@ class Tape:
     @classmethod
     def from_frames(cls, frames: Iterable[tuple[int, str, bytes]]) -> Tape:
         """A tape of ``(receive ns, stream name, payload)`` tuples, e.g. the simulator's
-        :func:`~ares_stream.feed.simulator.frames`, consumed as they come."""
+        :func:`~ares_stream.sim.simulator.frames`, consumed as they come."""
         tape = cls()
         for ts, stream, payload in frames:
             tape._add(stream, payload, ts)

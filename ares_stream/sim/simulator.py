@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from ares_stream.errors import AresError
-from ares_stream.feed.simframes import NS, STREAMS, Chunk, ChunkFormatter
+from ares_stream.sim.frames import NS, STREAMS, Chunk, ChunkFormatter
 
 __all__ = [
     "NS", "STREAMS", "Regime", "Schedule", "SimSpec", "SimSpecError", "frames", "schedule_of",

@@ -17,10 +17,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ares_stream.errors import ParseError
-from ares_stream.exchange import STAT_KEYS, Faults, LocalExchange, Tape
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.recording import RecordingSource
+from ares_stream.sim.exchange import STAT_KEYS, Faults, LocalExchange, Tape
 from tests.conftest import shared_path
 
 BTC_0808 = "ws/binance-spot-btcusdt-20240808.gz"

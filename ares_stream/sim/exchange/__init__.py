@@ -12,7 +12,7 @@ With ``start_on_subscribe`` the clock starts when a first connection subscribes 
 Use it as an async context manager; connect to ``ws_url + "/stream?streams=btcusdt@aggTrade"``
 or ``ws_url + "/ws/btcusdt@aggTrade"``, query ``rest_url + "/api/v3/aggTrades?symbol=BTCUSDT"``.
 With an :class:`Account` it also takes signed orders (``/api/v3/order`` …), matched against what
-the clock has broadcast; see :mod:`ares_stream.exchange.account`.
+the clock has broadcast; see :mod:`ares_stream.sim.exchange.account`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
-from ares_stream.exchange.account import Account
-from ares_stream.exchange.faults import Faults
-from ares_stream.exchange.rest import RestServer
-from ares_stream.exchange.tape import Tape
-from ares_stream.exchange.wsserver import WsServer
+from ares_stream.sim.exchange.account import Account
+from ares_stream.sim.exchange.faults import Faults
+from ares_stream.sim.exchange.rest import RestServer
+from ares_stream.sim.exchange.tape import Tape
+from ares_stream.sim.exchange.wsserver import WsServer
 
 __all__ = ["STAT_KEYS", "Account", "Faults", "LocalExchange", "Tape"]
 

@@ -2,7 +2,7 @@
 
 ``ping``, ``time``, ``exchangeInfo``, ``aggTrades``, ``trades``, ``historicalTrades`` and
 ``klines`` with Binance's parameters, defaults, error codes and field names; with an
-:class:`~ares_stream.exchange.account.Account`, the signed trading endpoints (``order``,
+:class:`~ares_stream.sim.exchange.account.Account`, the signed trading endpoints (``order``,
 ``order/test``, ``openOrders``, ``account``, ``myTrades``) too. Only what the
 broadcast clock has already sent is served: the future does not exist yet. Every response carries
 ``X-MBX-USED-WEIGHT-1M`` (request weights summed per wall-clock minute, Binance's weights); the
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from ares_stream.exchange.faults import Faults, take
-from ares_stream.exchange.tape import INTERVALS, Series, Tape
+from ares_stream.sim.exchange.faults import Faults, take
+from ares_stream.sim.exchange.tape import INTERVALS, Series, Tape
 
 if TYPE_CHECKING:  # account.py imports this module
-    from ares_stream.exchange.account import Account
+    from ares_stream.sim.exchange.account import Account
 
 __all__ = ["WEIGHTS", "RestServer", "exchange_info"]
 

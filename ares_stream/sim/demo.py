@@ -1,7 +1,7 @@
 """What a simulated run learned, set against what the simulator planted: summary and report.
 
 :func:`summarize` reads a finished run's database (read-only) and the simulator's
-:class:`~ares_stream.feed.simulator.Schedule`; :func:`format_findings` is the end-of-run summary
+:class:`~ares_stream.sim.simulator.Schedule`; :func:`format_findings` is the end-of-run summary
 the daemon prints after ``--feed sim`` (the README's first command); :func:`write_report` writes
 it, with its tables, as the first section of the run's HTML report (:mod:`ares_stream.report`).
 
@@ -18,7 +18,6 @@ drift: the noise changed, not the relationship); the rest are **false alarms**.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,10 +28,11 @@ import numpy as np
 
 from ares_stream.features.bars import parse_interval
 from ares_stream.learners.scores import log_loss, prequential_rate
+from ares_stream.store import history
 from ares_stream.store.status import equity_summary, latest_run, open_readonly
 
 if TYPE_CHECKING:
-    from ares_stream.feed.simulator import Schedule
+    from ares_stream.sim.simulator import Schedule
 
 __all__ = ["NEAR_BARS", "Findings", "format_findings", "hms", "match_drifts", "summarize",
            "write_report"]
@@ -87,19 +87,12 @@ def summarize(db_path: str | Path, schedule: Schedule | None = None) -> Findings
     """Read the newest run of ``db_path`` and score it against ``schedule``."""
     with open_readonly(db_path) as conn:
         run = latest_run(conn) or {"id": None, "status": "none", "mode": "?"}
-        row = conn.execute("SELECT config FROM runs WHERE id IS ?", (run["id"],)).fetchone()
-        config = json.loads(row[0]) if row else {}
         rid = run["id"]
-        drifts = _rows(conn, "SELECT symbol, ts_event, mean_before, mean_after, samples_seen "
-                       "FROM drift_events WHERE run_id IS ? ORDER BY ts_event", (rid,))
-        rows = conn.execute("SELECT ts_event, value, proba, label, loss FROM predictions "
-                            "WHERE run_id IS ? AND label IS NOT NULL ORDER BY ts_event",
-                            (rid,)).fetchall()
-        models = dict(conn.execute("SELECT how, COUNT(*) FROM models WHERE kind = 'xgboost' "
-                                   "AND run_id IS ? GROUP BY how", (rid,)).fetchall())
-        validations = _rows(conn, "SELECT ts_event, challenger, incumbent, improvement, "
-                            "promoted, reason FROM validations WHERE run_id IS ? "
-                            "ORDER BY ts_event", (rid,))
+        config = history.run_config(conn, rid)
+        drifts = history.drift_rows(conn, rid)
+        rows = history.labelled_predictions(conn, rid)
+        models = history.boosters_by_how(conn, rid)
+        validations = history.decision_rows(conn, rid)
         paper = _paper(conn, rid, config)
     # each row with the constant baseline's probability: the label frequency known before it
     rates = prequential_rate(np.array([r[3] for r in rows], dtype=np.float64))
@@ -114,18 +107,12 @@ def summarize(db_path: str | Path, schedule: Schedule | None = None) -> Findings
                     _regimes(preds, schedule), _losses(preds), models, validations, paper)
 
 
-def _rows(conn: Any, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-    cur = conn.execute(sql, args)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def _paper(conn: Any, run_id: int | None, config: dict[str, Any]) -> dict[str, Any] | None:
     eq = equity_summary(conn)
     if eq is None:
         return None
     start = float(config.get("trading", {}).get("starting_cash", eq["first"]["equity"]))
-    fills = conn.execute("SELECT COUNT(*) FROM fills WHERE run_id IS ?", (run_id,)).fetchone()[0]
+    fills = history.fill_count(conn, run_id)
     end = float(eq["last"]["equity"])
     return {"start": start, "equity": end, "return": end / start - 1, "fees": eq["last"]["fees"],
             "fills": fills, "max_drawdown": eq["max_drawdown"] or 0.0}
