@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ares_stream import __version__, startup
+from ares_stream import __version__
 from ares_stream.config import Config, load_config, replace_values
+from ares_stream.daemon import startup
 from ares_stream.errors import AresError
 
 EXIT_USER_ERROR = 2
@@ -184,7 +185,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ares_stream import live, logs
+    from ares_stream import logs
+    from ares_stream.daemon import ingest as live
 
     logs.configure(json=True if args.log_json else None)
     cfg = _needs_symbols(_config(args), "record")
@@ -199,7 +201,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     startup.install()  # (daemon.py did already) a stop signal from here on ends start-up: exit 0
-    from ares_stream import daemon, logs
+    from ares_stream import logs
+    from ares_stream.daemon import lifecycle as daemon
 
     logs.configure(json=True if args.log_json else None,
                    level="warning" if args.quiet else "info")
@@ -225,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_sim(args: argparse.Namespace) -> int:
     """``run --paper --feed sim``: the daemon against the simulated exchange, in-process."""
-    from ares_stream import daemon
+    from ares_stream.daemon import lifecycle as daemon
     from ares_stream.sim import harness
 
     if args.live:

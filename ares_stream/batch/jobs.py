@@ -26,7 +26,8 @@ import numpy as np
 
 from ares_stream.config import Config
 from ares_stream.learners import booster as bst
-from ares_stream.validation import gate, splits, walkforward
+from ares_stream.validation import promotion as gate
+from ares_stream.validation import splits, walkforward
 
 NS_PER_YEAR = 365 * 86_400 * 10**9
 

@@ -38,14 +38,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
-from ares_stream import startup
 from ares_stream.config import Config, replace_values
+from ares_stream.daemon import startup
 from ares_stream.errors import AresError
 from ares_stream.sim.exchange import LocalExchange, Tape
 
 if TYPE_CHECKING:
-    from ares_stream.daemon import Daemon, DaemonOptions, ExtraTasks
-    from ares_stream.live import Ingest
+    from ares_stream.daemon.ingest import Ingest
+    from ares_stream.daemon.lifecycle import Daemon, DaemonOptions, ExtraTasks
     from ares_stream.sim.simulator import Schedule
 
 log = structlog.get_logger("ares_stream.sim.harness")
@@ -268,7 +268,7 @@ def fresh_db(path: Path | None, default: Path) -> Path:
 def run_daemon(config: Config, options: DaemonOptions, feed: SimFeed, report_dir: Path) -> int:
     """``daemon.py --feed sim``: the exchange on its own loop, the daemon against it until the
     tape is consumed, then what it learned (stdout) and the report (``report_dir``)."""
-    from ares_stream.daemon import Daemon
+    from ares_stream.daemon.lifecycle import Daemon
     from ares_stream.sim import demo
 
     faulthandler.enable()
@@ -279,7 +279,10 @@ def run_daemon(config: Config, options: DaemonOptions, feed: SimFeed, report_dir
         print(f"simulated exchange: {feed.source}, {len(feed.tape.frames):,} frames at "
               f"{feed.speed:g}x (~{feed.span_s / feed.speed:,.0f} s) on {exchange.ws_url}; "
               f"database {options.db_path}", flush=True)
-        code = asyncio.run(Daemon(config, options, extra_tasks=daemon_tasks(exchange)).main())
+        try:
+            code = asyncio.run(Daemon(config, options, extra_tasks=daemon_tasks(exchange)).main())
+        finally:
+            startup.stopped()
     findings = demo.summarize(options.db_path, feed.schedule)
     report = demo.write_report(options.db_path, report_dir, feed.schedule)
     print(f"what the daemon learned in {time.monotonic() - started:,.1f} s:\n"

@@ -82,7 +82,7 @@ def check_host(host: str, allow_remote: bool = False) -> None:
     >>> check_host("0.0.0.0")
     Traceback (most recent call last):
     ...
-    ares_stream.metrics.MetricsError: metrics host '0.0.0.0' is not a loopback address: the endpoint is unauthenticated; bind 127.0.0.1, or pass allow_remote=True to expose it on purpose
+    ares_stream.daemon.prometheus.MetricsError: metrics host '0.0.0.0' is not a loopback address: the endpoint is unauthenticated; bind 127.0.0.1, or pass allow_remote=True to expose it on purpose
     """  # noqa: E501 (a doctest's expected output is one line)
     if allow_remote or host == "localhost":
         return

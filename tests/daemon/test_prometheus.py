@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ares_stream.daemon.prometheus import LAG_BUCKETS, Metrics, MetricsError, check_host
 from ares_stream.errors import AresError
-from ares_stream.metrics import LAG_BUCKETS, Metrics, MetricsError, check_host
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

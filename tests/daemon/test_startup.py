@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ares_stream import startup
+from ares_stream.daemon import startup
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +51,10 @@ def test_hold_without_install_catches_from_then_on() -> None:
 def test_process_age_is_the_age_of_this_process() -> None:
     """Older than the import of the module (the interpreter started first), and not absurd."""
     assert 0.0 < startup.process_age() < 24 * 3600
+
+
+def test_after_the_daemon_stopped_a_signal_is_only_remembered() -> None:
+    startup.install()
+    startup.stopped()
+    os.kill(os.getpid(), signal.SIGINT)  # the default handler would raise KeyboardInterrupt
+    assert startup.requested() == "SIGINT"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ares_stream.sdnotify import Notifier, watchdog_interval
+from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
 
 
 def _bind(address: str) -> socket.socket:

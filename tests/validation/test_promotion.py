@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ares_stream.validation.gate import Decision, decide, pick_challenger
+from ares_stream.validation.promotion import Decision, decide, pick_challenger
 
 INCUMBENT = [0.690, 0.688, 0.692, 0.689, 0.691, 0.690]
 

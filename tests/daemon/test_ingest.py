@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from ares_stream.config import Config, replace_values
+from ares_stream.daemon.ingest import Ingest, run_record, ws_settings
 from ares_stream.engine import Engine
 from ares_stream.events import Trade
 from ares_stream.feed.backfill import Backfiller
 from ares_stream.feed.gate import Gate
 from ares_stream.feed.recording import RecordingSource
 from ares_stream.feed.ws import WsFeed, backoff
-from ares_stream.live import Ingest, run_record, ws_settings
 from ares_stream.replay import run_replay
 from ares_stream.sim.exchange import Faults, LocalExchange, Tape
 from ares_stream.sim.simulator import write_recording
@@ -347,7 +347,7 @@ def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None
 def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> None:
     """Live: boosters train and validate in the worker process while frames keep flowing;
     APScheduler drives the periodic validation; results land in the registry."""
-    from ares_stream.live import attach_batch
+    from ares_stream.daemon.ingest import attach_batch
     from ares_stream.store.db import open_db
     from ares_stream.store.runs import RunStore
 

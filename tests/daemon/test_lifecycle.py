@@ -24,7 +24,7 @@ from ares_stream.replay import run_replay
 from ares_stream.sim.exchange import Faults, Tape
 from ares_stream.sim.simulator import write_recording
 from ares_stream.status import format_status, status_report
-from tests.test_live import exchange_in_thread
+from tests.daemon.test_ingest import exchange_in_thread
 
 SYMBOL = "SIMUSDT"
 CONFIG = """
@@ -58,7 +58,7 @@ def start(urls: dict[str, str], tmp: Path, *extra: str, streams: str = "aggTrade
         [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
          streams, "--ws-url", urls["ws"], "--rest-url", urls["rest"],
          "--db", str(tmp / "paper.db"), "--config", str(cfg), "--log-json", *extra],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, env=env,
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL, env=env,
         stderr=(tmp / "daemon.log").open("a"), text=True)  # a file: a full pipe would block it
 
 
@@ -334,7 +334,7 @@ def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) ->
         proc = subprocess.Popen(
             [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--ws-url", urls["ws"],
              "--rest-url", urls["rest"], "--db", str(tmp_path / "paper.db"), "--config", str(cfg)],
-            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "daemon.log").open("a"), text=True)
         receive(sock, messages, 120, lambda: b"WATCHDOG=1" in b"".join(messages))
         proc.send_signal(signal.SIGTERM)
@@ -427,7 +427,7 @@ def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path)
             [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
              "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
              "--db", str(tmp_path / "paper.db"), "--config", str(cfg), "--log-json"],
-            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "daemon.log").open("a"), text=True)
         try:
             port = None
@@ -477,7 +477,7 @@ exit = 0.4
          "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
          "--db", str(tmp / "live.db"), "--config", str(cfg), "--log-json",
          "--checkpoint-every", "0.5"],
-        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
         stderr=(tmp / "daemon.log").open("a"), text=True)
 
 
@@ -535,7 +535,7 @@ def test_live_daemon_trades_on_the_exchange_and_reconciles(tape: Tape, tmp_path:
 def test_live_refuses_without_opt_in_or_keys(tmp_path: Path) -> None:
     """--live without `live = true`, or without keys, exits 2 with one line saying what is
     missing — before connecting to anything."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cfg = tmp_path / "c.toml"
     cfg.write_text("[trading]\nlive = false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARES_API")}

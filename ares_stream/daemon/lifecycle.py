@@ -57,15 +57,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 
-from ares_stream import startup
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config
+from ares_stream.daemon import startup
+from ares_stream.daemon.ingest import Ingest, build_ingest
+from ares_stream.daemon.prometheus import Metrics
+from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
 from ares_stream.errors import AresError
 from ares_stream.learners.booster import xgboost as booster_module
-from ares_stream.live import Ingest, build_ingest
-from ares_stream.metrics import Metrics
-from ares_stream.sdnotify import Notifier, watchdog_interval
 from ares_stream.store import checkpoints
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
@@ -74,7 +74,7 @@ from ares_stream.trading import paper
 if TYPE_CHECKING:  # paper mode never imports the order client
     from ares_stream.trading.live import LiveBroker
 
-log = structlog.get_logger("ares_stream.daemon")
+log = structlog.get_logger("ares_stream.daemon.lifecycle")
 
 ExtraTasks = Callable[["Daemon"], list[Coroutine[Any, Any, None]]]
 
@@ -446,4 +446,7 @@ def run_daemon(config: Config, options: DaemonOptions) -> int:
     """Run the daemon to completion in a fresh event loop."""
     faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's traceback in the log
     startup.hold()  # the database opens next: a stop signal is remembered, not raised
-    return asyncio.run(Daemon(config, options).main())
+    try:
+        return asyncio.run(Daemon(config, options).main())
+    finally:
+        startup.stopped()

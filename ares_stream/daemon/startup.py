@@ -23,7 +23,7 @@ import time
 from types import FrameType
 
 __all__ = ["StartupInterrupted", "hold", "install", "interrupted", "process_age", "requested",
-           "restore_defaults"]
+           "restore_defaults", "stopped"]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _state: dict[str, str | bool | None] = {"requested": None, "abortable": False}
@@ -65,6 +65,15 @@ def interrupted(stop: StartupInterrupted, command: str) -> int:
     print(f"ares-stream {command}: stopped by {stop.signal} during start-up", file=sys.stderr,
           flush=True)
     return 0
+
+
+def stopped() -> None:
+    """The daemon has shut down (its loop gave the signals back to Python's defaults): from
+    here to the process's exit a stop signal is only remembered — a Ctrl-C pressed as it exits
+    must not turn a clean stop into a KeyboardInterrupt traceback or a death by SIGINT."""
+    _state["abortable"] = False
+    for sig in _SIGNALS:
+        signal.signal(sig, _on_signal)
 
 
 def requested() -> str | None:

@@ -26,14 +26,14 @@ import structlog
 
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config
+from ares_stream.daemon.prometheus import LagHistogram
 from ares_stream.engine import Engine
 from ares_stream.feed.backfill import Backfiller, BackfillResult
 from ares_stream.feed.gate import BackfillRequest, Gate
 from ares_stream.feed.recorder import RecordingWriter
 from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
-from ares_stream.metrics import LagHistogram
 
-log = structlog.get_logger("ares_stream.live")
+log = structlog.get_logger("ares_stream.daemon.ingest")
 
 _LAG_SAMPLES = 100_000
 LAG_WARN_NS = 1_000_000_000  # the oldest queued frame waited this long: the engine is behind
