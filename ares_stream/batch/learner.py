@@ -299,6 +299,15 @@ class BatchLearner:
                 sb.trained_through = tb.train_end
         return sb
 
+    def flush(self) -> None:
+        """Write every symbol's buffered samples."""
+        for sb in self.symbols.values():
+            sb.buffer.flush()
+
+    def stop(self) -> None:
+        """Stop the worker now: queued jobs are cancelled, a running one is not waited for."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     def finish(self, ts: int) -> None:
         """End of a replay: apply what is still running, then stop the worker."""
         for p in self.pending:

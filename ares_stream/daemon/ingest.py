@@ -24,14 +24,16 @@ from typing import Any
 import numpy as np
 import structlog
 
+from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config
 from ares_stream.daemon.prometheus import LagHistogram
-from ares_stream.engine import Engine
+from ares_stream.engine import BatchLearning, Broker, Engine
 from ares_stream.feed.backfill import Backfiller, BackfillResult
 from ares_stream.feed.gate import BackfillRequest, Gate
 from ares_stream.feed.recorder import RecordingWriter
 from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
+from ares_stream.runtime import build_engine
 
 log = structlog.get_logger("ares_stream.daemon.ingest")
 
@@ -239,10 +241,12 @@ class Ingest:
         self.stopping.set()
 
 
-def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
+def build_ingest(config: Config, store: Any, *, learn: bool = True,
                  cursors: dict[tuple[str, str], int] | None = None,
-                 recordings: str | None = None) -> tuple[Ingest, Backfiller | None]:
-    """Engine, websocket feed, backfiller and recorder wired from a config."""
+                 recordings: str | None = None,
+                 broker: Broker | None = None) -> tuple[Ingest, Backfiller | None]:
+    """Engine (:func:`~ares_stream.runtime.build_engine`), websocket feed, backfiller and
+    recorder wired from a config; the batch learner's jobs on an APScheduler clock."""
     f = config.feed
     _, rest_url, market = f.urls()
     recorder = None
@@ -251,9 +255,10 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
     cold = learn and not cursors
     gate = Gate(backfill=f.backfill, cursors=cursors, warmup=f.warmup_trades if cold else 0,
                 warmup_klines=f.warmup_klines if cold else 0)
-    engine = Engine(config, engine_sink, gate=gate, recorder=recorder, learn=learn)
+    engine = build_engine(config, store, replay=False, learn=learn, gate=gate,
+                          recorder=recorder, broker=broker)
     backfiller = Backfiller(rest_url, market=market) if f.backfill else None
-    clock = attach_batch(engine, engine_sink) if learn else None
+    clock = batch_clock(engine.batch)
     ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
                     backfiller, recorder, clock)
     ingest.feed.on_notice = ingest.on_notice
@@ -261,15 +266,11 @@ def build_ingest(config: Config, engine_sink: Any, *, learn: bool = True,
     return ingest, backfiller
 
 
-def attach_batch(engine: Engine, store: Any) -> LiveClock | None:
+def batch_clock(batch: BatchLearning | None) -> LiveClock | None:
     """Live batch learning: results apply when done; APScheduler drives the periodic jobs on
     the loop (they only copy a window and submit it to the worker process)."""
-    from ares_stream.batch.learner import for_run
-
-    batch = for_run(engine.config, store, replay=False)
-    if batch is None:
+    if not isinstance(batch, BatchLearner):
         return None
-    engine.batch = batch
     clock = LiveClock()
     for kind, every in (("train", batch.update_every), ("validate", batch.validate_every)):
         clock.every(f"batch_{kind}", every / 1e9, functools.partial(batch.periodic, kind),

@@ -110,6 +110,7 @@ class Daemon:
         self.notifier = Notifier()
         self.metrics: Metrics | None = None
         self.metrics_port: int | None = None
+        self.broker: paper.PaperBroker | None = None  # the engine's (paper, or live on it)
         self.live_broker: LiveBroker | None = None
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
         self._reported_until = 0  # event time the last periodic report reached, ns
@@ -140,8 +141,9 @@ class Daemon:
                               resume=resume)
         ckpt = checkpoints.latest(db, self.store.run_id) if resume else None
         cursors = _cursors_in(ckpt.cursors) if ckpt else None
-        self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors)
-        self.ingest.engine.broker = await self._broker()
+        self.broker = await self._broker()
+        self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors,
+                                                    broker=self.broker)
         self.ingest.engine.log_bars = True
         if ckpt is not None:
             self._restore(ckpt)
@@ -249,9 +251,9 @@ class Daemon:
             drifts={s: st.learner.n_drifts for s, st in state})
         for sym, st in state:
             self.metrics.set_model_version(sym, "river", st.learner.version)
-        if engine.batch is not None:
+        if isinstance(engine.batch, BatchLearner):
             self._publish_batch(engine.batch)
-        broker = engine.broker
+        broker = self.broker
         if broker is not None:
             self.metrics.set_equity(broker.equity)
             for sym, pos in broker.positions.items():
@@ -278,8 +280,8 @@ class Daemon:
         engine.state = saved["state"]
         engine.counts.update(saved["counts"])
         engine.last_ts = ckpt.ts_event
-        if engine.broker is not None and "broker" in saved:
-            engine.broker.restore(saved["broker"])
+        if self.broker is not None and "broker" in saved:
+            self.broker.restore(saved["broker"])
 
     def _signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -387,14 +389,13 @@ class Daemon:
         assert self.ingest is not None and self.store is not None
         engine = self.ingest.engine
         if engine.batch is not None:
-            for sb in engine.batch.symbols.values():
-                sb.buffer.flush()
+            engine.batch.flush()
         self.store.flush()
-        if engine.broker is not None:
-            engine.broker.store.flush()  # orders and fills before the checkpoint that counts them
+        if self.broker is not None and self.broker.store is not None:
+            self.broker.store.flush()  # orders and fills before the checkpoint that counts them
         state = pickle.dumps({"state": engine.state, "counts": dict(engine.counts),
                               "config": as_dict(self.config),
-                              "broker": engine.broker.state() if engine.broker else None})
+                              "broker": self.broker.state() if self.broker else None})
         checkpoints.save(self.store.db, self.store.run_id, ts_wall=time.time_ns(),
                          ts_event=engine.last_ts, cursors=_cursors_out(engine.gate.cursors()),
                          state=state)
@@ -415,8 +416,7 @@ class Daemon:
             self.checkpoint()
         finally:
             engine = self.ingest.engine
-            if engine.batch is not None:
-                engine.batch.executor.shutdown(wait=False, cancel_futures=True)
+            engine.close(drain=False)
             if self.ingest.recorder is not None:
                 self.ingest.recorder.close()
             self.store.close("finished", engine.summary())

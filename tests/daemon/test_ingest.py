@@ -347,7 +347,8 @@ def test_engine_falling_behind_is_reported_and_loses_nothing(tape: Tape) -> None
 def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> None:
     """Live: boosters train and validate in the worker process while frames keep flowing;
     APScheduler drives the periodic validation; results land in the registry."""
-    from ares_stream.daemon.ingest import attach_batch
+    from ares_stream.batch.learner import for_run
+    from ares_stream.daemon.ingest import batch_clock
     from ares_stream.store.db import open_db
     from ares_stream.store.runs import RunStore
 
@@ -362,8 +363,9 @@ def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> No
             store = RunStore(open_db(tmp_path / "live.db"), mode="paper", config={},
                              sources=[])
             gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
-            engine = CaptureEngine(cfg, store, gate=gate)
-            clock = attach_batch(engine, store)
+            engine = CaptureEngine(cfg, store, gate=gate,
+                                   batch=for_run(cfg, store, replay=False))
+            clock = batch_clock(engine.batch)
             counts = engine.batch.counts  # the clock keeps submitting after the tape ends
             await pump_until(engine, ex.rest_url, lambda: (
                 has_id(engine, tape_ids(tape)[-1])() and counts["validations"] >= 1
