@@ -5,8 +5,7 @@ daemon runs on its schedule, in this process."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from ares_stream.batch import jobs
 from ares_stream.config import Config
@@ -14,6 +13,9 @@ from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.registry import Registry
 from ares_stream.store import buffer as buffer_store
 from ares_stream.store import validations
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 @dataclass(frozen=True)
