@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """The ares-stream daemon entry point: ``python daemon.py --paper [--config FILE] ...``.
 
-The same as ``ares-stream run``; see ``ares_stream/daemon.py`` and docs/deploy.md.
+The same as ``ares-stream run``; see ``ares_stream/daemon/lifecycle.py`` and docs/deploy.md.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ares_stream import startup
+from ares_stream.daemon import startup
 
 if __name__ == "__main__":
     startup.install()  # first of all: a SIGTERM during the imports below ends start-up, exit 0

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ares_stream import __version__, startup
+from ares_stream import __version__
 from ares_stream.config import Config, load_config, replace_values
+from ares_stream.daemon import startup
 from ares_stream.errors import AresError
 
 EXIT_USER_ERROR = 2
@@ -184,7 +185,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ares_stream import live, logs
+    from ares_stream import logs
+    from ares_stream.daemon import ingest as live
 
     logs.configure(json=True if args.log_json else None)
     cfg = _needs_symbols(_config(args), "record")
@@ -199,7 +201,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     startup.install()  # (daemon.py did already) a stop signal from here on ends start-up: exit 0
-    from ares_stream import daemon, logs
+    from ares_stream import logs
+    from ares_stream.daemon import lifecycle as daemon
 
     logs.configure(json=True if args.log_json else None,
                    level="warning" if args.quiet else "info")
@@ -225,7 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_sim(args: argparse.Namespace) -> int:
     """``run --paper --feed sim``: the daemon against the simulated exchange, in-process."""
-    from ares_stream import daemon, simexchange
+    from ares_stream.daemon import lifecycle as daemon
+    from ares_stream.sim import harness
 
     if args.live:
         raise AresError("--feed sim trades on paper only: use --paper")
@@ -235,26 +239,26 @@ def _run_sim(args: argparse.Namespace) -> int:
     cfg = _config(args)
     feed = _sim_feed(args, cfg.feed.symbols, cfg.feed.streams)
     name = "recording" if args.recording else f"seed{args.seed}"
-    db = simexchange.fresh_db(args.db, Path(cfg.store.dir) / "sim" / f"paper-{name}.db")
+    db = harness.fresh_db(args.db, Path(cfg.store.dir) / "sim" / f"paper-{name}.db")
     db.parent.mkdir(parents=True, exist_ok=True)
     options = daemon.DaemonOptions(mode="paper", db_path=db, config_path=args.config,
                                    checkpoint_every=args.checkpoint_every,
                                    duration=args.duration)
-    return simexchange.run_daemon(cfg, options, feed, args.report or db.parent)
+    return harness.run_daemon(cfg, options, feed, args.report or db.parent)
 
 
 def _sim_feed(args: argparse.Namespace, symbols: Sequence[str],
               streams: Sequence[str]) -> Any:
     """The simulator (one symbol) or the recordings of ``--recording``, at ``--speed``."""
-    from ares_stream import simexchange
+    from ares_stream.sim import harness
 
     if not args.speed > 0:
         raise AresError(f"--speed must be > 0, got {args.speed:g}")
     if args.recording:
-        return simexchange.recorded(args.recording, speed=args.speed)
+        return harness.recorded(args.recording, speed=args.speed)
     if len(symbols) > 1:
         raise AresError("the simulator makes one market: name one symbol (or none: SIMUSDT)")
-    return simexchange.simulated(seconds=args.sim_seconds, seed=args.seed,
+    return harness.simulated(seconds=args.sim_seconds, seed=args.seed,
                                  symbol=symbols[0] if symbols else "SIMUSDT",
                                  streams=streams, speed=args.speed)
 
@@ -262,7 +266,8 @@ def _sim_feed(args: argparse.Namespace, symbols: Sequence[str],
 def cmd_sim_exchange(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ares_stream import logs, simexchange
+    from ares_stream import logs
+    from ares_stream.sim import harness
 
     logs.configure(level="warning")
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
@@ -270,7 +275,7 @@ def cmd_sim_exchange(args: argparse.Namespace) -> int:
     path = None
     if not args.recording:
         path = args.schedule or Path("state/sim") / f"schedule-seed{args.seed}.json"
-    return asyncio.run(simexchange.serve(
+    return asyncio.run(harness.serve(
         feed, host=args.host, ws_port=args.port, rest_port=args.rest_port,
         exit_at_end=args.exit_at_end, schedule_path=path, streams=streams))
 
@@ -309,8 +314,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from ares_stream import logs
-    from ares_stream.engine import feature_set
-    from ares_stream.learners.revalidate import revalidate
+    from ares_stream.batch.revalidate import revalidate
+    from ares_stream.features.pipeline import feature_set
     from ares_stream.store.db import open_db
 
     logs.configure(level="warning")
@@ -345,8 +350,8 @@ def _run_config(db: object) -> Config:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ares_stream.feed.simulator import write_recording
-    from ares_stream.simexchange import describe
+    from ares_stream.sim.harness import describe
+    from ares_stream.sim.simulator import write_recording
 
     if args.seconds < 1:
         raise AresError("--seconds must be at least 1")

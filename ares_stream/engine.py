@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,22 +47,18 @@ from ares_stream.events import (
 )
 from ares_stream.features.bars import BarBuilder, bar_from_kline, parse_interval
 from ares_stream.features.labels import LabelQueue
-from ares_stream.features.pipeline import FeatureSet
+from ares_stream.features.pipeline import FeatureSet, feature_set
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
-from ares_stream.learners.batch import ensemble
+from ares_stream.learners.ensemble import ensemble
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.policies import learner_for
+from ares_stream.learners.scores import log_loss_one, prequential_p
 
 log = structlog.get_logger("ares_stream.engine")
 
 
-def _log_loss(p: float, label: int) -> float:
-    p = min(max(p, _EPS), 1 - _EPS)
-    return -math.log(p if label else 1 - p)
-
-_EPS = 1e-15
 _LOGGED_REJECTS = 20  # log the first rejected frames in full, then every 1000th
 
 
@@ -76,17 +73,6 @@ class Sink(Protocol):
         self, symbol: str, ts_event: int, ts_init: int, kind: str, count: int, detail: str,
         first_missing: int | None = None, last_missing: int | None = None,
     ) -> None: ...
-
-
-def feature_set(config: Config) -> FeatureSet:
-    """A feature set as the config defines it (its ``names`` are the booster's schema)."""
-    f = config.features
-    return FeatureSet(
-        return_horizons=f.return_horizons, vol_span=f.vol_span, rsi_period=f.rsi_period,
-        macd=f.macd, boll_window=f.boll_window, vwap_window=f.vwap_window,
-        flow_window=f.flow_window, intensity_span=f.intensity_span,
-        volume_window=f.volume_window,
-    )
 
 
 class Recorder(Protocol):
@@ -116,12 +102,72 @@ class SymbolState:
     hits: int = 0
 
 
+class BatchLearning(Protocol):
+    """Batch learning beside the online learner (:class:`ares_stream.batch.learner.BatchLearner`):
+    fed every labelled sample, asked for the champion's probability and each side's skill."""
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Boosters trained, validations, promotions …"""
+
+    def tick(self, symbol: str, ts: int) -> None:
+        """A bar closed at event time ``ts``: apply finished jobs, start due ones (replay)."""
+
+    def apply_due(self, ts: int) -> None:
+        """Apply the jobs that finished (live: also between bars)."""
+
+    def proba(self, symbol: str, x: dict[str, float]) -> float | None:
+        """The champion booster's P(label = 1) for ``x``; None without a champion."""
+
+    def skills(self, symbol: str) -> tuple[float, float]:
+        """The online learner's and the champion's latest validated skill."""
+
+    def on_sample(self, symbol: str, ts: int, x: dict[str, float], label: int,
+                  forward_return: float) -> None:
+        """One labelled sample for the buffer."""
+
+    def on_drift(self, symbol: str, ts: int) -> None:
+        """The online loss drifted up: an early refit is due."""
+
+    def finish(self, ts: int) -> None:
+        """End of input: apply the jobs still running, then stop the worker."""
+
+    def stop(self) -> None:
+        """Stop the worker now, without waiting for its jobs."""
+
+    def flush(self) -> None:
+        """Write the buffered samples (before a checkpoint that counts them)."""
+
+
+class Broker(Protocol):
+    """Where the traded probability becomes orders (:class:`ares_stream.trading.paper.PaperBroker`
+    and the live broker built on it)."""
+
+    @property
+    def positions(self) -> Mapping[str, Any]:
+        """Open positions by symbol."""
+
+    @property
+    def equity(self) -> float:
+        """Cash plus positions at the last mark."""
+
+    def on_trade(self, t: Trade) -> None:
+        """A market trade: fills orders waiting for the market."""
+
+    def on_book(self, b: BookTop) -> None:
+        """A book top: the spread orders are filled across."""
+
+    def on_bar(self, bar: Bar, p: float) -> None:
+        """A closed bar: mark to market, decide on ``p`` (NaN: no decision)."""
+
+
 class Engine:
-    """Wires the stages for one shard of symbols."""
+    """Wires the stages for one shard of symbols. ``batch`` and ``broker`` are optional
+    collaborators, given at construction (see :func:`ares_stream.runtime.build_engine`)."""
 
     def __init__(self, config: Config, sink: Sink, *, gate: Gate | None = None,
                  recorder: Recorder | None = None, learn: bool = True,
-                 batch: Any = None, broker: Any = None) -> None:
+                 batch: BatchLearning | None = None, broker: Broker | None = None) -> None:
         self.config = config
         self.sink = sink
         self.gate = gate if gate is not None else Gate()
@@ -366,8 +412,8 @@ class Engine:
             loss = traded_loss = abs(y - y_pred)
         else:
             y = label = r.label
-            loss = _log_loss(y_pred, label)
-            traded_loss = loss if traded == y_pred else _log_loss(traded, label)
+            loss = log_loss_one(y_pred, label)
+            traded_loss = loss if traded == y_pred else log_loss_one(traded, label)
             self._baseline(st, label)
             st.hits += int((traded >= 0.5) == bool(label))
         st.labelled += 1
@@ -381,16 +427,19 @@ class Engine:
         if report is not None:
             self._drift(st, bar, report)
 
-    def finish(self) -> None:
-        """End of input: let running batch jobs finish and apply (replay), stop the worker."""
-        if self.batch is not None:
+    def close(self, *, drain: bool) -> None:
+        """Tear down. ``drain`` (the end of a replay's input): let running batch jobs finish and
+        apply, then stop the worker; otherwise (a stop, a failure) stop it without waiting."""
+        if self.batch is None:
+            return
+        if drain:
             self.batch.finish(self.last_ts)
+        else:
+            self.batch.stop()
 
     def _baseline(self, st: SymbolState, y: int) -> None:
         """Prequential constant-probability baseline: the label frequency seen so far."""
-        n = st.labelled
-        p = (st.base_ones + 0.5) / (n + 1.0)
-        st.base_loss -= math.log(p if y else 1.0 - p)
+        st.base_loss += log_loss_one(prequential_p(st.base_ones, st.labelled), y)
         st.base_ones += y
 
     def _drift(self, st: SymbolState, bar: Bar, report: Any) -> None:

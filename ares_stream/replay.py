@@ -21,7 +21,7 @@ from ares_stream.engine import Engine
 from ares_stream.feed import RawFrame
 from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.feed.recording import RECORDING_SUFFIXES, RecordingSource, expand_paths
-from ares_stream.learners import batch
+from ares_stream.runtime import build_engine
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 from ares_stream.trading import paper
@@ -75,31 +75,29 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     db_path = db_path or default_db_path(config)
     store = RunStore(open_db(db_path), mode="replay", config=as_dict(config),
                      sources=[str(p) for p in paths], flush_rows=config.store.flush_rows)
-    engine = Engine(config, store)
-    engine.batch = batch.for_run(config, store, replay=True)
-    engine.broker = paper.for_run(config, store)
+    broker = paper.for_run(config, store)
+    engine = build_engine(config, store, replay=True, broker=broker)
     started = time.perf_counter()
     status = "failed"
     try:
         items = _drive(engine, stream, progress, sources)
-        engine.finish()
+        engine.close(drain=True)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        if engine.batch is not None and status != "finished":
-            engine.batch.executor.shutdown(wait=False, cancel_futures=True)
+        if status != "finished":
+            engine.close(drain=False)
         elapsed = time.perf_counter() - started
         summary = engine.summary()
         summary["sources"] = {str(i): dict(getattr(s, "stats", {})) for i, s in enumerate(sources)}
         summary["elapsed_s"] = elapsed
-        broker = engine.broker
-        if broker is not None:
+        if broker.store is not None:
             broker.store.flush()
-            summary["paper"] = {"equity": broker.equity, "cash": broker.cash,
-                                "fees": broker.fees_paid, "orders": broker.orders,
-                                "fills": broker.fills, "start": config.trading.starting_cash}
+        summary["paper"] = {"equity": broker.equity, "cash": broker.cash,
+                            "fees": broker.fees_paid, "orders": broker.orders,
+                            "fills": broker.fills, "start": config.trading.starting_cash}
         if engine.batch is not None:
             summary["batch"] = dict(engine.batch.counts)
         counts = summary["counts"]

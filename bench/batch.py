@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from ares_stream import logs
+from ares_stream.batch import jobs
 from ares_stream.config import Config, replace_values
-from ares_stream.engine import Engine, feature_set
+from ares_stream.engine import Engine
 from ares_stream.features.bars import bar_from_kline
+from ares_stream.features.pipeline import feature_set
 from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.learners import booster as bst
-from ares_stream.learners import jobs
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 

@@ -1,6 +1,6 @@
 """Drift benchmark: ``python bench/drift.py [--seeds 10] [--first-seed 0] [--quick]`` prints tables.
 
-Per seed, the simulator (``ares_stream.feed.simulator``) plays ``--bars`` ten-second bars of a
+Per seed, the simulator (``ares_stream.sim.simulator``) plays ``--bars`` ten-second bars of a
 market whose planted signal — a block's signed order flow predicts the next block's return —
 changes at known times (``CONCEPT``: sign flips of changing strength, then the signal vanishing),
 while volatility switches regime half-way between them (``VOL``: virtual drift, which must not be
@@ -47,13 +47,13 @@ import numpy as np
 
 from ares_stream import logs
 from ares_stream.config import Config, load_config, replace_values
-from ares_stream.engine import feature_set
 from ares_stream.events import BookTop, Trade
 from ares_stream.features.bars import BarBuilder, parse_interval
 from ares_stream.features.labels import LabelQueue
+from ares_stream.features.pipeline import feature_set
 from ares_stream.feed.binance import Decoder
-from ares_stream.feed.simulator import SimSpec, frames, schedule_of
 from ares_stream.learners.policies import POLICIES, learner_for
+from ares_stream.sim.simulator import SimSpec, frames, schedule_of
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 200  # bars: a detection this soon after a planted drift is a hit

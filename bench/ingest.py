@@ -27,13 +27,13 @@ from typing import Any
 
 from ares_stream import logs
 from ares_stream.config import Config, replace_values
+from ares_stream.daemon.ingest import Ingest, LagStats, ws_settings
 from ares_stream.engine import Engine
 from ares_stream.events import Prediction, Trade
 from ares_stream.feed.backfill import Backfiller
 from ares_stream.feed.gate import Gate
-from ares_stream.feed.simulator import write_recording
 from ares_stream.feed.ws import WsFeed, backoff
-from ares_stream.live import Ingest, LagStats, ws_settings
+from ares_stream.sim.simulator import write_recording
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 
@@ -43,7 +43,7 @@ WS = sorted((DATA / "ws").glob("binance-spot-btcusdt-2024080*.gz"))
 
 def serve(paths: list[str], urls: Any, stop: Any, rate: float | None) -> None:
     """The exchange process: play the tape once a client subscribes, until told to stop."""
-    from ares_stream.exchange import LocalExchange, Tape
+    from ares_stream.sim.exchange import LocalExchange, Tape
 
     async def main() -> None:
         tape = Tape.from_recording(paths)

@@ -7,8 +7,8 @@ real exchange would be: every daemon run is a fresh process with ``NOTIFY_SOCKET
 datagram socket of ours, so READY is timed exactly as systemd sees it.
 
 - ``--help``: ``ares-stream --help`` as a whole process;
-- ``import``: ``import ares_stream.daemon`` in a fresh interpreter (the wall time of the import
-  alone, measured inside the child);
+- ``import``: ``import ares_stream.daemon.lifecycle`` in a fresh interpreter (the wall time of
+  the import alone, measured inside the child);
 - ``READY, cold``: process start → READY on an empty database (no checkpoint);
 - ``READY, restart``: the same on the database a previous run left (a checkpoint to restore);
 - ``warm-up``: the REST warm-up of the cold start (trades fetched before the first live one),
@@ -128,8 +128,8 @@ def main() -> None:
     rows: list[tuple[str, list[float]]] = []
     rows.append(("ares-stream --help (s)", [process_seconds(
         [sys.executable, "-m", "ares_stream.cli", "--help"]) for _ in range(n)]))
-    rows.append(("import ares_stream.daemon (s)",
-                 [child_seconds("import ares_stream.daemon") for _ in range(n)]))
+    rows.append(("import ares_stream.daemon.lifecycle (s)",
+                 [child_seconds("import ares_stream.daemon.lifecycle") for _ in range(n)]))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         exchange, ws, rest = start_exchange(tmp)

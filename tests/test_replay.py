@@ -14,8 +14,8 @@ import pytest
 
 from ares_stream.cli import main
 from ares_stream.config import Config, load_config, replace_values
-from ares_stream.feed.simulator import write_recording
 from ares_stream.replay import run_replay
+from ares_stream.sim.simulator import write_recording
 from tests.conftest import shared_path
 
 

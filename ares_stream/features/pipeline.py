@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ares_stream.config import Config
 from ares_stream.events import Bar
 from ares_stream.features.indicators import (
     BookImbalance,
@@ -159,3 +160,14 @@ class FeatureSet:
         if buy is not None and bar.trade_count is not None and spread is not _NA:
             return dict(zip(self.names, values, strict=True))  # type: ignore[arg-type]
         return {n: v for n, v in zip(self.names, values, strict=True) if v is not _NA}  # type: ignore[misc]
+
+
+def feature_set(config: Config) -> FeatureSet:
+    """A feature set as the config defines it (its ``names`` are the booster's schema)."""
+    f = config.features
+    return FeatureSet(
+        return_horizons=f.return_horizons, vol_span=f.vol_span, rsi_period=f.rsi_period,
+        macd=f.macd, boll_window=f.boll_window, vwap_window=f.vwap_window,
+        flow_window=f.flow_window, intensity_span=f.intensity_span,
+        volume_window=f.volume_window,
+    )

@@ -1,4 +1,5 @@
-"""Sources of market data: wire decoding, recordings, public-data files (and later the websocket).
+"""Sources of market data: the live websocket, wire decoding, the gate, REST backfill, recordings
+and public-data files.
 
 Every source yields :class:`RawFrame` (a raw websocket frame with its receive time) or ready-made
 events (file rows have no wire frame); the engine cannot tell the live feed from a replay.

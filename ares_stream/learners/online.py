@@ -64,6 +64,7 @@ import numpy as np
 from river import base, drift, forest, linear_model, metrics, tree, utils
 
 from ares_stream.learners.scaler import RunningStandardScaler
+from ares_stream.learners.scores import log_loss_one
 
 __all__ = [
     "LOSS_CAP",
@@ -81,7 +82,6 @@ _WARM_PASSES = 10  # most passes over a short warm set (gradient learners only)
 _REPLAYED = frozenset({"logreg", "linreg"})  # SGD learners: a repeated warm set is more epochs
 _MIN_AFTER = 10  # fewest samples after a located change (ADWIN has confirmed one)
 _MIN_CHALLENGE = 30  # fewest samples (and 10 horizons) a challenger is judged on before a swap
-_P_MIN, _P_MAX = 1e-15, 1 - 1e-15  # River's LogLoss clamp
 _log = math.log
 _REG_SCALE = 4.0  # regression loss: |error| / (4 × mean |y|), capped at 1
 
@@ -167,8 +167,9 @@ class BinnedROCAUC(metrics.ROCAUC):
 class FastLogLoss(metrics.LogLoss):
     """River's ``LogLoss`` (same clamp to ``[1e-15, 1 - 1e-15]``, same value), ~2x cheaper.
 
-    River clamps through a generic helper; inlining it halves the cost, and the learner pays it
-    three times per sample (run, rolling update, rolling revert).
+    River clamps through a generic helper; :func:`~ares_stream.learners.scores.log_loss_one`
+    halves the cost, and the learner pays it three times per sample (run, rolling update,
+    rolling revert).
 
     >>> m, ref = FastLogLoss(), metrics.LogLoss()
     >>> for y, p in [(1, 0.9), (0, 0.2), (1, 0.0), (0, {True: 0.6, False: 0.4})]:
@@ -180,8 +181,7 @@ class FastLogLoss(metrics.LogLoss):
 
     def _eval(self, y_true: Any, y_pred: Any) -> float:
         p = y_pred.get(True, 0.0) if isinstance(y_pred, dict) else y_pred
-        p = _P_MIN if p < _P_MIN else (_P_MAX if p > _P_MAX else p)
-        return -_log(p) if y_true else -_log(1.0 - p)
+        return log_loss_one(p, y_true)
 
 
 class _ClassificationScores:
@@ -434,8 +434,7 @@ class OnlineLearner:
         p = self._predict(estimator, x)
         if not self._clf:
             return abs(y - p)
-        q = p if y else 1.0 - p
-        return -_log(q if q > _P_MIN else _P_MIN)
+        return log_loss_one(p, y)
 
     def restart(self, warm: Iterable[tuple[dict[str, float], float]] = ()) -> int:
         """Replace the estimator by a fresh one trained on the ``(x, y)`` pairs of ``warm``.

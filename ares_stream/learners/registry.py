@@ -28,11 +28,10 @@ import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import river
-import sqlite_utils
 import structlog
 
 from ares_stream.errors import AresError
@@ -40,6 +39,9 @@ from ares_stream.learners import booster as bst
 from ares_stream.store import models
 from ares_stream.store.db import StoreError
 from ares_stream.store.models import ModelRecord
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["ModelRecord", "Registry", "RegistryError", "RiverVersionError"]
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ares_stream.errors import AresError
 from ares_stream.features.bars import parse_interval
-from ares_stream.report import metrics
+from ares_stream.report import summary as metrics
 from ares_stream.report.model import (
     Drift,
     Equity,

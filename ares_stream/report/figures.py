@@ -26,9 +26,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ares_stream.validation.metrics import log_losses
+from ares_stream.learners.scores import log_losses, prequential_rate
 
-from .metrics import prequential_rate
 from .model import Fills, Health, Prices, ReportData, Scores
 
 __all__ = ["MAX_FILLS", "MAX_POINTS", "MAX_SYMBOLS", "decimate", "render", "rolling_mean",
@@ -359,7 +358,7 @@ def _draw_model(loss_ax: Axes, acc_ax: Axes, name: str, style: dict[str, Any], x
 
 def _baseline(t: np.ndarray, y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Rolling log loss of predicting the label frequency seen so far — the summary's constant
-    baseline (:func:`~ares_stream.report.metrics.prequential_rate`)."""
+    baseline (:func:`~ares_stream.learners.scores.prequential_rate`)."""
     loss = log_losses(y, prequential_rate(y))
     first = _warmup(len(y), window)
     return _num(t)[first:], rolling_mean(loss, window)[first:], float(loss.mean())

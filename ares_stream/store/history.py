@@ -169,3 +169,49 @@ def health_totals(conn: sqlite3.Connection, run_id: int) -> dict[str, int]:
     except ValueError:
         return {}
     return {k: int(v) for k, v in counts.items() if isinstance(v, int | float)}
+
+
+# -- what the simulator's demo reads of a run (ares_stream.sim.demo) ------------------------------
+
+def run_config(conn: sqlite3.Connection, run_id: int | None) -> dict[str, Any]:
+    """The config a run recorded (``{}`` when there is no such run)."""
+    row = conn.execute("SELECT config FROM runs WHERE id IS ?", (run_id,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def drift_rows(conn: sqlite3.Connection, run_id: int | None) -> list[dict[str, Any]]:
+    """A run's drift events, oldest first."""
+    return _dicts(conn, "SELECT symbol, ts_event, mean_before, mean_after, samples_seen "
+                  "FROM drift_events WHERE run_id IS ? ORDER BY ts_event", (run_id,))
+
+
+def labelled_predictions(conn: sqlite3.Connection,
+                         run_id: int | None) -> list[tuple[int, float, float, int, float]]:
+    """``(ts_event, value, proba, label, loss)`` of a run's labelled predictions, in time order."""
+    return conn.execute("SELECT ts_event, value, proba, label, loss FROM predictions "
+                        "WHERE run_id IS ? AND label IS NOT NULL ORDER BY ts_event",
+                        (run_id,)).fetchall()
+
+
+def boosters_by_how(conn: sqlite3.Connection, run_id: int | None) -> dict[str, int]:
+    """How many boosters a run trained, by how (refit, warm_start, refresh)."""
+    return dict(conn.execute("SELECT how, COUNT(*) FROM models WHERE kind = 'xgboost' "
+                             "AND run_id IS ? GROUP BY how", (run_id,)).fetchall())
+
+
+def decision_rows(conn: sqlite3.Connection, run_id: int | None) -> list[dict[str, Any]]:
+    """A run's promotion decisions, oldest first."""
+    return _dicts(conn, "SELECT ts_event, challenger, incumbent, improvement, promoted, reason "
+                  "FROM validations WHERE run_id IS ? ORDER BY ts_event", (run_id,))
+
+
+def fill_count(conn: sqlite3.Connection, run_id: int | None) -> int:
+    """How many fills a run booked."""
+    return int(conn.execute("SELECT COUNT(*) FROM fills WHERE run_id IS ?",
+                            (run_id,)).fetchone()[0])
+
+
+def _dicts(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, args)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

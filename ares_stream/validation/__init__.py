@@ -6,7 +6,7 @@ rows into walk-forward folds (:mod:`.splits`), scores every candidate model on e
 (:mod:`.gate`). Pure numpy / scikit-learn / River: no SQLite, no xgboost (models are passed in).
 """
 
-from ares_stream.validation.gate import Decision, decide, pick_challenger
+from ares_stream.validation.promotion import Decision, decide, pick_challenger
 from ares_stream.validation.splits import Fold, walk_forward
 from ares_stream.validation.walkforward import (
     Candidate,

@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from ares_stream.learners.scores import log_loss, log_losses
+
 __all__ = [
     "accuracy",
     "annualise",
@@ -49,20 +51,8 @@ __all__ = [
     "turnover",
 ]
 
-_P_MIN, _P_MAX = 1e-15, 1 - 1e-15
 _NAN = float("nan")
 _TRADING = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "hit_rate", "turnover")
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean negative log likelihood of ``y`` under P(y=1) = ``p`` (natural log)."""
-    return float(np.mean(log_losses(y, p)))
-
-
-def log_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """The negative log likelihood of each row (``p`` clipped like River's)."""
-    y, p = np.asarray(y, dtype=np.float64), np.clip(np.asarray(p, dtype=np.float64), _P_MIN, _P_MAX)
-    return np.asarray(-(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)), dtype=np.float64)
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from ares_stream.events import Kline, Trade
-from ares_stream.exchange import Faults, LocalExchange, Tape
 from ares_stream.feed import RawFrame, backfill
 from ares_stream.feed.backfill import (
     Backfiller,
@@ -26,6 +25,7 @@ from ares_stream.feed.backfill import (
 )
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.recording import RecordingSource
+from ares_stream.sim.exchange import Faults, LocalExchange, Tape
 from tests.conftest import DEADLINE, shared_path
 
 T0 = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC, ms

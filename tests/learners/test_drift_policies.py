@@ -11,9 +11,9 @@ import pytest
 
 from ares_stream.config import Config, replace_values
 from ares_stream.errors import ConfigError
-from ares_stream.feed.simulator import SimSpec
 from ares_stream.learners.online import OnlineLearner, make_model
 from ares_stream.learners.policies import TimerLearner, learner_for, make_learner
+from ares_stream.sim.simulator import SimSpec
 from bench import drift as bench
 
 NAMES = [f"f{j}" for j in range(14)]

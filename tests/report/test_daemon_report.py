@@ -54,8 +54,8 @@ def test_a_failed_periodic_report_is_logged_and_its_period_carried_over(tmp_path
     """When the report cannot be written (its directory is a file) the job returns None and
     keeps the window's start, so the next report covers the failed period too."""
     from ares_stream.config import Config, replace_values
-    from ares_stream.daemon import Daemon, DaemonOptions
-    from ares_stream.live import build_ingest
+    from ares_stream.daemon.ingest import build_ingest
+    from ares_stream.daemon.lifecycle import Daemon, DaemonOptions
     from ares_stream.store.db import open_db
     from ares_stream.store.runs import RunStore
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from ares_stream.cli import main
-from ares_stream.feed.simulator import write_recording
 from ares_stream.report import figures, write_report
 from ares_stream.report.data import load
+from ares_stream.sim.simulator import write_recording
 from ares_stream.store.db import MIGRATIONS, open_db
 from ares_stream.store.runs import RunStore
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ares_stream.errors import AresError
-from ares_stream.exchange.rest import exchange_info
-from ares_stream.exchange.tape import Tape
 from ares_stream.feed import RawFrame
+from ares_stream.sim.exchange.rest import exchange_info
+from ares_stream.sim.exchange.tape import Tape
 from ares_stream.trading.filters import SymbolFilters, exchange_filters, text
 
 INFO = {

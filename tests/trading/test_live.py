@@ -28,8 +28,8 @@ from ares_stream import logs
 from ares_stream.config import Config, TradingConfig
 from ares_stream.errors import AresError
 from ares_stream.events import Bar, Trade
-from ares_stream.exchange import Account, LocalExchange, Tape
 from ares_stream.redact import clear_secrets, redacting
+from ares_stream.sim.exchange import Account, LocalExchange, Tape
 from ares_stream.store.db import open_db
 from ares_stream.store.trading import TradingStore
 from ares_stream.trading.live import (
@@ -42,7 +42,7 @@ from ares_stream.trading.live import (
     order_url,
 )
 from tests.conftest import DEADLINE
-from tests.exchange.test_account import agg
+from tests.sim.exchange.test_account import agg
 
 KEY, SECRET = "LiveKey" + "7" * 57, "LiveSecret" + "9" * 54
 S = 10**9

@@ -10,7 +10,7 @@ from river import stream
 from sklearn.linear_model import LogisticRegression
 
 from ares_stream.learners.online import make_model
-from ares_stream.validation import gate
+from ares_stream.validation import promotion as gate
 from ares_stream.validation.splits import walk_forward
 from ares_stream.validation.walkforward import (
     ConstantPrior,

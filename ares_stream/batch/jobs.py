@@ -1,0 +1,201 @@
+"""The heavy batch jobs, as plain top-level functions run in a worker process.
+
+They take numpy arrays and booster blobs (UBJSON) and return plain data, so they pickle across a
+process boundary and never hold the engine's GIL: XGBoost fits, and the walk-forward
+re-validation (River is pure Python; in a thread it would stall the engine).
+
+- :func:`train` continues the lineage (warm start or refresh) or refits on the window;
+- :func:`validate` runs the purged walk-forward over the buffer window for every candidate, picks
+  the challenger, asks the promotion gate, and — when the winning challenger is the refit recipe —
+  fits the model that will be promoted on the whole window.
+
+A model trained on everything up to now can only be judged on later data, so stored models are
+scored as **policies by what they would really have predicted**: at each row, the lineage's
+latest booster trained before it (minus the purge), and the champion in force at that row. Rows
+where a policy had no model fall back to the fold's constant prior. Recipes — a fresh XGBoost
+refit, the River learner, the baselines — are refit per fold and are out of sample by design.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ares_stream.config import Config
+from ares_stream.learners import booster as bst
+from ares_stream.validation import promotion as gate
+from ares_stream.validation import splits, walkforward
+
+NS_PER_YEAR = 365 * 86_400 * 10**9
+
+
+@dataclass(frozen=True)
+class Window:
+    """A copy of a buffer window: what a job trains or validates on."""
+
+    ts: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    fwd: np.ndarray
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A booster crossing the process boundary: UBJSON plus the registry metadata."""
+
+    data: bytes
+    meta: dict[str, Any]
+    model_id: int | None = None
+
+
+def to_blob(tb: bst.TrainedBooster, model_id: int | None = None) -> Blob:
+    meta = {"features": list(tb.features), "feature_hash": tb.feature_hash, "params": tb.params,
+            "n_trees": tb.n_trees, "how": tb.how, "train_start": tb.train_start,
+            "train_end": tb.train_end, "rows": tb.rows, "versions": tb.versions}
+    return Blob(bst.to_ubjson(tb), meta, model_id)
+
+
+def from_blob(blob: Blob) -> bst.TrainedBooster:
+    return bst.from_ubjson(blob.data, blob.meta)
+
+
+def train(window: Window, since: int, parent: Blob | None, settings: bst.BoosterSettings,
+          force_refit: bool) -> Blob:
+    """Warm-start (or refresh) ``parent`` on the rows after ``since``, or refit on the window.
+    The wall time of the fit is ``meta["fit_s"]``."""
+    started = time.perf_counter()
+    if parent is None:
+        tb = bst.fit(window.X, window.y, window.ts, window.features, settings)
+    else:
+        new = window.ts > since
+        tb = bst.update(from_blob(parent), window.X[new], window.y[new], window.ts[new],
+                        window.features, settings, X_window=window.X, y_window=window.y,
+                        ts_window=window.ts, force_refit=force_refit)
+    blob = to_blob(tb)
+    blob.meta["fit_s"] = time.perf_counter() - started
+    return blob
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    horizon: int
+    folds: int
+    expanding: bool
+    embargo: int
+    margin: float
+    n_boot: int
+    fee_bps: float
+    river_model: str
+    seed: int
+
+
+def settings_of(config: Config) -> bst.BoosterSettings:
+    """The booster settings of a config's [batch] section."""
+    b = config.batch
+    return bst.BoosterSettings(rounds_refit=b.rounds_refit, rounds_update=b.rounds_update,
+                               max_trees=b.max_trees, mode=b.mode)
+
+
+def spec_of(config: Config) -> ValidationSpec:
+    """The walk-forward specification of a config."""
+    b = config.batch
+    return ValidationSpec(
+        horizon=config.labels.horizon, folds=b.folds, expanding=b.window == "expanding",
+        embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap, fee_bps=b.fee_bps,
+        river_model=config.learner.model, seed=config.learner.seed)
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    decision: gate.Decision
+    results: list[walkforward.FoldResult]
+    table: str
+    refit: Blob | None  # the model to promote when the refit recipe won
+    summary: dict[str, dict[str, float]]
+
+
+Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
+
+
+def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
+             champions: Timeline, lineage: Timeline) -> ValidationOutcome:
+    """Walk-forward over the window: recipes refit per fold, stored models scored out of sample."""
+    n = len(window.y)
+    folds = splits.walk_forward(n, n_folds=spec.folds, horizon=spec.horizon,
+                                embargo=spec.embargo, expanding=spec.expanding,
+                                max_train=None if spec.expanding else n // 2,
+                                min_train=max(50, n // (4 * spec.folds)))
+    cands = _candidates(window, spec, settings, champions, lineage)
+    results = walkforward.run_walk_forward(
+        window.X, window.y, window.fwd, folds, cands, horizon=spec.horizon,
+        fee_bps=spec.fee_bps, periods_per_year=_periods_per_year(window.ts, spec.horizon))
+    summary = walkforward.summary_by_candidate(results)
+    decision = _decide(results, summary, spec)
+    refit = None
+    if decision.promote and decision.challenger == "xgb_refit":
+        refit = to_blob(bst.fit(window.X, window.y, window.ts, window.features, settings))
+    return ValidationOutcome(decision, results, walkforward.fold_table(results), refit, summary)
+
+
+def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
+                champions: Timeline, lineage: Timeline) -> list[Any]:
+    from ares_stream.learners.online import make_model
+
+    def recipe(X: np.ndarray, y: np.ndarray) -> Any:
+        ts = np.arange(len(y), dtype=np.int64)
+        tb = bst.fit(X, y, ts, window.features, settings)
+        return lambda Xt: bst.predict(tb, Xt)
+
+    cands: list[Any] = [
+        walkforward.ConstantPrior(), walkforward.Persistence(),
+        walkforward.RiverCandidate("river", lambda: make_model(spec.river_model, seed=spec.seed)),
+        walkforward.RefitCandidate("xgb_refit", recipe),
+    ]
+    cands.append(walkforward.Realized("champion", realized(window, champions, spec.horizon)))
+    if lineage:
+        cands.append(walkforward.Realized("lineage", realized(window, lineage, spec.horizon)))
+    return cands
+
+
+def realized(window: Window, timeline: Timeline, horizon: int) -> np.ndarray:
+    """Per row, the prediction of the model in force and out of sample there (NaN: none).
+
+    A model is in force from the later of the row at which it came into force and the first
+    row after its training end plus the horizon, until the next model takes over.
+    """
+    ts, n = window.ts, len(window.ts)
+    starts = []
+    for since, blob in timeline:
+        tb = from_blob(blob)
+        oos = int(np.searchsorted(ts, tb.train_end, side="right")) + horizon
+        starts.append((max(oos, int(np.searchsorted(ts, since, side="left"))), tb))
+    p = np.full(n, np.nan)
+    for k, (start, tb) in enumerate(starts):
+        later = [s for s, _ in starts[k + 1:]]
+        end = min([n, *later])
+        if start < end:
+            p[start:end] = bst.predict(tb, window.X[start:end])
+    return p
+
+
+def _decide(results: list[walkforward.FoldResult], summary: dict[str, dict[str, float]],
+            spec: ValidationSpec) -> gate.Decision:
+    """Challenger: the better of the refit recipe and the booster lineage; incumbent: the
+    champion policy (the prior where no champion was in force)."""
+    names = [c for c in ("xgb_refit", "lineage") if c in summary]
+    challenger = gate.pick_challenger(summary, names)
+    return gate.decide(challenger, walkforward.fold_losses(results, challenger), "champion",
+                       walkforward.fold_losses(results, "champion"), margin=spec.margin,
+                       n_boot=spec.n_boot, seed=spec.seed)
+
+
+def _periods_per_year(ts: np.ndarray, horizon: int) -> float:
+    """Non-overlapping label periods per year, from the window's typical bar spacing."""
+    if len(ts) < 2:
+        return 1.0
+    step = float(np.median(np.diff(ts)))
+    return NS_PER_YEAR / max(step * horizon, 1.0)

@@ -1,0 +1,325 @@
+"""The asyncio shell around the engine for a live feed: websocket → engine, REST backfill, record.
+
+``Ingest.run`` takes frames from the websocket feed's bounded queue and hands each to the engine
+(``engine.on_frame``: decode, gate, stages). When the gate holds a symbol behind a gap it queues a
+backfill request; the shell fetches it over REST (python-binance) and gives the synthetic frames
+back to the engine (``engine.on_backfill``), which releases them in order before the frames that
+waited. Connection notices (connects, drops, silences, rotations, server shutdowns) go to
+``feed_health``. The time from a frame's arrival to the end of its processing is the **lag**,
+sampled for p50/p99.
+
+Nothing here computes: it only moves frames, awaits REST and flushes the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from ares_stream.batch.learner import BatchLearner
+from ares_stream.clock import LiveClock
+from ares_stream.config import Config
+from ares_stream.daemon.prometheus import LagHistogram
+from ares_stream.engine import BatchLearning, Broker, Engine
+from ares_stream.feed.backfill import Backfiller, BackfillResult
+from ares_stream.feed.gate import BackfillRequest, Gate
+from ares_stream.feed.recorder import RecordingWriter
+from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
+from ares_stream.runtime import build_engine
+
+log = structlog.get_logger("ares_stream.daemon.ingest")
+
+_LAG_SAMPLES = 100_000
+LAG_WARN_NS = 1_000_000_000  # the oldest queued frame waited this long: the engine is behind
+LAG_CLEAR_NS = 100_000_000  # ... and it has caught up again below this
+
+
+def ws_settings(config: Config) -> WsSettings:
+    """The websocket settings of a config's [feed] section."""
+    f = config.feed
+    ws_url, _, _ = f.urls()
+    return WsSettings(
+        base_url=ws_url, symbols=tuple(s.lower() for s in f.symbols), streams=f.streams,
+        time_unit=f.time_unit or None, silence_timeout=f.silence_timeout_s,
+        rotate_after=f.rotate_hours * 3600, queue_size=f.queue_size,
+    )
+
+
+@dataclass
+class LagStats:
+    """Arrival-to-processed lag of the last frames, in ns."""
+
+    samples: deque[int] = field(default_factory=lambda: deque(maxlen=_LAG_SAMPLES))
+
+    histogram: LagHistogram | None = None  # the metrics endpoint's, when it serves one
+
+    def add(self, lag_ns: int) -> None:
+        self.samples.append(lag_ns)
+        if self.histogram is not None:
+            self.histogram.add_ns(lag_ns)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile in ms (0 when empty)."""
+        if not self.samples:
+            return 0.0
+        arr = np.fromiter(self.samples, dtype=np.int64, count=len(self.samples))
+        return float(np.quantile(arr, q, method="lower")) / 1e6
+
+
+class Ingest:
+    """Websocket feed → engine, with inline REST backfill and an optional recording."""
+
+    def __init__(self, engine: Engine, feed: WsFeed, backfiller: Backfiller | None = None,
+                 recorder: RecordingWriter | None = None, clock: LiveClock | None = None) -> None:
+        self.engine = engine
+        self.feed = feed
+        self.backfiller = backfiller
+        self.recorder = recorder
+        self.clock = clock  # APScheduler: the batch jobs on wall time
+        self.lag = LagStats()
+        self.stopping = asyncio.Event()
+        self.catch_up_due = False
+        self.caught_up = False  # a restart's first catch-up is its warm-up: timed, recorded
+        self.behind = False  # inside an episode of the engine falling behind
+        self._waits_seen = 0
+
+    def on_notice(self, notice: FeedNotice) -> None:
+        """A connection incident: counted and stored in feed_health. A new connection makes
+        the pump catch up over REST from every cursor (what the gap missed may never be
+        revealed by a later live item)."""
+        if notice.kind in ("connected", "rotated"):
+            self.catch_up_due = True
+        self.engine.counts[f"feed_{notice.kind}"] += 1
+        self.engine.sink.health("", 0, notice.ts, notice.kind, 1, notice.detail)
+        log.info("feed_notice", kind=notice.kind, detail=notice.detail)
+
+    async def run(self, max_frames: int | None = None) -> None:
+        """Pump frames until ``stop()`` (or ``max_frames``); always stops the feed and flushes."""
+        task = asyncio.create_task(self.feed.run(), name="ws-feed")
+        if self.clock is not None:
+            await self.clock.start()
+        try:
+            await self._pump(max_frames, task)
+        finally:
+            if self.clock is not None:
+                await self.clock.shutdown()
+            self.feed.stop()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=10)
+            if self.recorder is not None:
+                self.recorder.flush()
+
+    async def _pump(self, max_frames: int | None, task: asyncio.Task[None]) -> None:
+        """The live hot loop: take what is queued without awaiting, await only when empty."""
+        queue, engine, frames = self.feed.queue, self.engine, 0
+        while not self.stopping.is_set():
+            try:
+                frame = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    frame = await asyncio.wait_for(queue.get(), timeout=0.25)
+                except TimeoutError:
+                    self._idle(task)
+                    if self.catch_up_due:
+                        await self._catch_up()
+                    continue
+            engine.on_frame(frame.ts_init, frame.data)
+            if engine.gate.requests:
+                await self._backfill()
+            if self.catch_up_due:
+                await self._catch_up()
+            self.lag.add(time.time_ns() - frame.ts_init)
+            frames += 1
+            if self.recorder is not None:
+                self.recorder.maybe_flush()
+            if max_frames is not None and frames >= max_frames:
+                return
+            if not frames & 0xFF:
+                self._check_lag(time.time_ns() - frame.ts_init)
+                await asyncio.sleep(0)  # let the socket reader and the scheduler run
+
+    def _check_lag(self, lag_ns: int) -> None:
+        """Report each episode of the engine falling behind the socket (feed_health, log).
+
+        Behind means a frame waited over ``LAG_WARN_NS`` in the queue, or the queue was full
+        (the socket reader had to wait: from then on the backlog sits in socket buffers, where
+        receive stamps cannot see it).
+        """
+        waits = self.feed.stats["queue_full_waits"]
+        full, self._waits_seen = waits > self._waits_seen, waits
+        if not self.behind and (lag_ns > LAG_WARN_NS or full):
+            self.behind = True
+            queued = self.feed.queue.qsize()
+            self.engine.counts["lag_episodes"] += 1
+            why = "queue full" if full else "queued too long"
+            self.engine.sink.health("", 0, time.time_ns(), "lag", queued,
+                                    f"engine {lag_ns / 1e6:.0f} ms behind the socket ({why})")
+            log.warning("engine_lagging", lag_ms=round(lag_ns / 1e6), queued=queued, why=why)
+        elif self.behind and lag_ns < LAG_CLEAR_NS and not full:
+            self.behind = False
+            log.info("engine_caught_up", lag_ms=round(lag_ns / 1e6))
+
+    def _idle(self, task: asyncio.Task[None]) -> None:
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+        if self.engine.batch is not None:  # results of batch jobs, also when no bar comes
+            self.engine.batch.apply_due(self.engine.last_ts)
+        if self.recorder is not None:
+            self.recorder.maybe_flush()
+
+    async def _backfill(self) -> None:
+        """Fetch every queued request over REST, or give it up as a gap when there is no REST."""
+        gate = self.engine.gate
+        for request in gate.take_requests():
+            if self.backfiller is None:
+                self.engine.on_backfill(request, [], complete=False, reason="backfill disabled")
+                continue
+            result = await self._fetch(request, "warmup" if request in gate.warming else "")
+            if result is None:  # stopping: the cursor stays before the range, a restart asks
+                return
+            self.engine.on_backfill(request, result.frames, result.complete, result.reason)
+
+    async def _catch_up(self) -> None:
+        """Everything REST has after each cursor, through the gate (duplicates dropped)."""
+        self.catch_up_due = False
+        if self.backfiller is None:
+            return
+        for request in self.engine.gate.catch_up_requests():
+            result = await self._fetch(request, "" if self.caught_up else "catch_up")
+            if result is None:
+                return
+            if result.frames:
+                self.engine.on_backfill(request, result.frames, True, "catch_up")
+        self.caught_up = True
+
+    async def _fetch(self, request: BackfillRequest, warmup: str) -> BackfillResult | None:
+        """The backfiller's answer, or None when a stop comes first (the fetch is cancelled).
+
+        ``warmup`` names a start-up fetch (``warmup``: a cold start's history; ``catch_up``: a
+        restart's, from the checkpoint): its duration is logged and kept in ``feed_health``
+        (kind ``warmup``), where ``ares-stream status`` shows it."""
+        assert self.backfiller is not None
+        started = time.monotonic()
+        if warmup:
+            log.info("warmup_started", how=warmup, symbol=request.symbol, kind=request.kind,
+                     first=request.first_missing, last=request.last_missing)
+        fetch = asyncio.ensure_future(self.backfiller.fetch(request))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
+        if fetch.cancelled():
+            log.info("backfill_abandoned", reason="stopping", symbol=request.symbol,
+                     kind=request.kind)
+            return None
+        result = fetch.result()
+        if warmup:
+            took = time.monotonic() - started
+            detail = {"how": "cold start" if warmup == "warmup" else "restart",
+                      "kind": request.kind, "seconds": round(took, 3),
+                      "requests": result.requests, "complete": result.complete}
+            self.engine.sink.health(request.symbol, 0, time.time_ns(), "warmup",
+                                    len(result.frames), json.dumps(detail),
+                                    request.first_missing, request.last_missing)
+            log.info("warmup_done", how=warmup, symbol=request.symbol, kind=request.kind,
+                     items=len(result.frames), seconds=round(took, 3),
+                     complete=result.complete)
+        return result
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def build_ingest(config: Config, store: Any, *, learn: bool = True,
+                 cursors: dict[tuple[str, str], int] | None = None,
+                 recordings: str | None = None,
+                 broker: Broker | None = None) -> tuple[Ingest, Backfiller | None]:
+    """Engine (:func:`~ares_stream.runtime.build_engine`), websocket feed, backfiller and
+    recorder wired from a config; the batch learner's jobs on an APScheduler clock."""
+    f = config.feed
+    _, rest_url, market = f.urls()
+    recorder = None
+    if f.record or recordings:
+        recorder = RecordingWriter(recordings or f.recordings_dir)
+    cold = learn and not cursors
+    gate = Gate(backfill=f.backfill, cursors=cursors, warmup=f.warmup_trades if cold else 0,
+                warmup_klines=f.warmup_klines if cold else 0)
+    engine = build_engine(config, store, replay=False, learn=learn, gate=gate,
+                          recorder=recorder, broker=broker)
+    backfiller = Backfiller(rest_url, market=market) if f.backfill else None
+    clock = batch_clock(engine.batch)
+    ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
+                    backfiller, recorder, clock)
+    ingest.feed.on_notice = ingest.on_notice
+    ingest.caught_up = not cursors  # only a restart's first catch-up is its warm-up
+    return ingest, backfiller
+
+
+def batch_clock(batch: BatchLearning | None) -> LiveClock | None:
+    """Live batch learning: results apply when done; APScheduler drives the periodic jobs on
+    the loop (they only copy a window and submit it to the worker process)."""
+    if not isinstance(batch, BatchLearner):
+        return None
+    clock = LiveClock()
+    for kind, every in (("train", batch.update_every), ("validate", batch.validate_every)):
+        clock.every(f"batch_{kind}", every / 1e9, functools.partial(batch.periodic, kind),
+                    run_in_executor=False)
+    return clock
+
+
+async def run_record(config: Config, out: str, *, duration: float | None = None,
+                     max_frames: int | None = None) -> dict[str, Any]:
+    """``ares-stream record``: websocket → gate → recording, without learning, until stopped."""
+    import contextlib
+    import signal
+    from pathlib import Path
+
+    from ares_stream.config import as_dict
+    from ares_stream.store.db import open_db
+    from ares_stream.store.runs import RunStore
+
+    store = RunStore(open_db(Path(out) / "record.db"), mode="record", config=as_dict(config),
+                     sources=[config.feed.urls()[0]])
+    ingest, backfiller = build_ingest(config, store, learn=False, recordings=out)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, ingest.stop)
+    status = "failed"
+    try:
+        async with backfiller if backfiller is not None else contextlib.nullcontext():
+            if duration is not None:
+                loop.call_later(duration, ingest.stop)
+            await ingest.run(max_frames)
+        status = "finished"
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        summary = record_summary(ingest)
+        if ingest.recorder is not None:
+            ingest.recorder.close()
+        store.close(status, summary)
+        store.db.conn.close()
+    return summary
+
+
+def record_summary(ingest: Ingest) -> dict[str, Any]:
+    """What a recording session saw: frames, files, gaps, backfills, connections, lag."""
+    rec = ingest.recorder
+    return {
+        "counts": dict(sorted(ingest.engine.counts.items())),
+        "gate": dict(ingest.engine.gate.counts),
+        "feed": dict(ingest.feed.stats),
+        "files": [str(p) for p in rec.files] if rec is not None else [],
+        "lag_p50_ms": ingest.lag.quantile(0.5), "lag_p99_ms": ingest.lag.quantile(0.99),
+    }

@@ -1,0 +1,452 @@
+"""The daemon: the asyncio shell around the engine, its whole life on one screen.
+
+``startup() → run() → shutdown()``:
+
+- **startup** opens the mode's own database (paper and live never share a file), resumes the run
+  a crash left behind (same run id), restores the newest checkpoint — learners, features,
+  labels, bar builders, counters — and the feed cursor, and wires the websocket ingest, REST
+  backfill, recording and batch learning;
+- **run** pumps frames until asked to stop; a checkpoint every ``checkpoint_every`` seconds
+  flushes every buffered row, then writes the engine state and the cursor; the first thing after
+  connecting is a REST catch-up from the cursor, so a restart re-processes exactly what came after
+  the checkpoint;
+- **shutdown** stops the feed, writes a final checkpoint and closes the run — within
+  ``shutdown_timeout`` seconds.
+
+``--duration`` stops the daemon after that many wall seconds, through the normal shutdown. A
+plug-in adds its own tasks beside the pump (``extra_tasks``: the simulated exchange's harness,
+:mod:`ares_stream.sim.harness`, watches for its tape's end and prints progress); the daemon knows
+nothing of what they are.
+
+Every ``report.every_hours`` (default 24) an APScheduler job writes the report of the period just
+past (:mod:`ares_stream.report`) under ``report.dir``: the job's thread runs ``ares-stream report``
+in a child process, so drawing never competes with the event loop for the GIL, and the child reads
+the database read-only through the WAL.
+
+Signals: SIGTERM and SIGINT stop gracefully; a second SIGINT forces an immediate exit (130);
+SIGHUP re-reads the config file's ``[trading]`` limits and logs them (everything else needs a
+restart).
+
+Rows are written only at checkpoints (and idempotently), so a crash loses at most the last
+checkpoint interval, and what is on disk always matches a checkpoint.
+
+Under systemd (``Type=notify``) the daemon sends READY once its loop runs, STATUS with its
+counters, WATCHDOG only while it is healthy — the pump is alive and frames (or connection
+attempts) came within ``STALL_AFTER`` seconds — and STOPPING when it shuts down; a daemon that
+stops pinging is restarted by systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import faulthandler
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+
+from ares_stream.batch.learner import BatchLearner
+from ares_stream.clock import LiveClock
+from ares_stream.config import Config, as_dict, load_config
+from ares_stream.daemon import startup
+from ares_stream.daemon.ingest import Ingest, build_ingest
+from ares_stream.daemon.prometheus import Metrics
+from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
+from ares_stream.errors import AresError
+from ares_stream.learners.booster import xgboost as booster_module
+from ares_stream.store import checkpoints
+from ares_stream.store.db import open_db
+from ares_stream.store.runs import RunStore
+from ares_stream.trading import paper
+
+if TYPE_CHECKING:  # paper mode never imports the order client
+    from ares_stream.trading.live import LiveBroker
+
+log = structlog.get_logger("ares_stream.daemon.lifecycle")
+
+ExtraTasks = Callable[["Daemon"], list[Coroutine[Any, Any, None]]]
+
+NEVER = 2**62  # flush_rows of the daemon's run store: rows are written at checkpoints only
+STALL_AFTER = 120.0  # seconds without a frame or a connection attempt: unhealthy, no WATCHDOG
+REPORT_TIMEOUT = 280.0  # seconds a periodic report may take (the clock abandons a job at 300)
+
+
+@dataclass
+class DaemonOptions:
+    mode: str  # "paper" | "live"
+    db_path: Path
+    config_path: Path | None = None
+    checkpoint_every: float = 5.0
+    shutdown_timeout: float = 30.0
+    duration: float | None = None  # wall seconds, then stop
+
+
+class Daemon:
+    """One shard's process: startup → run → shutdown. ``extra_tasks(daemon)``: coroutines a
+    plug-in runs beside the pump, cancelled at shutdown (they may call ``request_stop``)."""
+
+    def __init__(self, config: Config, options: DaemonOptions,
+                 extra_tasks: ExtraTasks | None = None) -> None:
+        self.config = config
+        self.options = options
+        self.extra_tasks = extra_tasks
+        self.stop_requested = asyncio.Event()
+        self.interrupts = 0
+        self.store: RunStore | None = None
+        self.ingest: Ingest | None = None
+        self.checkpoints = 0
+        self.notifier = Notifier()
+        self.metrics: Metrics | None = None
+        self.metrics_port: int | None = None
+        self.broker: paper.PaperBroker | None = None  # the engine's (paper, or live on it)
+        self.live_broker: LiveBroker | None = None
+        self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
+        self._reported_until = 0  # event time the last periodic report reached, ns
+
+    async def main(self) -> int:
+        self._signals()  # first: a stop requested from here on goes through shutdown
+        if early := startup.requested():  # came while the process was still starting
+            self.request_stop(early)
+        await self.startup()
+        try:
+            await self.run()
+        finally:
+            await self.shutdown()
+        return 0
+
+    # -- startup ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open, resume, wire; READY. A stop already requested leaves the database untouched;
+        one that comes during an await below is honoured by ``run`` and ``shutdown``."""
+        if self.stop_requested.is_set():
+            log.info("daemon_stopped", checkpoints=0, detail="before opening the database")
+            return
+        db = open_db(self.options.db_path)
+        resume = checkpoints.resumable_run(db, self.options.mode)
+        self.store = RunStore(db, mode=self.options.mode, config=as_dict(self.config),
+                              sources=[self.config.feed.urls()[0]], flush_rows=NEVER,
+                              resume=resume)
+        ckpt = checkpoints.latest(db, self.store.run_id) if resume else None
+        cursors = _cursors_in(ckpt.cursors) if ckpt else None
+        self.broker = await self._broker()
+        self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors,
+                                                    broker=self.broker)
+        self.ingest.engine.log_bars = True
+        if ckpt is not None:
+            self._restore(ckpt)
+        if self.live_broker is not None:  # the exchange is the truth: adopt balances, orders
+            await self._reconcile(self.live_broker)
+        self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
+        self._schedule_reports()
+        await self._start_metrics()
+        ready_after = startup.process_age()
+        self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
+        self.store.health("", 0, time.time_ns(), "startup", 0,
+                          json.dumps({"ready_after_s": round(ready_after, 3)}))
+        log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
+                 run_id=self.store.run_id, resumed=resume is not None,
+                 metrics_port=self.metrics_port, ready_after_s=round(ready_after, 3),
+                 checkpoint=ckpt.ts_event if ckpt else None)
+        if self.config.batch.enabled:  # import xgboost now, in a thread, not on the first model
+            asyncio.get_running_loop().run_in_executor(None, booster_module)
+
+    def _schedule_reports(self) -> None:
+        """The periodic report job on the ingest's APScheduler clock (one is made if batch
+        learning did not need one)."""
+        assert self.ingest is not None
+        hours = self.config.report.every_hours
+        if hours <= 0:
+            return
+        if self.ingest.clock is None:
+            self.ingest.clock = LiveClock()
+        self.ingest.clock.every("report", hours * 3600.0, self.write_report)
+
+    def write_report(self, now_ns: int) -> Path | None:
+        """Write the report of what came since the previous one (the first: the whole run) in a
+        child process (called in a worker thread); its path, or None when it failed (logged)."""
+        assert self.store is not None and self.ingest is not None
+        cfg = self.config.report
+        since, until = self._reported_until, self.ingest.engine.last_ts
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ns / 1e9))
+        out = Path(cfg.dir or Path(self.config.store.dir) / "reports") / \
+            f"{self.options.mode}-run{self.store.run_id}-{stamp}"
+        cmd = [sys.executable, "-m", "ares_stream.cli", "report",
+               f"{self.options.db_path}:{self.store.run_id}", "--out", str(out),
+               "--rolling", str(cfg.rolling)]
+        if since:
+            cmd += ["--since", str(np.datetime64(since, "ns"))]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARES_API_")}
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                  timeout=REPORT_TIMEOUT, check=False)
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            log.error("report_failed", error=str(exc))
+            return None
+        if proc.returncode != 0:
+            log.error("report_failed", code=proc.returncode, error=proc.stderr.strip()[-500:])
+            return None
+        self._reported_until = until  # a failed report's period goes into the next one
+        log.info("report_written", path=str(out / "report.html"),
+                 seconds=round(time.monotonic() - started, 2))
+        return out / "report.html"
+
+    async def _broker(self) -> paper.PaperBroker:
+        """Paper: no client, no keys. Live: keys from the environment (or the keys file), the
+        order client on the testnet unless the config says otherwise."""
+        assert self.store is not None
+        if self.options.mode != "live":
+            return paper.for_run(self.config, self.store, flush_rows=NEVER)
+        from ares_stream.trading import live  # the only import of an order-placing client
+
+        cfg = self.config.trading
+        client = await live.connect(cfg, live.load_credentials(cfg))
+        self.live_broker = live.for_run(self.config, self.store, client, flush_rows=NEVER)
+        log.warning("live_trading", order_url=live.order_url(cfg), testnet=cfg.testnet)
+        return self.live_broker
+
+    async def _reconcile(self, broker: LiveBroker) -> None:
+        """Filters and reconciliation; an exchange that refuses us is a clean, named exit."""
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        try:
+            await broker.start(self.config.feed.symbols)
+        except (BinanceAPIException, BinanceRequestException, OSError, TimeoutError) as exc:
+            await broker.client.close_connection()
+            from ares_stream.trading.live import order_url
+
+            raise AresError(f"live start-up failed at {order_url(self.config.trading)}: "
+                            f"{_exchange_error(exc)}") from None
+
+    async def _start_metrics(self) -> None:
+        """Prometheus at http://127.0.0.1:9464/metrics; the engine's totals are read at scrape."""
+        m = self.config.metrics
+        if not m.enabled:
+            return
+        self.metrics = Metrics()
+        self.metrics_port = await self.metrics.start(m.host, m.port, allow_remote=m.allow_remote)
+        self.metrics.on_scrape(self._publish)
+        assert self.ingest is not None
+        self.ingest.lag.histogram = self.metrics.engine_lag
+
+    def _publish(self) -> None:
+        assert self.metrics is not None and self.ingest is not None
+        engine = self.ingest.engine
+        state = engine.state.items()
+        self.metrics.observe_engine(
+            engine.counts, predictions={s: st.predictions for s, st in state},
+            drifts={s: st.learner.n_drifts for s, st in state})
+        for sym, st in state:
+            self.metrics.set_model_version(sym, "river", st.learner.version)
+        if isinstance(engine.batch, BatchLearner):
+            self._publish_batch(engine.batch)
+        broker = self.broker
+        if broker is not None:
+            self.metrics.set_equity(broker.equity)
+            for sym, pos in broker.positions.items():
+                self.metrics.set_position(sym, pos.qty)
+
+    def _publish_batch(self, batch: BatchLearner) -> None:
+        """Fit durations since the last scrape; the champion's and the newest booster's ids."""
+        assert self.metrics is not None
+        while batch.fits:
+            self.metrics.observe_fit(batch.fits.popleft()[2])
+        for sym, sb in batch.symbols.items():
+            if sb.champion is not None and sb.champion.model_id is not None:
+                self.metrics.set_model_version(sym, "champion", sb.champion.model_id)
+            if sb.lineage and sb.lineage[-1].model_id is not None:
+                self.metrics.set_model_version(sym, "booster", sb.lineage[-1].model_id)
+
+    def _restore(self, ckpt: checkpoints.Checkpoint) -> None:
+        assert self.ingest is not None
+        saved = pickle.loads(ckpt.state)
+        if saved.get("config") != as_dict(self.config):
+            log.warning("checkpoint_config_changed", action="cold start of the engine state")
+            return
+        engine = self.ingest.engine
+        engine.state = saved["state"]
+        engine.counts.update(saved["counts"])
+        engine.last_ts = ckpt.ts_event
+        if self.broker is not None and "broker" in saved:
+            self.broker.restore(saved["broker"])
+
+    def _signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    def request_stop(self, why: str = "") -> None:
+        log.info("daemon_stopping", reason=why)
+        self.stop_requested.set()
+        if self.ingest is not None:
+            self.ingest.stop()
+
+    def _interrupt(self) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            log.warning("daemon_forced_exit")
+            os._exit(130)
+        self.request_stop("SIGINT")
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            self._reload_trading()
+        finally:
+            self.notifier.ready("reloaded")
+
+    def _reload_trading(self) -> None:
+        path = self.options.config_path
+        try:
+            trading = load_config(path).trading if path else self.config.trading
+        except AresError as exc:
+            log.error("config_reload_failed", error=str(exc))
+            return
+        self.config = dataclasses.replace(self.config, trading=trading)
+        log.info("config_reloaded", section="trading", **dataclasses.asdict(trading))
+
+    # -- run ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self.stop_requested.is_set():  # during start-up: straight to shutdown
+            return
+        assert self.ingest is not None
+        backfiller = self.backfiller
+        async with backfiller if backfiller is not None else contextlib.nullcontext():
+            pump = asyncio.create_task(self.ingest.run(), name="ingest")
+            helpers = [asyncio.create_task(self._checkpointer(), name="checkpoints"),
+                       asyncio.create_task(self._watchdog(pump), name="watchdog")]
+            if self.extra_tasks is not None:
+                helpers += [asyncio.create_task(c) for c in self.extra_tasks(self)]
+            if self.options.duration is not None:
+                asyncio.get_running_loop().call_later(self.options.duration, self.request_stop,
+                                                      "duration")
+            stop = asyncio.create_task(self.stop_requested.wait())
+            try:
+                await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
+                await self._bounded(pump)
+            finally:
+                stop.cancel()
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _bounded(self, pump: asyncio.Task[None]) -> None:
+        """Let the pump wind down (feed closed, recording flushed) within the shutdown bound."""
+        try:
+            await asyncio.wait_for(pump, self.options.shutdown_timeout)
+        except TimeoutError:
+            log.error("shutdown_timeout", seconds=self.options.shutdown_timeout)
+
+    async def _watchdog(self, pump: asyncio.Task[None]) -> None:
+        """WATCHDOG=1 (and STATUS) every half watchdog period, only while healthy."""
+        interval = watchdog_interval() or 10.0
+        while True:
+            await asyncio.sleep(interval)
+            healthy, status = self.health(pump)
+            self.notifier.status(status)
+            if healthy:
+                self.notifier.watchdog()
+                if self.metrics is not None:
+                    self.metrics.heartbeat()
+            else:
+                log.warning("daemon_unhealthy", status=status)
+
+    def health(self, pump: asyncio.Task[None]) -> tuple[bool, str]:
+        """Healthy: the pump runs and frames or connection attempts keep coming."""
+        assert self.ingest is not None
+        counts = self.ingest.engine.counts
+        seen = counts["frames"] + sum(v for k, v in counts.items() if k.startswith("feed_"))
+        if seen != self._activity[0]:
+            self._activity = (seen, time.monotonic())
+        stalled = time.monotonic() - self._activity[1] > STALL_AFTER
+        bars = sum(s.bars for s in self.ingest.engine.state.values())
+        status = (f"frames {counts['frames']:,}, bars {bars:,}, lag p99 "
+                  f"{self.ingest.lag.quantile(0.99):.1f} ms, checkpoints {self.checkpoints}")
+        return not pump.done() and not stalled, status
+
+    async def _checkpointer(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.checkpoint_every)
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Flush every buffered row, then write the engine state and the feed cursor."""
+        assert self.ingest is not None and self.store is not None
+        engine = self.ingest.engine
+        if engine.batch is not None:
+            engine.batch.flush()
+        self.store.flush()
+        if self.broker is not None and self.broker.store is not None:
+            self.broker.store.flush()  # orders and fills before the checkpoint that counts them
+        state = pickle.dumps({"state": engine.state, "counts": dict(engine.counts),
+                              "config": as_dict(self.config),
+                              "broker": self.broker.state() if self.broker else None})
+        checkpoints.save(self.store.db, self.store.run_id, ts_wall=time.time_ns(),
+                         ts_event=engine.last_ts, cursors=_cursors_out(engine.gate.cursors()),
+                         state=state)
+        self.checkpoints += 1
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        if self.ingest is None or self.store is None:
+            return
+        self.notifier.stopping("checkpointing and closing")
+        self.ingest.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.live_broker is not None:
+            await self.live_broker.close()  # orders in flight answered (bounded) and booked
+        try:
+            self.checkpoint()
+        finally:
+            engine = self.ingest.engine
+            engine.close(drain=False)
+            if self.ingest.recorder is not None:
+                self.ingest.recorder.close()
+            self.store.close("finished", engine.summary())
+            self.store.db.conn.close()
+            log.info("daemon_stopped", checkpoints=self.checkpoints)
+
+
+def _cursors_out(cursors: dict[tuple[str, str], int]) -> dict[str, int]:
+    return {f"{sym}|{kind}": last for (sym, kind), last in cursors.items()}
+
+
+def _cursors_in(saved: dict[str, int]) -> dict[tuple[str, str], int]:
+    return {tuple(key.split("|", 1)): last for key, last in saved.items()}  # type: ignore[misc]
+
+
+def _exchange_error(exc: BaseException) -> str:
+    code, message = getattr(exc, "code", None), getattr(exc, "message", None)
+    return f"code {code}: {message}" if code is not None else (str(exc) or type(exc).__name__)
+
+
+def default_db(config: Config, mode: str) -> Path:
+    """Paper and live never share a database file."""
+    return Path(config.store.dir) / f"{mode}.db"
+
+
+def run_daemon(config: Config, options: DaemonOptions) -> int:
+    """Run the daemon to completion in a fresh event loop."""
+    faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's traceback in the log
+    startup.hold()  # the database opens next: a stop signal is remembered, not raised
+    try:
+        return asyncio.run(Daemon(config, options).main())
+    finally:
+        startup.stopped()

@@ -1,0 +1,203 @@
+"""The Prometheus endpoint, scraped over real HTTP on 127.0.0.1 and parsed with the text parser."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from ares_stream.daemon.prometheus import LAG_BUCKETS, Metrics, MetricsError, check_host
+from ares_stream.errors import AresError
+from tests.conftest import until
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of an exposition as {(name, sorted labels): value}."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def scrape(port: int, path: str = "/metrics") -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"http://127.0.0.1:{port}{path}") as resp:
+        return resp.status, resp.headers.get("Content-Type", ""), await resp.text()
+
+
+def serving(test: Callable[[Metrics, int], Awaitable[Any]]) -> Any:
+    """Run ``test(metrics, port)`` against a started endpoint on an ephemeral port."""
+    async def body() -> Any:
+        metrics = Metrics()
+        port = await metrics.start("127.0.0.1", 0)
+        try:
+            return await test(metrics, port)
+        finally:
+            await metrics.stop()
+    return asyncio.run(body())
+
+
+def test_scrape_exposes_every_metric_with_the_ares_prefix() -> None:
+    """A fresh endpoint serves all the daemon's metric names in the Prometheus text format."""
+    async def test(metrics: Metrics, port: int) -> tuple[int, str, str]:
+        return await scrape(port)
+    status, ctype, text = serving(test)
+    assert status == 200 and ctype.startswith("text/plain; version=")
+    names = {f.name for f in text_string_to_metric_families(text)
+             if not f.name.endswith("_created")}  # prometheus_client's creation-time series
+    assert names == {"ares_frames", "ares_rejected_frames", "ares_gaps", "ares_reconnects",
+                     "ares_predictions", "ares_drift_events", "ares_engine_lag_seconds",
+                     "ares_fit_duration_seconds", "ares_model_version", "ares_equity",
+                     "ares_position", "ares_heartbeat_timestamp_seconds", "ares_feed_connected"}
+    got = samples(text)
+    assert got[("ares_frames_total", ())] == 0
+    assert got[("ares_feed_connected", ())] == 0
+
+
+def test_values_and_labels_after_updates() -> None:
+    """Engine totals, gauges and histograms scrape back with the values and labels set."""
+    async def test(metrics: Metrics, port: int) -> Samples:
+        metrics.observe_engine(Counter(frames=1200, rejected=3, gaps=2, feed_disconnected=1,
+                                       duplicates=9),
+                               predictions={"BTCUSDT": 40, "ETHUSDT": 38},
+                               drifts={"BTCUSDT": 1, "ETHUSDT": 0})
+        for lag in (0.0002, 0.003, 0.003, 7.0):
+            metrics.observe_lag(lag)
+        metrics.observe_fit(0.68)
+        metrics.set_model_version("BTCUSDT", "xgboost", 3)
+        metrics.set_equity(10_012.5)
+        metrics.set_position("BTCUSDT", 0.015)
+        metrics.heartbeat(1_700_000_000.5)
+        metrics.set_feed_connected(True)
+        return samples((await scrape(port))[2])
+    got = serving(test)
+    assert got[("ares_frames_total", ())] == 1200
+    assert got[("ares_rejected_frames_total", ())] == 3
+    assert got[("ares_gaps_total", ())] == 2
+    assert got[("ares_reconnects_total", ())] == 1
+    assert got[("ares_predictions_total", (("symbol", "BTCUSDT"),))] == 40
+    assert got[("ares_predictions_total", (("symbol", "ETHUSDT"),))] == 38
+    assert got[("ares_drift_events_total", (("symbol", "BTCUSDT"),))] == 1
+    assert got[("ares_engine_lag_seconds_count", ())] == 4
+    assert got[("ares_engine_lag_seconds_bucket", (("le", "0.0005"),))] == 1
+    assert got[("ares_engine_lag_seconds_bucket", (("le", "0.005"),))] == 3
+    assert got[("ares_engine_lag_seconds_bucket", (("le", "5.0"),))] == 3
+    assert got[("ares_engine_lag_seconds_bucket", (("le", "+Inf"),))] == 4
+    assert got[("ares_fit_duration_seconds_sum", ())] == pytest.approx(0.68)
+    assert got[("ares_model_version", (("kind", "xgboost"), ("symbol", "BTCUSDT")))] == 3
+    assert got[("ares_equity", ())] == 10_012.5
+    assert got[("ares_position", (("symbol", "BTCUSDT"),))] == 0.015
+    assert got[("ares_heartbeat_timestamp_seconds", ())] == 1_700_000_000.5
+    assert got[("ares_feed_connected", ())] == 1
+
+
+def test_lag_buckets_span_half_a_millisecond_to_five_seconds() -> None:
+    """The engine-lag histogram's buckets run from 0.5 ms to 5 s."""
+    assert LAG_BUCKETS[0] == 0.0005 and LAG_BUCKETS[-1] == 5.0
+    assert list(LAG_BUCKETS) == sorted(LAG_BUCKETS)
+
+
+def test_on_scrape_callbacks_hand_over_live_totals() -> None:
+    """A callback registered with on_scrape runs per scrape, so each scrape sees fresh totals."""
+    counts: Counter[str] = Counter()
+
+    async def test(metrics: Metrics, port: int) -> list[float]:
+        metrics.on_scrape(lambda: metrics.observe_engine(counts))
+        seen = []
+        for n in (5, 12):
+            counts["frames"] = n
+            seen.append(samples((await scrape(port))[2])[("ares_frames_total", ())])
+        return seen
+    assert serving(test) == [5, 12]
+
+
+def test_heartbeat_defaults_to_now() -> None:
+    """heartbeat() without a time records the current wall time."""
+    metrics = Metrics()
+    before = time.time()
+    metrics.heartbeat()
+    value = samples(metrics.exposition().decode())[("ares_heartbeat_timestamp_seconds", ())]
+    assert before <= value <= time.time()
+
+
+def test_registries_are_independent() -> None:
+    """Two Metrics in one process neither clash on names nor share values."""
+    a, b = Metrics(), Metrics()
+    a.set_equity(1.0)
+    b.set_equity(2.0)
+    assert samples(a.exposition().decode())[("ares_equity", ())] == 1.0
+    assert samples(b.exposition().decode())[("ares_equity", ())] == 2.0
+    registry = CollectorRegistry()
+    assert Metrics(registry).registry is registry
+
+
+def test_other_paths_are_not_found() -> None:
+    """Only /metrics is served."""
+    async def test(metrics: Metrics, port: int) -> int:
+        return (await scrape(port, "/"))[0]
+    assert serving(test) == 404
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com", ""])
+def test_non_loopback_hosts_are_refused(host: str) -> None:
+    """Binding anything but loopback needs allow_remote=True, and the error says so."""
+    with pytest.raises(MetricsError, match="allow_remote=True") as info:
+        asyncio.run(Metrics().start(host, 0))
+    assert isinstance(info.value, AresError)
+    check_host(host, allow_remote=True)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_hosts_are_accepted(host: str) -> None:
+    """Every loopback spelling is accepted without opt-in."""
+    check_host(host)
+
+
+def test_busy_port_is_a_clear_error() -> None:
+    """A port already taken raises MetricsError naming host and port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MetricsError, match=f"127.0.0.1:{port}"):
+            asyncio.run(Metrics().start("127.0.0.1", port))
+
+
+def test_serve_runs_until_cancelled_then_closes_the_port() -> None:
+    """serve() answers scrapes while it runs and frees its port when its task is cancelled."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def body() -> int:
+        metrics = Metrics()
+        task = asyncio.create_task(metrics.serve("127.0.0.1", port))
+        await until(lambda: metrics._runner is not None or task.done(), what="it to listen")
+        status = (await scrape(port))[0]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await scrape(port)
+        return status
+    assert asyncio.run(body()) == 200
+
+
+def test_stop_is_idempotent_and_start_twice_is_refused() -> None:
+    """stop() on a stopped endpoint does nothing; a second start() while running is an error."""
+    async def body() -> None:
+        metrics = Metrics()
+        await metrics.stop()
+        await metrics.start("127.0.0.1", 0)
+        with pytest.raises(MetricsError, match="already running"):
+            await metrics.start("127.0.0.1", 0)
+        await metrics.stop()
+        await metrics.stop()
+    asyncio.run(body())
