@@ -258,7 +258,7 @@ def test_record_against_the_exchange_replays_identically(tape: Tape, tmp_path: P
 def test_record_command_writes_recordings_and_feed_health(
         tape: Tape, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_record (the `ares-stream record` body) records the stream and its incidents."""
-    from ares_stream import live
+    from ares_stream.daemon import ingest as live
 
     made: list[Ingest] = []  # run_record's ingest, to stop it once it has what is checked
     build = live.build_ingest
