@@ -22,6 +22,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ares-stream`` argument parser: every subcommand and its flags."""
     parser = argparse.ArgumentParser(prog="ares-stream", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ares-stream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +168,8 @@ def _needs_symbols(cfg: Config, command: str) -> Config:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``ares-stream replay``: replay the sources into a run database and print its summary.
+    Writes the run's HTML report too, unless ``--no-report``."""
     from ares_stream import logs, replay
 
     logs.configure(json=True if args.log_json else None,
@@ -183,6 +186,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    """``ares-stream record``: record the live feed without learning, then print what it got."""
     import asyncio
 
     from ares_stream import logs
@@ -200,6 +204,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``ares-stream run``: the daemon, paper or live (``--feed sim``: against the simulator).
+    Live trading is checked first (``--live``, ``trading.live``, keys); returns the exit code."""
     startup.install()  # (daemon.py did already) a stop signal from here on ends start-up: exit 0
     from ares_stream import logs
     from ares_stream.daemon import lifecycle as daemon
@@ -264,6 +270,7 @@ def _sim_feed(args: argparse.Namespace, symbols: Sequence[str],
 
 
 def cmd_sim_exchange(args: argparse.Namespace) -> int:
+    """``ares-stream sim-exchange``: serve the simulator (or recordings) as a local exchange."""
     import asyncio
 
     from ares_stream import logs
@@ -293,12 +300,14 @@ def _database(path: Path | None) -> Path:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``ares-stream status``: what a daemon's database says, as text or JSON."""
     from ares_stream.status import main_status
 
     return main_status(args.db, args.json)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """``ares-stream models``: print the model registry of a database (or of one symbol)."""
     from ares_stream.learners.registry import Registry
     from ares_stream.store.db import open_db
 
@@ -313,6 +322,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``ares-stream validate``: re-validate each symbol's models now and print the decisions.
+    The config is ``--config``'s, else the one the database's latest run used."""
     from ares_stream import logs
     from ares_stream.batch.revalidate import revalidate
     from ares_stream.features.pipeline import feature_set
@@ -350,6 +361,7 @@ def _run_config(db: object) -> Config:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """``ares-stream simulate``: write a seeded simulated recording, and its schedule beside it."""
     from ares_stream.sim.harness import describe
     from ares_stream.sim.simulator import write_recording
 
@@ -376,6 +388,7 @@ def _utc_ns(text: str) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``ares-stream report``: write a run's HTML report (all of it, or ``--last``/``--since``)."""
     from ares_stream.features.bars import parse_interval
     from ares_stream.report import parse_target, write_report
 
@@ -404,6 +417,7 @@ COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the subcommand of ``argv``; returns 0, 2 on a user's error, 130 when interrupted."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

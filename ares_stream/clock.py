@@ -146,6 +146,7 @@ class LiveClock:
         self.stats.setdefault(name, {**_new_stats(), "max_instances": 0})
 
         async def job() -> None:
+            """What APScheduler calls: one run of ``func``, counted in ``stats``."""
             await self._run(name, func, run_in_executor)
 
         if self._scheduler is None:

@@ -34,6 +34,7 @@ ENDPOINTS = {  # name: (websocket base URL, REST base URL, market)
 
 @dataclass(frozen=True)
 class FeedConfig:
+    """``[feed]``: where market data comes from: symbols, streams, endpoint, reconnection."""
     symbols: tuple[str, ...] = ()  # empty: every symbol the source carries
     skip_bad: bool = False  # replay: skip and count malformed rows instead of stopping
     endpoint: str = "spot"  # spot | spot-data | testnet | usdm: default URLs and REST market
@@ -58,12 +59,14 @@ class FeedConfig:
 
 @dataclass(frozen=True)
 class BarsConfig:
+    """``[bars]``: how bars are built: their interval, and from trades or from klines."""
     interval: str = "1m"  # time-bar length for bars built from trades: 1s, 10s, 1m, 1h ...
     source: str = "auto"  # auto | trades | klines: what becomes a bar (auto: first seen per symbol)
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
+    """``[features]``: the lookbacks of the bar features, in bars."""
     return_horizons: tuple[int, ...] = (1, 5, 15)
     vol_span: int = 20
     rsi_period: int = 14
@@ -77,12 +80,14 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class LabelsConfig:
+    """``[labels]``: a label is whether the return ``horizon`` bars ahead beats the threshold."""
     horizon: int = 10  # bars between a prediction and its label
     threshold_bps: float = 20.0  # label 1 when the forward return beats this (round-trip fees)
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
+    """``[learner]``: the online River model, its task and seed."""
     model: str = "logreg"  # logreg | hat | arf (classification); linreg | hatr | arfr (regression)
     task: str = "classification"  # classification | regression
     seed: int = 0
@@ -91,6 +96,7 @@ class LearnerConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
+    """``[drift]``: ADWIN on the online loss, and when the online learner starts again."""
     enabled: bool = True
     delta: float = 0.1  # ADWIN confidence
     warm_samples: int = 500  # recent samples a fresh learner is warmed on after an upward drift
@@ -100,6 +106,7 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
+    """``[batch]``: the sample buffer, XGBoost training, walk-forward validation, promotion."""
     enabled: bool = True  # buffer labelled samples, train XGBoost boosters, re-validate, promote
     buffer_rows: int = 200_000  # samples kept per symbol
     buffer_days: float = 30.0  # ... and no older than this (event time)
@@ -123,6 +130,7 @@ class BatchConfig:
 
 @dataclass(frozen=True)
 class TradingConfig:
+    """``[trading]``: paper fills, entry and exit thresholds, risk limits and live orders."""
     starting_cash: float = 10_000.0  # quote asset (e.g. USDT) of a fresh paper account
     fee_bps: float = 10.0  # per side, Binance spot taker 0.10 %
     latency_ms: float = 50.0  # a market order fills at the first trade this long after the bar
@@ -144,6 +152,7 @@ class TradingConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """``[metrics]``: the daemon's Prometheus endpoint."""
     enabled: bool = True  # the daemon serves Prometheus metrics
     host: str = "127.0.0.1"  # loopback only unless allow_remote
     port: int = 9464  # the paper unit uses another port (two daemons on one host)
@@ -152,6 +161,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
+    """``[store]``: where run databases live and how often rows are written."""
     dir: str = "state"  # where run databases live (relative to the working directory)
     flush_rows: int = 2000  # rows buffered before a write transaction
     flush_seconds: float = 1.0  # live: longest time a row waits (a crash loses at most this)
@@ -159,6 +169,7 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
+    """``[report]``: the daemon's periodic HTML reports."""
     every_hours: float = 24.0  # the daemon writes a report of the last period this often; 0: off
     dir: str = ""  # where the daemon's reports go (empty: <store.dir>/reports)
     rolling: int = 500  # predictions in the rolling log loss and accuracy
@@ -166,6 +177,7 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration: one frozen section per TOML table."""
     feed: FeedConfig = field(default_factory=FeedConfig)
     bars: BarsConfig = field(default_factory=BarsConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)

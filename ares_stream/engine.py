@@ -65,21 +65,33 @@ _LOGGED_REJECTS = 20  # log the first rejected frames in full, then every 1000th
 class Sink(Protocol):
     """Where the engine's results go (the run store, or a list in a test)."""
 
-    def prediction(self, p: Prediction) -> None: ...
-    def outcome(self, o: Outcome) -> None: ...
-    def drift(self, d: DriftDetected) -> None: ...
-    def gap(self, g: Gap, count: int | None = None) -> None: ...
+    def prediction(self, p: Prediction) -> None:
+        """One prediction, made when its bar closed."""
+
+    def outcome(self, o: Outcome) -> None:
+        """One revealed label, scored against the prediction ``horizon`` bars before it."""
+
+    def drift(self, d: DriftDetected) -> None:
+        """One ADWIN drift of a symbol's online loss."""
+
+    def gap(self, g: Gap, count: int | None = None) -> None:
+        """A gap that stayed; ``count``: the missing items (ids, or bars for time gaps)."""
+
     def health(
         self, symbol: str, ts_event: int, ts_init: int, kind: str, count: int, detail: str,
         first_missing: int | None = None, last_missing: int | None = None,
-    ) -> None: ...
+    ) -> None:
+        """One feed incident: a backfill, rejected or error frames, a gap, a warm-up."""
 
 
 class Recorder(Protocol):
     """Where consumed raw frames go, in consumption order (the recording writer)."""
 
-    def write(self, ts_init: int, data: bytes) -> None: ...
-    def write_gap(self, gap: Gap) -> None: ...
+    def write(self, ts_init: int, data: bytes) -> None:
+        """One raw frame, received at ``ts_init`` (ns since the epoch)."""
+
+    def write_gap(self, gap: Gap) -> None:
+        """A marker where a gap stayed, so a replay of the recording sees it too."""
 
 
 @dataclass
@@ -297,6 +309,7 @@ class Engine:
         return st
 
     def new_features(self) -> FeatureSet:
+        """A fresh feature set for a new symbol, built from the config."""
         return feature_set(self.config)
 
     def _new_state(self, symbol: str) -> SymbolState:

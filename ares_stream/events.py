@@ -44,6 +44,7 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def notional(self) -> float:
+        """Price times quantity, in the quote asset."""
         return self.price * self.qty
 
 
@@ -137,6 +138,7 @@ class Gap(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def size(self) -> int:
+        """Missing items, both ends included: ids for an id gap (a span of ns for a time gap)."""
         return self.last_missing - self.first_missing + 1
 
 
@@ -163,6 +165,7 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def sell_volume(self) -> float | None:
+        """Taker-sell volume (``volume - buy_volume``); None where the source does not say."""
         return None if self.buy_volume is None else self.volume - self.buy_volume
 
 

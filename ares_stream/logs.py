@@ -26,12 +26,15 @@ class _Stderr:
     """Whatever ``sys.stderr`` is at the time of each write (it may be replaced meanwhile)."""
 
     def write(self, text: str) -> int:
+        """Write ``text`` to the current ``sys.stderr``; return the characters written."""
         return sys.stderr.write(text)
 
     def flush(self) -> None:
+        """Flush the current ``sys.stderr``."""
         sys.stderr.flush()
 
     def isatty(self) -> bool:
+        """Whether the current ``sys.stderr`` is a terminal (pretty logs then)."""
         return sys.stderr.isatty()
 
 

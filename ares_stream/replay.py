@@ -53,12 +53,14 @@ def _receive_time(item: Any) -> int:
 
 
 def default_db_path(config: Config) -> Path:
+    """A fresh ``<store.dir>/runs/replay-<UTC time>.db`` for a replay's run database."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Path(config.store.dir) / "runs" / f"replay-{stamp}.db"
 
 
 @dataclass
 class ReplayResult:
+    """What a replay did: its database and run id, counts, wall seconds, the engine summary."""
     db_path: Path
     run_id: int
     frames: int
@@ -150,6 +152,7 @@ class Progress:
         return sum(s.progress() for s in self.sources) / len(self.sources)
 
     def show(self, items: int, item: Any) -> None:
+        """Redraw the line for ``items`` read so far (``item`` the latest), at most every 0.25 s."""
         now = time.perf_counter()
         if now - self.last < 0.25:
             return
@@ -165,6 +168,7 @@ class Progress:
         self.out.flush()
 
     def done(self, items: int) -> None:
+        """Clear the line at the end of the replay."""
         self.out.write("\r" + " " * 70 + "\r")
         self.out.flush()
 
@@ -208,4 +212,5 @@ def format_summary(result: ReplayResult) -> str:
 
 
 def progress_stream() -> TextIO | None:
+    """Where the progress line goes: stderr on a terminal, else None (no progress line)."""
     return sys.stderr if sys.stderr.isatty() else None

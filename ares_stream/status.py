@@ -213,6 +213,7 @@ def _feed_lines(r: dict[str, Any]) -> list[str]:
     fh = r["feed_health"]
 
     def counts(c: dict[str, int]) -> str:
+        """One window's feed-health counters, as one phrase."""
         return (f"{c['gaps']} gaps, {c['rejected']} rejected, {c['reconnects']} reconnects, "
                 f"{c['lag_episodes']} lag episodes")
     if fh["window_end_ns"] is None and not any(fh["total"].values()):
@@ -223,6 +224,7 @@ def _feed_lines(r: dict[str, Any]) -> list[str]:
 
 def _champion_lines(r: dict[str, Any]) -> list[str]:
     def trees(n: int | None) -> str:
+        """``, N trees`` for a booster; nothing for a model without trees."""
         return "" if n is None else f", {n} trees"
     return [f"{c['symbol']} {c['kind']} model {c['id']} v{c['version']}{trees(c['n_trees'])}, "
             f"{c['how']} on {c['rows']} rows, created {_when(c['created_ns'])}"

@@ -53,6 +53,7 @@ class Blob:
 
 
 def to_blob(tb: bst.TrainedBooster, model_id: int | None = None) -> Blob:
+    """The booster as a :class:`Blob`: its UBJSON and registry metadata, tagged ``model_id``."""
     meta = {"features": list(tb.features), "feature_hash": tb.feature_hash, "params": tb.params,
             "n_trees": tb.n_trees, "how": tb.how, "train_start": tb.train_start,
             "train_end": tb.train_end, "rows": tb.rows, "versions": tb.versions}
@@ -60,6 +61,7 @@ def to_blob(tb: bst.TrainedBooster, model_id: int | None = None) -> Blob:
 
 
 def from_blob(blob: Blob) -> bst.TrainedBooster:
+    """The booster a :class:`Blob` carries, rebuilt from its UBJSON and metadata."""
     return bst.from_ubjson(blob.data, blob.meta)
 
 
@@ -82,6 +84,7 @@ def train(window: Window, since: int, parent: Blob | None, settings: bst.Booster
 
 @dataclass(frozen=True)
 class ValidationSpec:
+    """The walk-forward settings of a validation job (see :func:`spec_of`), plain to pickle."""
     horizon: int
     folds: int
     expanding: bool
@@ -111,6 +114,7 @@ def spec_of(config: Config) -> ValidationSpec:
 
 @dataclass(frozen=True)
 class ValidationOutcome:
+    """What a validation found: the gate's decision, the fold results, their table and summary."""
     decision: gate.Decision
     results: list[walkforward.FoldResult]
     table: str
@@ -146,6 +150,7 @@ def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSetti
     from ares_stream.learners.online import make_model
 
     def recipe(X: np.ndarray, y: np.ndarray) -> Any:
+        """The refit recipe: a fresh booster fitted on a fold's rows, as its predict function."""
         ts = np.arange(len(y), dtype=np.int64)
         tb = bst.fit(X, y, ts, window.features, settings)
         return lambda Xt: bst.predict(tb, Xt)

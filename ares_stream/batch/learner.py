@@ -53,6 +53,7 @@ def _ns(text: str) -> int:
 
 @dataclass
 class Pending:
+    """A job submitted to the worker; in replay it applies at ``apply_at`` (event time, ns)."""
     symbol: str
     kind: str  # "train" | "validate"
     future: Future[Any]
@@ -108,6 +109,7 @@ class BatchLearner:
 
     def on_sample(self, symbol: str, ts: int, x: dict[str, float], label: int,
                   fwd: float) -> None:
+        """Buffer one labelled sample; submit an update once ``update_rows`` new rows came."""
         sb = self._symbol(symbol)
         sb.buffer.add(ts, x, label, fwd)
         if len(sb.buffer) >= self.cfg.min_rows and (
@@ -149,12 +151,15 @@ class BatchLearner:
             self.submit_validation(symbol, at)
 
     def proba(self, symbol: str, x: dict[str, float]) -> float | None:
+        """The champion booster's P(label = 1) for ``x``; None without a champion."""
         sb = self.symbols.get(symbol)
         if sb is None or sb.champion_tb is None:
             return None
         return bst.predict_one(sb.champion_tb, x)
 
     def skills(self, symbol: str) -> tuple[float, float]:
+        """The online learner's and the champion's skill at the last validation (0.0 before one).
+        Skill: the log-loss improvement over the constant prior, floored at 0."""
         sb = self.symbols.get(symbol)
         if sb is None:
             return 0.0, 0.0
@@ -163,6 +168,8 @@ class BatchLearner:
     # -- jobs -----------------------------------------------------------------------------------
 
     def submit_update(self, symbol: str, ts: int) -> None:
+        """Submit a training job continuing the lineage (a refit without a usable parent).
+        Skipped, and counted in ``skipped_busy``, while the symbol's last one is still running."""
         sb = self._symbol(symbol)
         if "train" in sb.busy:
             self.counts["skipped_busy"] += 1
@@ -178,6 +185,8 @@ class BatchLearner:
         self._pending(symbol, "train", future, ts, parent=parent)
 
     def submit_validation(self, symbol: str, ts: int) -> None:
+        """Submit a walk-forward validation of the symbol's buffer window against its champion.
+        Skipped while one is running or while the buffer holds fewer than ``min_rows`` samples."""
         sb = self._symbol(symbol)
         if "validate" in sb.busy or len(sb.buffer) < self.cfg.min_rows:
             self.counts["skipped_busy"] += "validate" in sb.busy

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Revalidation:
+    """One symbol's on-demand validation: the buffered rows it ran on, and its outcome."""
     symbol: str
     rows: int
     outcome: jobs.ValidationOutcome | None  # None: too few samples

@@ -62,6 +62,7 @@ class LagStats:
     histogram: LagHistogram | None = None  # the metrics endpoint's, when it serves one
 
     def add(self, lag_ns: int) -> None:
+        """Record one frame's lag (ns), also in the metrics histogram when there is one."""
         self.samples.append(lag_ns)
         if self.histogram is not None:
             self.histogram.add_ns(lag_ns)
@@ -238,6 +239,7 @@ class Ingest:
         return result
 
     def stop(self) -> None:
+        """Ask :meth:`run` to stop: the pump ends after the frame in hand; a backfill is dropped."""
         self.stopping.set()
 
 

@@ -85,6 +85,7 @@ REPORT_TIMEOUT = 280.0  # seconds a periodic report may take (the clock abandons
 
 @dataclass
 class DaemonOptions:
+    """How to run the daemon: mode, database, checkpoint period and time bounds (seconds)."""
     mode: str  # "paper" | "live"
     db_path: Path
     config_path: Path | None = None
@@ -116,6 +117,7 @@ class Daemon:
         self._reported_until = 0  # event time the last periodic report reached, ns
 
     async def main(self) -> int:
+        """The daemon's life: signals first, then startup, run and (always) shutdown; returns 0."""
         self._signals()  # first: a stop requested from here on goes through shutdown
         if early := startup.requested():  # came while the process was still starting
             self.request_stop(early)
@@ -290,6 +292,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload)
 
     def request_stop(self, why: str = "") -> None:
+        """Stop the daemon (``why`` is logged): set ``stop_requested`` and stop the ingest pump."""
         log.info("daemon_stopping", reason=why)
         self.stop_requested.set()
         if self.ingest is not None:
@@ -322,6 +325,8 @@ class Daemon:
     # -- run ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Pump frames, with checkpoints, watchdog and plug-in tasks, until a stop or the pump ends.
+        The pump gets ``shutdown_timeout`` seconds to wind down; then the helpers are cancelled."""
         if self.stop_requested.is_set():  # during start-up: straight to shutdown
             return
         assert self.ingest is not None
@@ -404,6 +409,8 @@ class Daemon:
     # -- shutdown -----------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
+        """Stop feed, metrics and live orders, write a last checkpoint, close the run and database.
+        Nothing to do when start-up never opened the database."""
         if self.ingest is None or self.store is None:
             return
         self.notifier.stopping("checkpointing and closing")

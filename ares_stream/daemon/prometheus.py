@@ -105,6 +105,7 @@ class _EngineTotals(Collector):
         self.drifts: dict[str, int] = {}
 
     def collect(self) -> Iterator[Metric]:
+        """The engine totals as counter families (predictions and drift events per symbol)."""
         for key, (name, doc) in _ENGINE_COUNTERS.items():
             yield CounterMetricFamily(name, doc, value=self.counts.get(key, 0))
         for name, doc, per_symbol in (
@@ -141,11 +142,13 @@ class LagHistogram(Collector):
         self._pending: list[int] = []
 
     def add_ns(self, lag_ns: int) -> None:
+        """Buffer one lag in ns; the buffer is binned once it holds ``batch`` lags."""
         self._pending.append(lag_ns)
         if len(self._pending) >= self._batch:
             self.drain()
 
     def observe(self, seconds: float) -> None:
+        """Buffer one lag given in seconds (``Histogram.observe``'s signature)."""
         self.add_ns(round(seconds * 1e9))
 
     def drain(self) -> None:
@@ -160,6 +163,7 @@ class LagHistogram(Collector):
         self.count += len(arr)
 
     def collect(self) -> Iterator[Metric]:
+        """The histogram family, after binning the buffered lags (called at every scrape)."""
         self.drain()
         cumulative = np.cumsum(self.counts)
         buckets = [(repr(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
@@ -211,18 +215,23 @@ class Metrics:
         self._on_scrape.append(callback)
 
     def observe_lag(self, seconds: float) -> None:
+        """Record one frame's arrival-to-processed lag, in seconds."""
         self.engine_lag.observe(seconds)
 
     def observe_fit(self, seconds: float) -> None:
+        """Record one XGBoost fit's wall time, in seconds."""
         self.fit_duration.observe(seconds)
 
     def set_model_version(self, symbol: str, kind: str, version: int) -> None:
+        """Set ``symbol``'s model version of ``kind``: river, booster or champion."""
         self.model_version.labels(symbol=symbol, kind=kind).set(version)
 
     def set_equity(self, value: float) -> None:
+        """Set the account equity, in the quote asset."""
         self.equity.set(value)
 
     def set_position(self, symbol: str, qty: float) -> None:
+        """Set ``symbol``'s position, in the base asset."""
         self.position.labels(symbol=symbol).set(qty)
 
     def heartbeat(self, ts: float | None = None) -> None:
@@ -230,6 +239,7 @@ class Metrics:
         self.heartbeat_ts.set(time.time() if ts is None else ts)
 
     def set_feed_connected(self, connected: bool) -> None:
+        """Set whether the websocket is connected (exposed as 1 or 0)."""
         self.feed_connected.set(1 if connected else 0)
 
     def exposition(self) -> bytes:

@@ -56,6 +56,7 @@ class LogReturn:
         self._value: float | None = None
 
     def update(self, close: float) -> None:
+        """Add the bar's close."""
         buf = self._buf
         if len(buf) < self.k:
             buf.append(close)
@@ -66,6 +67,7 @@ class LogReturn:
         self._i = 0 if i + 1 == self.k else i + 1
 
     def get(self) -> float | None:
+        """The log return over ``k`` bars; None for the first ``k`` closes."""
         return self._value
 
 
@@ -94,6 +96,7 @@ class EwmaVol:
         self._value: float | None = None
 
     def update(self, close: float) -> None:
+        """Add the bar's close (the first one only seeds the return)."""
         prev = self._prev
         self._prev = close
         if prev == 0.0:  # the first close (prices are positive)
@@ -105,6 +108,7 @@ class EwmaVol:
             self._value = _sqrt(self._w)
 
     def get(self) -> float | None:
+        """The per-bar volatility; None until ``span`` returns were seen."""
         return self._value
 
 
@@ -138,6 +142,7 @@ class Rsi:
         self._value: float | None = None
 
     def update(self, close: float) -> None:
+        """Add the bar's close (the first one only seeds the change)."""
         prev = self._prev
         self._prev = close
         if prev == 0.0:
@@ -157,6 +162,7 @@ class Rsi:
             self._value = self._gain / tot if tot != 0.0 else 0.5
 
     def get(self) -> float | None:
+        """The RSI in 0..1; None until ``period`` changes were seen."""
         return self._value
 
 
@@ -189,6 +195,7 @@ class Macd:
         self._value: float | None = None
 
     def update(self, close: float) -> None:
+        """Add the bar's close."""
         n = self._n = self._n + 1
         if n == 1:
             self._fast = self._slow = close
@@ -203,9 +210,11 @@ class Macd:
         self._sig = m if k == 1 else (1.0 - self._asig) * self._sig + self._asig * m
 
     def get(self) -> float | None:
+        """The MACD over the close; None until ``max(fast, slow)`` closes were seen."""
         return self._value
 
     def signal(self) -> float | None:
+        """The signal line; None until ``signal - 1`` closes after the MACD is ready."""
         return self._sig if self._nsig >= self.signal_span else None
 
 
@@ -276,6 +285,7 @@ class RollingZ:
         return s2 - s1 * s1 / n
 
     def get(self) -> float | None:
+        """The newest value's z-score; None until ``window`` values were seen."""
         return self._value
 
 
@@ -332,12 +342,14 @@ class VwapDeviation:
         self._value: float | None = None
 
     def update(self, close: float, vwap: float, volume: float) -> None:
+        """Add one bar's close, VWAP and volume."""
         self._pv.push(vwap * volume)
         if self._v.push(volume):
             v, pv = self._v.sum, self._pv.sum
             self._value = _log(close * v / pv) if v > 0.0 and pv > 0.0 else 0.0
 
     def get(self) -> float | None:
+        """The log distance of the close from the rolling VWAP; None until ``window`` bars."""
         return self._value
 
 
@@ -362,12 +374,14 @@ class FlowImbalance:
         self._value: float | None = None
 
     def update(self, buy_volume: float, sell_volume: float) -> None:
+        """Add one bar's taker-buy and taker-sell volumes."""
         self._buy.push(buy_volume)
         if self._sell.push(sell_volume):
             b, s = self._buy.sum, self._sell.sum
             self._value = (b - s) / (b + s) if b + s > 0.0 else 0.0
 
     def get(self) -> float | None:
+        """The imbalance in -1..1; None until ``window`` bars were seen."""
         return self._value
 
 
@@ -394,6 +408,7 @@ class Intensity:
         self._value: float | None = None
 
     def update(self, trade_count: int, interval_ns: int) -> None:
+        """Add one bar's trade count and length (ns)."""
         rate = (trade_count + 1) / (interval_ns / 1e9)
         n = self._n = self._n + 1
         self._w = rate if n == 1 else self._b * self._w + self._a * rate
@@ -401,6 +416,7 @@ class Intensity:
             self._value = _log(rate / self._w)
 
     def get(self) -> float | None:
+        """The log of the bar's trade rate over its EWMA; None until ``span`` bars."""
         return self._value
 
 
@@ -417,9 +433,11 @@ class HighLowRange:
         self._value: float | None = None
 
     def update(self, high: float, low: float) -> None:
+        """Take the bar's high and low (the value is this bar's alone)."""
         self._value = _log(high / low)
 
     def get(self) -> float | None:
+        """``log(high / low)`` of the last bar; None before the first."""
         return self._value
 
 
@@ -436,9 +454,11 @@ class SpreadBps:
         self._value: float | None = None
 
     def update(self, bid: float, ask: float) -> None:
+        """Take the book top's bid and ask prices."""
         self._value = (ask - bid) / ((ask + bid) * 0.5) * 1e4
 
     def get(self) -> float | None:
+        """The last spread, in bps of the mid; None before the first update."""
         return self._value
 
 
@@ -457,8 +477,10 @@ class BookImbalance:
         self._value: float | None = None
 
     def update(self, bid_qty: float, ask_qty: float) -> None:
+        """Take the book top's bid and ask sizes."""
         tot = bid_qty + ask_qty
         self._value = (bid_qty - ask_qty) / tot if tot > 0.0 else 0.0
 
     def get(self) -> float | None:
+        """The last imbalance in -1..1; None before the first update."""
         return self._value

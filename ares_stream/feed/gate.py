@@ -56,6 +56,7 @@ class BackfillRequest:
 
     @property
     def key(self) -> tuple[str, str]:
+        """The gate's key of the stream: ``(symbol, kind)``, a kline kind with its interval."""
         return _key(self.symbol, self.kind, self.interval)
 
 

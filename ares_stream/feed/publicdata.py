@@ -193,6 +193,7 @@ def _trade_converter(symbol: str, cols: dict[str, int], is_agg: bool) -> Callabl
     boolean, decimal, new = _BOOL.__getitem__, parse_decimal, Trade
 
     def convert(f: list[str]) -> Trade:
+        """One CSV row as a :class:`Trade`; ``ts_init`` is the receive time, else the trade time."""
         ts = to_ns(int(f[i_time]))
         return new(
             symbol if i_symbol is None else f[i_symbol],
@@ -214,6 +215,7 @@ def _kline_converter(symbol: str, interval: str, cols: dict[str, int]) -> Callab
     length, decimal, new = INTERVALS[interval], parse_decimal, Kline
 
     def convert(f: list[str]) -> Kline:
+        """One CSV row as a closed :class:`Kline`, event and receive time at the candle's end."""
         start = to_ns(int(f[i_t]))
         end = start + length if length else _next_month(start)
         return new(

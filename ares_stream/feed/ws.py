@@ -140,6 +140,7 @@ def backoff(initial: float = 1.0, factor: float = 2.0, cap: float = 60.0, jitter
     source = rng if rng is not None else random.Random()
 
     def delays() -> Generator[float, None, None]:
+        """The delays in seconds, endlessly: growing by ``factor`` up to ``cap``, each jittered."""
         base = initial
         while True:
             yield base * (1.0 - jitter * source.random())
@@ -174,6 +175,7 @@ class _FrameQueue(asyncio.Queue[RawFrame]):
         self._queue = deque()
 
     def oldest(self) -> RawFrame | None:
+        """The frame queued longest, without taking it; None when the queue is empty."""
         return self._queue[0] if self._queue else None
 
 
@@ -201,6 +203,7 @@ class _Link:
         self.timer = asyncio.get_running_loop().call_later(delay, self.request_replace, reason)
 
     def request_replace(self, reason: str) -> None:
+        """Ask for a handover now, for ``reason`` (a request already pending keeps its reason)."""
         if not self.replace.is_set():
             self.reason = reason
             self.replace.set()

@@ -99,6 +99,7 @@ class BoosterSettings:
 
     @property
     def param_dict(self) -> dict[str, Any]:
+        """The parameters as a fresh dict."""
         return dict(self.params)
 
 
@@ -128,6 +129,7 @@ def xgboost() -> ModuleType:
 
 
 def library_versions() -> dict[str, str]:
+    """The xgboost, numpy and Python versions a booster is stored with."""
     return {"xgboost": xgboost().__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 

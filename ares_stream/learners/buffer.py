@@ -91,9 +91,11 @@ class SampleBuffer:
         return self._hi - self._lo
 
     def newest(self) -> int | None:
+        """``ts_event`` of the newest sample added (ns); None before the first."""
         return self._newest
 
     def oldest(self) -> int | None:
+        """``ts_event`` of the oldest sample still held (ns); None when empty."""
         return int(self._ts[self._lo]) if self._hi > self._lo else None
 
     def add(self, ts_event: int, x: Mapping[str, float], label: int, forward_return: float) -> None:

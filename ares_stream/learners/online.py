@@ -147,14 +147,17 @@ class BinnedROCAUC(metrics.ROCAUC):
         self._neg = [0.0] * (n_thresholds + 1)
 
     def update(self, y_true: Any, y_pred: Any, w: float = 1.0) -> None:
+        """Count one prediction (a probability, or River's ``{True: p}``) in its threshold bin."""
         p = y_pred.get(True, 0.0) if isinstance(y_pred, dict) else y_pred
         (self._pos if y_true == self.pos_val else self._neg)[bisect_left(self.thresholds, p)] += w
 
     def revert(self, y_true: Any, y_pred: Any, w: float = 1.0) -> None:
+        """Take back a prediction counted by :meth:`update` (it left the rolling window)."""
         p = y_pred.get(True, 0.0) if isinstance(y_pred, dict) else y_pred
         (self._pos if y_true == self.pos_val else self._neg)[bisect_left(self.thresholds, p)] -= w
 
     def get(self) -> float:
+        """The ROC AUC over River's thresholds, from the two histograms (trapezoidal rule)."""
         n_pos, n_neg = sum(self._pos), sum(self._neg)
         tprs, fprs = [], []
         for i in range(self.n_thresholds):  # positive at threshold i <=> bin > i
@@ -192,16 +195,19 @@ class _ClassificationScores:
         self.rocauc = BinnedROCAUC()
 
     def update(self, y: int, p: float) -> None:
+        """Add one label and its predicted P(label = 1) to the three scores."""
         self.logloss.update(y, p)
         self.accuracy.update(y, p > 0.5)
         self.rocauc.update(y, p)
 
     def revert(self, y: int, p: float) -> None:
+        """Remove a sample added by :meth:`update` (it left the rolling window)."""
         self.logloss.revert(y, p)
         self.accuracy.revert(y, p > 0.5)
         self.rocauc.revert(y, p)
 
     def get(self) -> dict[str, float]:
+        """The scores by name: ``logloss``, ``accuracy`` and ``rocauc``."""
         return {
             "logloss": self.logloss.get(),
             "accuracy": self.accuracy.get(),
@@ -216,14 +222,17 @@ class _RegressionScores:
         self.mae, self.r2 = metrics.MAE(), metrics.R2()
 
     def update(self, y: float, y_pred: float) -> None:
+        """Add one target and its prediction to both scores."""
         self.mae.update(y, y_pred)
         self.r2.update(y, y_pred)
 
     def revert(self, y: float, y_pred: float) -> None:
+        """Remove a sample added by :meth:`update` (it left the rolling window)."""
         self.mae.revert(y, y_pred)
         self.r2.revert(y, y_pred)
 
     def get(self) -> dict[str, float]:
+        """The scores by name: ``mae`` and ``r2``."""
         return {"mae": self.mae.get(), "r2": self.r2.get()}
 
 

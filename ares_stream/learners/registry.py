@@ -121,12 +121,14 @@ class Registry:
         return pickle.loads(models.blob(self.db, model_id))
 
     def get(self, model_id: int) -> ModelRecord:
+        """The record of ``model_id``; raises :class:`StoreError` when there is none."""
         record = models.get(self.db, model_id)
         if record is None:
             raise StoreError(f"no model with id {model_id}")
         return record
 
     def champion(self, symbol: str, kind: str = "xgboost") -> ModelRecord | None:
+        """The current champion of ``(symbol, kind)``, or None."""
         return models.champion(self.db, symbol, kind)
 
     def promote(self, model_id: int) -> None:
@@ -142,9 +144,11 @@ class Registry:
         models.update_metrics(self.db, model_id, metrics)
 
     def retire(self, model_id: int) -> None:
+        """Mark ``model_id`` retired."""
         models.set_status(self.db, model_id, "retired")
 
     def list(self, symbol: str | None = None) -> builtins.list[ModelRecord]:
+        """The records in id order (oldest first), of one symbol or of all."""
         return models.list_models(self.db, symbol)
 
     def table(self, symbol: str | None = None) -> str:
@@ -162,6 +166,7 @@ class Registry:
 
 
 def river_versions() -> dict[str, str]:
+    """The river, numpy and Python versions a River learner is pickled with."""
     return {"river": river.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 

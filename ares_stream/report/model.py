@@ -26,6 +26,7 @@ def _floats() -> np.ndarray:
 
 @dataclass
 class RunInfo:
+    """The run a report covers: its mode, status, bar interval, symbols and wall-clock span."""
     id: int
     mode: str  # replay | paper | live
     status: str  # running | finished | failed | interrupted
@@ -62,6 +63,7 @@ class Prices:
 
 @dataclass
 class Fills:
+    """Every fill in time order: symbol, side, quantity, price and fee (quote asset)."""
     time: np.ndarray = field(default_factory=_times)
     symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     side: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # BUY | SELL
@@ -87,6 +89,7 @@ class Scores:
 
 @dataclass
 class Drift:
+    """ADWIN drift events in time order: the symbol, the mean loss before and after the change."""
     time: np.ndarray = field(default_factory=_times)
     symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     mean_before: np.ndarray = field(default_factory=_floats)
@@ -121,6 +124,7 @@ class Health:
 
 @dataclass
 class ReportData:
+    """Everything a report shows, as :mod:`.data` loads it for :mod:`.figures` and :mod:`.html`."""
     run: RunInfo
     equity: Equity
     prices: list[Prices]

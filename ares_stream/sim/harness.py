@@ -137,10 +137,12 @@ class ExchangeThread:
 
     @property
     def ws_url(self) -> str:
+        """The websocket base URL the exchange listens on."""
         return self.exchange.ws_url
 
     @property
     def rest_url(self) -> str:
+        """The REST base URL the exchange listens on."""
         return self.exchange.rest_url
 
     def __enter__(self) -> ExchangeThread:
@@ -207,6 +209,7 @@ def banner(feed: SimFeed, ws_url: str, rest_url: str, schedule_path: Path | None
 def describe(schedule: Schedule) -> str:
     """The planted changes, as offsets from the start."""
     def offsets(times: Sequence[int]) -> str:
+        """``times`` (ns) as seconds after the start, comma-separated; ``none`` when empty."""
         return ", ".join(f"+{(t - schedule.start_ns) / 1e9:,.0f} s" for t in times) or "none"
 
     return (f"concept drifts at {offsets(schedule.concept_drifts_ns)}; volatility switches at "
@@ -310,6 +313,7 @@ PROGRESS_EVERY = 5.0  # seconds between progress lines
 def daemon_tasks(sim: ExchangeThread) -> ExtraTasks:
     """The daemon's plug-in tasks against ``sim``: stop at the tape's end, print progress."""
     def tasks(daemon: Daemon) -> list[Coroutine[Any, Any, None]]:
+        """The two plug-in coroutines: :func:`end_of_feed` and :func:`progress`."""
         return [end_of_feed(daemon, sim), progress(daemon, sim)]
     return tasks
 

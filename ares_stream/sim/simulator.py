@@ -151,10 +151,12 @@ class Schedule:
 
     @property
     def start_ns(self) -> int:
+        """The simulated market's first instant, ns since the epoch."""
         return self.spec.start_ns
 
     @property
     def seconds(self) -> int:
+        """The simulated duration, in seconds."""
         return self.spec.seconds
 
     def to_json(self) -> bytes:
@@ -184,6 +186,7 @@ class Schedule:
 def schedule_of(spec: SimSpec) -> Schedule:
     """The regimes of ``spec``, known before any frame: boundaries rounded down to a block."""
     def starts(pairs: tuple[tuple[float, float], ...]) -> dict[int, float]:
+        """Each pair's value keyed by its start offset in seconds, rounded down to a block."""
         out: dict[int, float] = {}
         for frac, value in pairs:  # boundaries that round to the same block: the later wins
             out[int(frac * spec.seconds) // spec.block * spec.block] = value

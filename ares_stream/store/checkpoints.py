@@ -23,6 +23,7 @@ KEEP = 3
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """One saved checkpoint: wall and event time (ns), the feed cursors, the pickled state."""
     run_id: int
     ts_wall: int
     ts_event: int
@@ -45,6 +46,7 @@ def save(db: sqlite_utils.Database, run_id: int, *, ts_wall: int, ts_event: int,
 
 
 def latest(db: sqlite_utils.Database, run_id: int) -> Checkpoint | None:
+    """The newest checkpoint of ``run_id``, or None before the first."""
     row = db.conn.execute("SELECT run_id, ts_wall, ts_event, cursors, state FROM checkpoints "
                           "WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
     if row is None:

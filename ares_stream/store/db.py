@@ -222,6 +222,7 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
+    """The file's schema version (SQLite's ``user_version``)."""
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 

@@ -94,6 +94,7 @@ def newest_event(conn: sqlite3.Connection, run_id: int) -> int | None:
 
 
 def equity(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, np.ndarray]:
+    """The run's equity marks from event time ``since`` (ns) on, in time order."""
     return _columns(conn, "SELECT ts_event, equity, drawdown, fees FROM equity "
                     "WHERE run_id IS ? AND ts_event >= ? ORDER BY ts_event", (run_id, since),
                     {"ts_event": np.int64, "equity": float, "drawdown": float, "fees": float})
@@ -128,6 +129,7 @@ def scores(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, n
 
 
 def drifts(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, np.ndarray]:
+    """The run's drift events from event time ``since`` (ns) on, in time order."""
     return _columns(conn, "SELECT ts_event, symbol, mean_before, mean_after FROM drift_events "
                     "WHERE run_id = ? AND ts_event >= ? ORDER BY ts_event, id", (run_id, since),
                     {"ts_event": np.int64, "symbol": object, "mean_before": float,

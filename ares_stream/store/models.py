@@ -71,6 +71,7 @@ class ModelRecord:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ModelRecord:
+        """A record from a row of the model columns, its JSON fields decoded."""
         (id_, symbol, kind, version, parent, created, start, end, rows, how, n_trees, params,
          features, fhash, versions, metrics, status, fmt, run_id) = row
         return cls(id_, symbol, kind, version, parent, created, start, end, rows, how, n_trees,
@@ -111,6 +112,7 @@ def insert(db: sqlite_utils.Database, *, symbol: str, kind: str, created: int, r
 
 
 def get(db: sqlite_utils.Database, model_id: int) -> ModelRecord | None:
+    """The record of ``model_id``, or None."""
     row = db.conn.execute(f"SELECT {_COLUMNS} FROM models WHERE id = ?", (model_id,)).fetchone()
     return None if row is None else ModelRecord.from_row(row)
 

@@ -82,6 +82,7 @@ class RunStore:
         return int(cur.lastrowid or 0)
 
     def prediction(self, p: Prediction) -> None:
+        """Queue one prediction row (a NaN probability is stored as NULL)."""
         proba = None if math.isnan(p.proba_up) else p.proba_up
         booster = None if math.isnan(p.booster) else p.booster
         self._predictions.append((self.run_id, p.symbol, p.ts_event, p.ts_init, p.model,
@@ -89,11 +90,13 @@ class RunStore:
         self._maybe_flush()
 
     def outcome(self, o: Outcome) -> None:
+        """Queue a prediction's label and loss, written into its row at the next flush."""
         self._outcomes.append((o.ts_label, o.forward_return, o.label, o.loss, self.run_id,
                                o.symbol, o.ts_event))
         self._maybe_flush()
 
     def drift(self, d: DriftDetected) -> None:
+        """Queue one drift event, written at the next flush."""
         self._other.append((_INSERT_DRIFT, (self.run_id, d.symbol, d.ts_event, d.ts_init,
                                             d.detector, d.mean_before, d.mean_after,
                                             d.samples_seen, d.action)))

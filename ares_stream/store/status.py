@@ -68,6 +68,7 @@ def open_readonly(path: str | Path) -> Iterator[sqlite3.Connection]:
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version (SQLite's ``user_version``)."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -94,17 +95,20 @@ def _dicts(conn: sqlite3.Connection, table: str, sql: str,
 
 
 def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The newest run (id, mode, status, start, end) and how many runs there are; or None."""
     rows = _dicts(conn, "runs", "SELECT id, mode, status, started_at, ended_at, "
                   "(SELECT COUNT(*) FROM runs) AS runs FROM runs ORDER BY id DESC LIMIT 1")
     return rows[0] if rows else None
 
 
 def newest_checkpoint_wall(conn: sqlite3.Connection) -> int | None:
+    """Wall time of the newest checkpoint of any run (ns), or None."""
     value = _one(conn, "checkpoints", "SELECT MAX(ts_wall) FROM checkpoints")
     return None if value is None else int(value)
 
 
 def newest_prediction_init(conn: sqlite3.Connection) -> int | None:
+    """Receive time of the newest prediction of any run (ns), or None."""
     value = _one(conn, "predictions", "SELECT MAX(ts_init) FROM predictions")
     return None if value is None else int(value)
 
@@ -136,6 +140,7 @@ def startup_notes(conn: sqlite3.Connection, run_id: int) -> list[dict[str, Any]]
 
 
 def champions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every champion model, by symbol then kind."""
     return _dicts(conn, "models", "SELECT symbol, kind, id, version, n_trees, how, rows, created "
                   "FROM models WHERE status = 'champion' ORDER BY symbol, kind")
 

@@ -85,6 +85,7 @@ class TradingStore:
 
     def fill(self, client_id: str, symbol: str, side: str, qty: float, price: float, fee: float,
              ts_event: int, slippage_bps: float) -> None:
+        """A fill (one per order: another for the same ``client_id`` is ignored at the flush)."""
         self._fills.append((self.run_id, client_id, symbol, side, qty, price, fee, ts_event,
                             slippage_bps, client_id))
 
@@ -103,6 +104,7 @@ class TradingStore:
 
     @property
     def pending(self) -> int:
+        """Rows waiting for :meth:`flush`."""
         return (len(self._orders) + len(self._status) + len(self._fills) + len(self._equity)
                 + len(self._positions))
 

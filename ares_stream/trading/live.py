@@ -156,9 +156,11 @@ class LiveBroker(PaperBroker):
         return list(self._pending)
 
     def last_price(self, symbol: str, default: float) -> float:
+        """The last price seen for ``symbol``, or ``default`` before any."""
         return self._last.get(symbol, default)
 
     def note_price(self, symbol: str, price: float) -> None:
+        """Remember ``price`` as ``symbol``'s last price (one fetched over REST, say)."""
         self._last[symbol] = price
 
     # -- the engine's callbacks -----------------------------------------------------------------
@@ -375,6 +377,7 @@ class LiveBroker(PaperBroker):
         return {**super().state(), "live": {k: list(v) for k, v in self._live.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state`'s output, orders in flight included; sets ``restored``."""
         super().restore(state)
         self._live = {k: list(v) for k, v in state.get("live", {}).items()}
         self.restored = True

@@ -121,6 +121,7 @@ class PaperBroker:
                     self._fill(o, t.price, t.ts_event)
 
     def on_book(self, b: BookTop) -> None:
+        """Keep the symbol's book top: with ``slippage = "book"`` a market order pays its spread."""
         self._book[b.symbol] = (b.bid, b.ask, b.ts_event)
 
     def on_bar(self, bar: Bar, p: float) -> None:

@@ -99,6 +99,7 @@ async def _cancel_open(broker: LiveBroker, rec: Reconciliation) -> None:
 async def _adopt(broker: LiveBroker, rec: Reconciliation) -> None:
     """Cash and positions := the exchange's balances; the differences into ``rec``."""
     def total(asset: str) -> float:
+        """The exchange's balance of ``asset``, free plus locked (0 when there is none)."""
         free, locked = rec.balances.get(asset, (0.0, 0.0))
         return free + locked
 

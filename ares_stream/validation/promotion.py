@@ -68,6 +68,7 @@ def decide(
     k = int(c.size)
 
     def verdict(promote: bool, low: float, high: float, reason: str) -> Decision:
+        """The :class:`Decision`, with the means over the usable folds (NaN without any)."""
         c_mean, i_mean = (float(c.mean()), float(i.mean())) if k else (math.nan, math.nan)
         return Decision(promote, challenger, incumbent, k, c_mean, i_mean, i_mean - c_mean,
                         low, high, margin, reason)

@@ -94,6 +94,7 @@ class LocalExchange:
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
+        """Replace the faults of both servers."""
         self._ws.faults = self._rest.faults = faults
 
     @property

@@ -38,6 +38,7 @@ _RESP_TYPES = ("ACK", "RESULT", "FULL")
 
 
 def dec(value: str) -> Decimal:
+    """``value`` as an exact :class:`~decimal.Decimal`."""
     return Decimal(value)
 
 
@@ -47,6 +48,7 @@ def s8(value: Decimal) -> str:
 
 
 def missing(name: str) -> ApiError:
+    """Binance's -1102 error for a mandatory parameter ``name`` that was not sent."""
     return ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or "
                     "malformed.")  # fmt: skip
 
@@ -146,6 +148,7 @@ class Book:
         self._books: dict[str, tuple[list[int], list[tuple[Decimal, Decimal]]]] = {}
 
     def bind(self, tape: Tape, position: Callable[[], int]) -> None:
+        """Attach the tape and the exchange's clock (``position``: frames broadcast so far)."""
         self._tape, self._position = tape, position
 
     def credit(self, asset: str, amount: Decimal) -> None:
@@ -155,6 +158,7 @@ class Book:
     # -- parameters -----------------------------------------------------------------------------
 
     def symbol(self, params: dict[str, str]) -> str:
+        """The ``symbol`` parameter, checked: -1102 when missing, -1121 when not on the tape."""
         symbol = params.get("symbol", "")
         if not symbol:
             raise missing("symbol")
@@ -328,6 +332,7 @@ class Book:
         self.updated = o.updated
 
     def cancel(self, o: Order) -> None:
+        """Cancel ``o``: status ``CANCELED``, its locked balance freed."""
         self._close(o, "CANCELED")
 
     def _fill(self, o: Order, price: Decimal) -> None:

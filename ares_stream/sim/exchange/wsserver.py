@@ -97,6 +97,7 @@ class _Conn:
         self.ended = False  # a fault ended (or silenced) it: its writer stops
 
     def wire(self, stream: str, payload: bytes) -> bytes:
+        """A tape frame as the client asked: combined-stream envelope, microsecond times."""
         if self.micro:
             payload = _to_micro(stream, payload)
         return (
