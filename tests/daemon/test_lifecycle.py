@@ -348,17 +348,25 @@ def test_daemon_speaks_sd_notify_on_a_real_socket(tape: Tape, tmp_path: Path) ->
     assert any(m.startswith(b"STATUS=frames") for m in messages)
 
 
+def cold_start(tape: Tape, tmp: Path, *, rate: int, history: tuple[str, int], streams: str,
+               predictions: int) -> None:
+    """A first start against an exchange that already has ``history`` (a REST query and how
+    many items it must serve) on REST; SIGTERM once ``predictions`` are in; exit 0."""
+    with exchange_in_thread(tape, rate=rate, faults=Faults(), start_on_subscribe=False) as urls:
+        query, n = history
+        wait_for(f"{n} items of history on REST ({query})", history_on_rest(urls["rest"], query, n))
+        proc = start(urls, tmp, "--checkpoint-every", "0.5", streams=streams)
+        wait_for_predictions(tmp / "paper.db", predictions)
+        proc.send_signal(signal.SIGTERM)
+        err = finish(proc, tmp)
+    assert proc.returncode == 0, err[-2000:]
+
+
 def test_cold_start_warms_features_from_rest_history(tape: Tape, tmp_path: Path) -> None:
     """A first start (no checkpoint) against an exchange with history fetches the trades before
     the first live one over REST, and trades only from the first live bar on."""
-    with exchange_in_thread(tape, rate=1_000, faults=Faults(), start_on_subscribe=False) as urls:
-        wait_for("1,000 aggTrades of history on REST",
-                 history_on_rest(urls["rest"], "aggTrades?", 1_000))
-        proc = start(urls, tmp_path, "--checkpoint-every", "0.5", streams="aggTrade")
-        wait_for_predictions(tmp_path / "paper.db", 5)
-        proc.send_signal(signal.SIGTERM)
-        err = finish(proc, tmp_path)
-    assert proc.returncode == 0, err[-2000:]
+    cold_start(tape, tmp_path, rate=1_000, history=("aggTrades?", 1_000), streams="aggTrade",
+               predictions=5)
     with sqlite3.connect(tmp_path / "paper.db") as conn:
         count, last_warm = conn.execute(
             "select count, last_missing from feed_health where kind = 'backfill' "
@@ -385,14 +393,8 @@ def test_cold_start_warms_a_kline_only_feed_from_rest_klines(tmp_path: Path) -> 
     path = tmp_path / "klines.gz"
     write_recording(path, seconds=1800, seed=22, symbol=SYMBOL, streams=("kline_1s",))
     klines = Tape.from_recording([path])
-    with exchange_in_thread(klines, rate=100, faults=Faults(), start_on_subscribe=False) as urls:
-        wait_for("700 one-second klines of history on REST",
-                 history_on_rest(urls["rest"], "klines?interval=1s", 700))
-        proc = start(urls, tmp_path, "--checkpoint-every", "0.5", streams="kline_1s")
-        wait_for_predictions(tmp_path / "paper.db", 600)
-        proc.send_signal(signal.SIGTERM)
-        err = finish(proc, tmp_path)
-    assert proc.returncode == 0, err[-2000:]
+    cold_start(klines, tmp_path, rate=100, history=("klines?interval=1s", 700),
+               streams="kline_1s", predictions=600)
     with sqlite3.connect(tmp_path / "paper.db") as conn:
         count, kind, last_warm = conn.execute(
             "select count, detail, last_missing from feed_health where kind = 'backfill' "
