@@ -121,11 +121,14 @@ class Daemon:
         self._signals()  # first: a stop requested from here on goes through shutdown
         if early := startup.requested():  # came while the process was still starting
             self.request_stop(early)
-        await self.startup()
         try:
-            await self.run()
+            await self.startup()
+            try:
+                await self.run()
+            finally:
+                await self.shutdown()
         finally:
-            await self.shutdown()
+            await self._release_signals()
         return 0
 
     # -- startup ------------------------------------------------------------------------------
@@ -290,6 +293,18 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self._interrupt)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    async def _release_signals(self) -> None:
+        """Done: handle a signal that came during the last synchronous steps (a second Ctrl-C
+        still forces 130), then take our handlers off the loop while it still runs (the loop's
+        own close shuts its wakeup pipe before it removes them: a signal in between prints an
+        "Exception ignored" traceback) and ignore stop signals until the process is gone."""
+        for _ in range(2):  # read the wakeup pipe, then run what it scheduled
+            await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        startup.stopped()
 
     def request_stop(self, why: str = "") -> None:
         """Stop the daemon (``why`` is logged): set ``stop_requested`` and stop the ingest pump."""

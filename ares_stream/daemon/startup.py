@@ -68,12 +68,13 @@ def interrupted(stop: StartupInterrupted, command: str) -> int:
 
 
 def stopped() -> None:
-    """The daemon has shut down (its loop gave the signals back to Python's defaults): from
-    here to the process's exit a stop signal is only remembered — a Ctrl-C pressed as it exits
-    must not turn a clean stop into a KeyboardInterrupt traceback or a death by SIGINT."""
+    """The daemon has shut down: from here to the process's exit SIGTERM, SIGINT and SIGHUP are
+    ignored. A Ctrl-C pressed as it exits must not turn a clean stop into a KeyboardInterrupt
+    traceback, nor — once the interpreter has torn its own handlers down — into a death by
+    SIGINT (``SIG_IGN`` survives that)."""
     _state["abortable"] = False
-    for sig in _SIGNALS:
-        signal.signal(sig, _on_signal)
+    for sig in (*_SIGNALS, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def requested() -> str | None:

@@ -242,6 +242,23 @@ def test_second_sigint_forces_exit(tape: Tape, tmp_path: Path) -> None:
     assert proc.returncode == 130 or (proc.returncode == 0 and finished_before)
 
 
+def test_signals_as_it_exits_after_a_clean_stop_change_nothing(tape: Tape, tmp_path: Path) -> None:
+    """Once the daemon has stopped cleanly, Ctrl-Cs and SIGTERMs sent while the process exits
+    (interpreter teardown included) neither kill it nor print a traceback: exit 0."""
+    with exchange_in_thread(tape, rate=400, faults=Faults()) as urls:
+        proc = start(urls, tmp_path)
+        wait_for_predictions(tmp_path / "paper.db", 1)
+        proc.send_signal(signal.SIGTERM)
+        wait_for("the clean stop", lambda: logged(tmp_path, '"daemon_stopped"'))
+        while proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT if proc.pid % 2 else signal.SIGTERM)
+            time.sleep(0.001)  # a storm of signals until it is gone, not a wait for anything
+        err = finish(proc, tmp_path)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+
+
 def test_sigkill_at_random_points_resumes_exactly(tape: Tape, tmp_path: Path) -> None:
     """Killed with SIGKILL 20 times and restarted: integrity ok, one resumed run, no prediction
     duplicated or lost — the same predictions an uninterrupted replay of the tape makes.
