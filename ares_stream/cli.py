@@ -348,14 +348,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_config(db: object) -> Config:
-    import json
+def _run_config(db: Any) -> Config:
+    """The config the database's newest run recorded (the defaults when it has no run)."""
+    from ares_stream.store.history import newest_run_config
 
-    row = db.conn.execute(  # type: ignore[attr-defined]
-        "SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-    if row is None:
+    data = newest_run_config(db.conn)
+    if data is None:
         return load_config(None)
-    data = json.loads(row[0])
     return replace_values(Config(), {k: v for k, v in data.items() if isinstance(v, dict)},
                           source="the database's latest run")
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,21 @@ def test_only_the_store_runs_sql() -> None:
             if any(n.split(".")[0] in ("sqlite3", "sqlite_utils") for n in names):
                 users.add(unit(name))
     assert users == {"store"}, users
+
+
+def test_no_sql_text_outside_the_store() -> None:
+    """No string outside store/ reads like a statement (SELECT, INSERT … in capitals)."""
+    statement = re.compile(r"^\s*(SELECT\s.+\sFROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|"
+                           r"DELETE\s+FROM\s|CREATE\s+(TABLE|INDEX)\s|PRAGMA\s)", re.S)
+    found = []
+    for name, path in modules().items():
+        if unit(name) == "store":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and statement.match(node.value):
+                found.append(f"{name}: {node.value[:40]!r}")
+    assert found == [], found
 
 
 def test_tests_mirror_the_package() -> None:

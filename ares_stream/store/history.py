@@ -175,6 +175,12 @@ def health_totals(conn: sqlite3.Connection, run_id: int) -> dict[str, int]:
 
 # -- what the simulator's demo reads of a run (ares_stream.sim.demo) ------------------------------
 
+def newest_run_config(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The config the newest run recorded; None when the file has no run."""
+    row = conn.execute("SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else dict(json.loads(row[0]))
+
+
 def run_config(conn: sqlite3.Connection, run_id: int | None) -> dict[str, Any]:
     """The config a run recorded (``{}`` when there is no such run)."""
     row = conn.execute("SELECT config FROM runs WHERE id IS ?", (run_id,)).fetchone()
