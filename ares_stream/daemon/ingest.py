@@ -79,7 +79,8 @@ class Ingest:
     """Websocket feed → engine, with inline REST backfill and an optional recording."""
 
     def __init__(self, engine: Engine, feed: WsFeed, backfiller: Backfiller | None = None,
-                 recorder: RecordingWriter | None = None, clock: LiveClock | None = None) -> None:
+                 recorder: RecordingWriter | None = None, clock: LiveClock | None = None,
+                 *, resumed: bool = False) -> None:
         self.engine = engine
         self.feed = feed
         self.backfiller = backfiller
@@ -88,7 +89,7 @@ class Ingest:
         self.lag = LagStats()
         self.stopping = asyncio.Event()
         self.catch_up_due = False
-        self.caught_up = False  # a restart's first catch-up is its warm-up: timed, recorded
+        self.caught_up = not resumed  # a restart's first catch-up is its warm-up: timed
         self.behind = False  # inside an episode of the engine falling behind
         self._waits_seen = 0
 
@@ -262,9 +263,8 @@ def build_ingest(config: Config, store: Any, *, learn: bool = True,
     backfiller = Backfiller(rest_url, market=market) if f.backfill else None
     clock = batch_clock(engine.batch)
     ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
-                    backfiller, recorder, clock)
+                    backfiller, recorder, clock, resumed=bool(cursors))
     ingest.feed.on_notice = ingest.on_notice
-    ingest.caught_up = not cursors  # only a restart's first catch-up is its warm-up
     return ingest, backfiller
 
 
