@@ -211,6 +211,7 @@ def lock(args: list[str]) -> None:
             out.write_text(header + new.read_text().replace(str(build), "build backend"))
     print(f"wrote {LOCK.name} ({len(_pins(LOCK))} packages) and {DEV_LOCK.name} "
           f"({len(_pins(DEV_LOCK))} packages)")
+    shutil.rmtree(ROOT / ".venv-tools", ignore_errors=True)  # the first lock's bootstrap
 
 
 def _bootstrap_uv() -> Path:
@@ -234,4 +235,3 @@ if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
         sys.exit(__doc__)
     TASKS[sys.argv[1]](sys.argv[2:])
-    shutil.rmtree(ROOT / ".venv-tools", ignore_errors=True)
