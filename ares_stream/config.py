@@ -126,6 +126,10 @@ class BatchConfig:
     bootstrap: int = 2_000  # paired bootstrap resamples over folds
     fee_bps: float = 10.0  # per side, for the trading metrics of validation
     apply_delay: str = "0s"  # replay: a result applies at the first bar this long after submission
+    edge_confidence: float = 0.9  # a signal trades only while this CI of its fold PnL is above 0
+    champion_max_validations: int = 3  # a champion not re-measured in this many stops trading
+    champion_max_age: str = "7d"  # ... or not re-measured for this much event time
+    keep_models: int = 20  # boosters kept per symbol besides every model ever champion
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class TradingConfig:
     latency_ms: float = 50.0  # a market order fills at the first trade this long after the bar
     slippage: str = "book"  # book: pay the spread from the book top | bps: slippage_bps
     slippage_bps: float = 1.0  # used when slippage = "bps" or no book top is known
+    candle_slippage_bps: float = 2.0  # no trade tape: fill at the next open, this much worse
+    book_max_age_ms: float = 1000.0  # book tops older than this are not used for slippage
+    require_edge: bool = True  # trade a model's signal only while its walk-forward shows edge
     enter: float = 0.55  # go long when the traded probability is above this
     exit: float = 0.5  # go flat when it falls below this
     order_notional: float = 1_000.0  # quote per entry

@@ -198,6 +198,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE predictions ADD COLUMN booster REAL;  -- P(label = 1) of the champion booster
     """,
+    # 5: validated edge before orders; the bar's close beside each buffered sample (validation
+    # trades the same rule as the broker, bar by bar).
+    """
+    ALTER TABLE buffer ADD COLUMN close REAL;  -- close of the sample's bar; NULL before v5
+    CREATE TABLE signal_gate (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- the bar at which the signal started or stopped trading
+        trading INTEGER NOT NULL,      -- 1: the signal reaches the broker; 0: flat
+        reason TEXT NOT NULL           -- why (which models have validated edge, or why none)
+    );
+    CREATE INDEX signal_gate_run ON signal_gate(run_id, symbol, ts_event);
+    """,
 ]
 
 
