@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from ares_stream.config import Config
-from ares_stream.errors import ParseError
+from ares_stream.config import Config, buffer_shortfall
+from ares_stream.errors import ConfigError, ParseError
 from ares_stream.events import (
     Bar,
     BookTop,
@@ -132,11 +132,14 @@ class BatchLearning(Protocol):
         """The champion booster's P(label = 1) for ``x``; None without a champion."""
 
     def skills(self, symbol: str) -> tuple[float, float]:
-        """The online learner's and the champion's latest validated skill."""
+        """The online learner's and the champion's weights: each one's latest validated skill."""
+
+    def blocked(self, symbol: str) -> str:
+        """Why the symbol's signal may not trade now ("" when it may: validated edge)."""
 
     def on_sample(self, symbol: str, ts: int, x: dict[str, float], label: int,
-                  forward_return: float) -> None:
-        """One labelled sample for the buffer."""
+                  forward_return: float, close: float) -> None:
+        """One labelled sample (and its bar's close) for the buffer."""
 
     def on_drift(self, symbol: str, ts: int) -> None:
         """The online loss drifted up: an early refit is due."""
@@ -164,13 +167,14 @@ class Broker(Protocol):
         """Cash plus positions at the last mark."""
 
     def on_trade(self, t: Trade) -> None:
-        """A market trade: fills orders waiting for the market."""
+        """A market trade, fed before the bar it closes: fills orders waiting for the market."""
 
     def on_book(self, b: BookTop) -> None:
         """A book top: the spread orders are filled across."""
 
-    def on_bar(self, bar: Bar, p: float) -> None:
-        """A closed bar: mark to market, decide on ``p`` (NaN: no decision)."""
+    def on_bar(self, bar: Bar, p: float, blocked: str = "") -> None:
+        """A closed bar: mark to market, decide on ``p`` (NaN: no decision) at the time of the
+        trade that closed it; ``blocked``: why the signal may not trade (the broker goes flat)."""
 
 
 class Engine:
@@ -337,17 +341,20 @@ class Engine:
         st = self.state.get(t.symbol) or self._state(t.symbol)
         if st is None or not self._lock_source(st, "aggTrade" if t.is_agg else "trade"):
             return
+        if self.broker is not None:  # before the bar it closes: that bar is decided at this
+            self.broker.on_trade(t)  # trade, and its order fills at a later one
         bar = st.builder.on_trade(t)
         if bar is not None:
             self._on_bar(st, bar)
-        if self.broker is not None:  # after the bar it closed: that bar's order waits latency
-            self.broker.on_trade(t)
 
     def _on_kline(self, k: Kline) -> None:
         st = self._state(k.symbol)
         if st is None or not self._lock_source(st, "kline"):
             return
         if not st.kline_interval:
+            problem = buffer_shortfall(self.config, k.interval) if self.batch else ""
+            if problem:  # the input's candles, not the config, set the bar interval
+                raise ConfigError(f"{k.symbol} has {k.interval} candles: {problem}")
             st.kline_interval = k.interval
         elif k.interval != st.kline_interval:
             self.counts["unused_kline_interval"] += 1
@@ -404,9 +411,18 @@ class Engine:
         self.sink.prediction(p)
         st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
         if self.broker is not None and bar.ts_event > self.gate.live_from.get(bar.symbol, 0):
-            self.broker.on_bar(bar, math.nan if self.regression else traded)
+            self.broker.on_bar(bar, math.nan if self.regression else traded,
+                               self._blocked(bar.symbol))
         if self.log_bars:
             self._log_bar(bar, y_pred, traded)
+
+    def _blocked(self, symbol: str) -> str:
+        """Why the symbol's signal may not trade ("" if it may): only validated edge trades."""
+        if self.batch is not None:
+            return self.batch.blocked(symbol)
+        if self.config.trading.require_edge:
+            return "no walk-forward validation: batch learning is off (trading.require_edge)"
+        return ""
 
     def _log_bar(self, bar: Bar, online: float, traded: float) -> None:
         """The canonical line of a closed bar: what came in, what was predicted, what is held."""
@@ -436,7 +452,7 @@ class Engine:
                                   r.forward_return, r.label, traded_loss))
         report = st.learner.learn(r.x, y, y_pred)
         if self.batch is not None:
-            self.batch.on_sample(bar.symbol, r.ts_event, r.x, r.label, r.forward_return)
+            self.batch.on_sample(bar.symbol, r.ts_event, r.x, r.label, r.forward_return, r.close)
         if report is not None:
             self._drift(st, bar, report)
 

@@ -127,7 +127,7 @@ def bench_walk_forward(klines: list, rows: int) -> tuple[str, str]:
         ts.append(bar.ts_event)
         xs.append(x)
     closes_a = np.array(closes)
-    X, y, fwd, t = [], [], [], []
+    X, y, fwd, t, c = [], [], [], [], []
     for i in range(len(xs) - h):
         if xs[i] is None:
             continue
@@ -136,12 +136,11 @@ def bench_walk_forward(klines: list, rows: int) -> tuple[str, str]:
         y.append(int(r > thr))
         fwd.append(r)
         t.append(ts[i])
+        c.append(float(closes_a[i]))
     X_a, y_a = np.array(X[-rows:]), np.array(y[-rows:])
-    window = jobs.Window(np.array(t[-rows:]), X_a, y_a, np.array(fwd[-rows:]), fs.names)
-    spec = jobs.ValidationSpec(horizon=h, folds=cfg.batch.folds, expanding=True, embargo=0,
-                               margin=cfg.batch.margin, n_boot=cfg.batch.bootstrap,
-                               fee_bps=cfg.batch.fee_bps, river_model="logreg", seed=0)
-    out = jobs.validate(window, spec, bst.BoosterSettings(), [], [])
+    window = jobs.Window(np.array(t[-rows:]), X_a, y_a, np.array(fwd[-rows:]), fs.names,
+                         np.array(c[-rows:]))
+    out = jobs.validate(window, jobs.spec_of(cfg), bst.BoosterSettings(), [], [])
     d = out.decision
     return out.table, f"decision: {'PROMOTE' if d.promote else 'keep'} — {d.reason}"
 

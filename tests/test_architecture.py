@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOORS: list[set[str]] = [
     {"ares_stream", "errors", "events", "redact"},
     {"config", "logs"},
-    {"clock", "feed", "store"},
+    {"clock", "feed", "store", "rule"},
     {"features"},
     {"learners"},
     {"validation"},

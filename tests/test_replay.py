@@ -120,7 +120,9 @@ def test_replay_real_hourly_candles_records_the_outage_gaps(tmp_path: Path) -> N
     """The hourly candle file's 28 exchange-outage gaps (128 bars) are recorded as gaps."""
     path = shared_path("klines/BTCUSDT-1h-2017-08-17_2024-04-21.csv.gz")
     db = tmp_path / "h.db"
-    assert main(["replay", str(path), "--db", str(db), "--quiet"]) == 0
+    cfg = tmp_path / "hourly.toml"
+    cfg.write_text("[batch]\nbuffer_days = 120.0\n")  # 30 days of 1h bars never reach min_rows
+    assert main(["replay", str(path), "--db", str(db), "--quiet", "--config", str(cfg)]) == 0
     with sqlite3.connect(db) as conn:
         n, missing = conn.execute(
             "select count(*), sum(count) from feed_health where kind = 'gap'").fetchone()
@@ -159,3 +161,19 @@ def test_demo_config_detects_the_planted_concept_drift(tmp_path: Path) -> None:
     (planted,) = sched.concept_drifts_ns
     assert len(drifts) == 1
     assert 0 < drifts[0] - planted <= 200 * 10 * 10**9
+
+
+def test_hourly_candles_that_could_never_train_a_booster_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With 1h candles the default 30 buffer days hold 720 samples, fewer than min_rows = 2000:
+    the replay stops at the first candle with one line naming the keys, instead of silently
+    training nothing."""
+    src = shared_path("klines/BTCUSDT-1h-2017-08-17_2024-04-21.csv.gz")
+    with gzip.open(src, "rt") as fh:
+        head = "".join(next(fh) for _ in range(50))
+    csv = tmp_path / "BTCUSDT-1h-head.csv"
+    csv.write_text(head)
+    assert main(["replay", str(csv), "--db", str(tmp_path / "h.db")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "BTCUSDT has 1h candles" in err[0]
+    assert "batch.buffer_days" in err[0] and "batch.min_rows" in err[0]

@@ -26,6 +26,7 @@ import numpy as np
 
 from ares_stream.config import Config
 from ares_stream.learners import booster as bst
+from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
 from ares_stream.validation import splits, walkforward
 
@@ -34,13 +35,15 @@ NS_PER_YEAR = 365 * 86_400 * 10**9
 
 @dataclass(frozen=True)
 class Window:
-    """A copy of a buffer window: what a job trains or validates on."""
+    """A copy of a buffer window: what a job trains or validates on (``close``: each row's bar
+    close, where validation trades the broker's rule; None or NaN where unknown)."""
 
     ts: np.ndarray
     X: np.ndarray
     y: np.ndarray
     fwd: np.ndarray
     features: tuple[str, ...]
+    close: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,11 @@ class ValidationSpec:
     embargo: int
     margin: float
     n_boot: int
-    fee_bps: float
+    rule: Rule  # the broker's trading rule: every candidate's fold PnL is after its costs
+    confidence: float  # after-cost edge: this bootstrap CI of the mean fold PnL above 0
     river_model: str
     seed: int
+    river_options: tuple[tuple[str, Any], ...] = ()  # make_model keyword options
 
 
 def settings_of(config: Config) -> bst.BoosterSettings:
@@ -108,7 +113,8 @@ def spec_of(config: Config) -> ValidationSpec:
     b = config.batch
     return ValidationSpec(
         horizon=config.labels.horizon, folds=b.folds, expanding=b.window == "expanding",
-        embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap, fee_bps=b.fee_bps,
+        embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap,
+        rule=Rule.from_config(config.trading), confidence=b.edge_confidence,
         river_model=config.learner.model, seed=config.learner.seed)
 
 
@@ -120,6 +126,7 @@ class ValidationOutcome:
     table: str
     refit: Blob | None  # the model to promote when the refit recipe won
     summary: dict[str, dict[str, float]]
+    edges: dict[str, gate.Edge]  # per candidate: does it make money after costs
 
 
 Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
@@ -129,20 +136,24 @@ def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings
              champions: Timeline, lineage: Timeline) -> ValidationOutcome:
     """Walk-forward over the window: recipes refit per fold, stored models scored out of sample."""
     n = len(window.y)
-    folds = splits.walk_forward(n, n_folds=spec.folds, horizon=spec.horizon,
-                                embargo=spec.embargo, expanding=spec.expanding,
+    folds = splits.walk_forward(n, n_folds=spec.folds, test_size=n // (2 * spec.folds),
+                                horizon=spec.horizon, embargo=spec.embargo,
+                                expanding=spec.expanding,
                                 max_train=None if spec.expanding else n // 2,
                                 min_train=max(50, n // (4 * spec.folds)))
     cands = _candidates(window, spec, settings, champions, lineage)
     results = walkforward.run_walk_forward(
-        window.X, window.y, window.fwd, folds, cands, horizon=spec.horizon,
-        fee_bps=spec.fee_bps, periods_per_year=_periods_per_year(window.ts, spec.horizon))
+        window.X, window.y, window.fwd, folds, cands, horizon=spec.horizon, rule=spec.rule,
+        close=window.close, periods_per_year=_bars_per_year(window.ts))
     summary = walkforward.summary_by_candidate(results)
+    edges = {name: gate.edge(walkforward.fold_pnls(results, name), confidence=spec.confidence,
+                             n_boot=spec.n_boot, seed=spec.seed) for name in summary}
     decision = _decide(results, summary, spec)
     refit = None
     if decision.promote and decision.challenger == "xgb_refit":
         refit = to_blob(bst.fit(window.X, window.y, window.ts, window.features, settings))
-    return ValidationOutcome(decision, results, walkforward.fold_table(results), refit, summary)
+    return ValidationOutcome(decision, results, walkforward.fold_table(results), refit, summary,
+                             edges)
 
 
 def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
@@ -157,10 +168,14 @@ def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSetti
 
     cands: list[Any] = [
         walkforward.ConstantPrior(), walkforward.Persistence(),
-        walkforward.RiverCandidate("river", lambda: make_model(spec.river_model, seed=spec.seed)),
+        walkforward.RiverCandidate("river", lambda: make_model(
+            spec.river_model, seed=spec.seed, **dict(spec.river_options))),
         walkforward.RefitCandidate("xgb_refit", recipe),
     ]
     cands.append(walkforward.Realized("champion", realized(window, champions, spec.horizon)))
+    if champions:  # the champion model itself, re-measured wherever it is out of sample
+        current = realized(window, champions[-1:], spec.horizon)
+        cands.append(walkforward.Realized("current", current, fill_prior=False))
     if lineage:
         cands.append(walkforward.Realized("lineage", realized(window, lineage, spec.horizon)))
     return cands
@@ -195,12 +210,14 @@ def _decide(results: list[walkforward.FoldResult], summary: dict[str, dict[str, 
     challenger = gate.pick_challenger(summary, names)
     return gate.decide(challenger, walkforward.fold_losses(results, challenger), "champion",
                        walkforward.fold_losses(results, "champion"), margin=spec.margin,
-                       n_boot=spec.n_boot, seed=spec.seed)
+                       n_boot=spec.n_boot, seed=spec.seed,
+                       challenger_pnls=walkforward.fold_pnls(results, challenger),
+                       confidence=spec.confidence)
 
 
-def _periods_per_year(ts: np.ndarray, horizon: int) -> float:
-    """Non-overlapping label periods per year, from the window's typical bar spacing."""
+def _bars_per_year(ts: np.ndarray) -> float:
+    """Bars per year, from the window's typical bar spacing."""
     if len(ts) < 2:
         return 1.0
     step = float(np.median(np.diff(ts)))
-    return NS_PER_YEAR / max(step * horizon, 1.0)
+    return NS_PER_YEAR / max(step, 1.0)

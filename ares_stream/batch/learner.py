@@ -14,11 +14,22 @@ Results come back between frames. In replay a result applies at the first bar at
 ``batch.apply_delay`` of event time after its submission — waiting for the worker if needed — so
 a replay is deterministic; live it applies as soon as it is done.
 
-The traded probability is an ensemble (see :func:`ensemble`).
+**Weights and edge.** Every validation re-measures each model the ensemble trades, on its own
+evidence: the online learner by the River recipe's folds; the champion by the challenger's folds
+in the validation that promoted it, and from then on by its own out-of-sample rows (the
+``current`` candidate) once they span enough folds. A model's *skill* (its log-loss gain over
+the constant prior) is its weight in the ensemble (:func:`~ares_stream.learners.ensemble.ensemble`);
+a champion that has not re-earned a positive skill within ``champion_max_validations``
+validations or ``champion_max_age`` of event time gets weight 0. Its *edge*: its after-cost fold
+PnL, trading the broker's rule, has a bootstrap interval above 0
+(:func:`~ares_stream.validation.promotion.edge`). With ``trading.require_edge`` (the default) the
+ensemble reaches the broker only while every model it weights has an edge — otherwise the symbol
+is flat, and :meth:`BatchLearner.blocked` says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -40,7 +51,9 @@ from ares_stream.learners import booster as bst
 from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
-from ares_stream.store.validations import ValidationRow, insert
+from ares_stream.store.models import ModelPruned
+from ares_stream.store.validations import ValidationRow, insert, recent
+from ares_stream.validation.promotion import Edge, edge
 
 log = structlog.get_logger("ares_stream.batch")
 
@@ -75,7 +88,10 @@ class SymbolBatch:
     validated_through: int = -1  # event time of the newest row of the last validation
     force_refit: bool = False
     busy: set[str] = field(default_factory=set)
-    skill: dict[str, float] = field(default_factory=dict)  # candidate -> improvement over prior
+    skill: dict[str, float] = field(default_factory=dict)  # "river" | "champion" -> log-loss gain
+    edge: dict[str, Edge] = field(default_factory=dict)  # "river" | "champion" -> after-cost edge
+    validations: int = 0  # validations applied
+    earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
 
 
 class BatchLearner:
@@ -97,6 +113,9 @@ class BatchLearner:
         self.update_every = _ns(self.cfg.update_every)
         self.validate_every = _ns(self.cfg.validate_every)
         self.apply_delay = _ns(self.cfg.apply_delay)
+        self.max_age = _ns(self.cfg.champion_max_age)
+        self.require_edge = config.trading.require_edge
+        self.now = 0  # event time of the newest bar (submissions count apply_delay from it)
         self.symbols: dict[str, SymbolBatch] = {}
         self.pending: list[Pending] = []
         self.clock = ReplayClock() if replay else None  # live: a LiveClock calls periodic()
@@ -108,10 +127,10 @@ class BatchLearner:
     # -- inputs from the engine ---------------------------------------------------------------
 
     def on_sample(self, symbol: str, ts: int, x: dict[str, float], label: int,
-                  fwd: float) -> None:
+                  fwd: float, close: float = math.nan) -> None:
         """Buffer one labelled sample; submit an update once ``update_rows`` new rows came."""
         sb = self._symbol(symbol)
-        sb.buffer.add(ts, x, label, fwd)
+        sb.buffer.add(ts, x, label, fwd, close)
         if len(sb.buffer) >= self.cfg.min_rows and (
                 sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows):
             self.submit_update(symbol, ts)
@@ -126,6 +145,7 @@ class BatchLearner:
         """Called at every bar: in replay the event-time clock runs the periodic jobs, then
         results that are due are applied. Live, a LiveClock calls :meth:`periodic`."""
         self._symbol(symbol)
+        self.now = max(self.now, ts)
         if self.clock is not None:
             self.clock.advance(ts)
         self.apply_due(ts)
@@ -158,12 +178,48 @@ class BatchLearner:
         return bst.predict_one(sb.champion_tb, x)
 
     def skills(self, symbol: str) -> tuple[float, float]:
-        """The online learner's and the champion's skill at the last validation (0.0 before one).
-        Skill: the log-loss improvement over the constant prior, floored at 0."""
+        """The online learner's and the champion's weight in the ensemble: each one's own skill
+        at its latest validation (the log-loss gain over the constant prior; 0.0 before one);
+        an expired champion's is 0.0."""
         sb = self.symbols.get(symbol)
         if sb is None:
             return 0.0, 0.0
-        return sb.skill.get("river", 0.0), sb.skill.get("champion", 0.0)
+        champion = 0.0 if self._expired(sb) else sb.skill.get("champion", 0.0)
+        return sb.skill.get("river", 0.0), champion
+
+    def blocked(self, symbol: str) -> str:
+        """Why the symbol's signal may not reach the broker now ("" when it may): with
+        ``trading.require_edge``, every model the ensemble weights must have a validated edge
+        after costs, and at least one must have a weight."""
+        if not self.require_edge:
+            return ""
+        sb = self.symbols.get(symbol)
+        if sb is None or not sb.validations:
+            return "no walk-forward validation yet"
+        river, champion = self.skills(symbol)
+        if river <= 0.0 and champion <= 0.0:
+            why = "no model beats the constant prior"
+            if sb.champion is not None and self._expired(sb):
+                why += f" (champion {sb.champion.model_id} {self._expiry(sb)})"
+            return why
+        lacking = [f"{name}: {sb.edge[name].reason if name in sb.edge else 'not measured'}"
+                   for name, w in (("river", river), ("champion", champion))
+                   if w > 0.0 and not (name in sb.edge and sb.edge[name].ok)]
+        return "no validated edge after costs (" + "; ".join(lacking) + ")" if lacking else ""
+
+    def _expired(self, sb: SymbolBatch) -> bool:
+        """No champion, or it has not re-earned its place for too many validations or too long."""
+        if sb.champion is None or sb.earned is None:
+            return True
+        n, ts = sb.earned
+        return (sb.validations - n > self.cfg.champion_max_validations
+                or self.now - ts > self.max_age)
+
+    def _expiry(self, sb: SymbolBatch) -> str:
+        if sb.earned is None:
+            return "not validated since it was loaded"
+        return (f"not re-earned since validation {sb.earned[0]} (limits: "
+                f"{self.cfg.champion_max_validations} validations, {self.cfg.champion_max_age})")
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -202,11 +258,12 @@ class BatchLearner:
     def _pending(self, symbol: str, kind: str, future: Future[Any], ts: int,
                  **context: Any) -> None:
         self.symbols[symbol].busy.add(kind)
-        self.pending.append(Pending(symbol, kind, future, ts, ts + self.apply_delay, context))
+        at = max(ts, self.now)  # ``ts`` may be a sample's time, ``horizon`` bars in the past
+        self.pending.append(Pending(symbol, kind, future, at, at + self.apply_delay, context))
 
     def _window(self, sb: SymbolBatch) -> jobs.Window:
         ts, X, y, fwd = sb.buffer.window()
-        return jobs.Window(ts, X, y, fwd, sb.buffer.features)
+        return jobs.Window(ts, X, y, fwd, sb.buffer.features, sb.buffer.closes())
 
     # -- results --------------------------------------------------------------------------------
 
@@ -239,6 +296,8 @@ class BatchLearner:
         rec = self.registry.add_booster(p.symbol, tb, created=ts,
                                         parent=parent.model_id if parent is not None else None)
         sb.lineage.append(jobs.Blob(blob.data, blob.meta, rec.id))
+        del sb.lineage[:-_TIMELINE]  # validation looks at the newest _TIMELINE only
+        self.registry.prune(p.symbol, keep=self.cfg.keep_models)  # the champions stay
         sb.trained_through = tb.train_end
         how = {"refit": "refits", "warm_start": "warm_starts", "refresh": "refreshes"}[tb.how]
         self.counts["trained"] += 1
@@ -251,10 +310,12 @@ class BatchLearner:
                           ts: int) -> None:
         d = out.decision
         self.counts["validations"] += 1
-        prior = out.summary.get("prior", {}).get("log_loss", math.nan)
-        sb.skill = {name: max(0.0, prior - s.get("log_loss", math.nan))
-                    for name, s in out.summary.items() if not math.isnan(s.get("log_loss", 0))}
+        sb.validations += 1
         challenger_id = self._promote(sb, p, out, ts) if d.promote else None
+        if d.promote and challenger_id is None:
+            d = dataclasses.replace(d, promote=False,
+                                    reason=d.reason + " (skipped: the candidate was pruned)")
+        self._remeasure(sb, out.summary, out.edges, d.challenger, ts, promoted=d.promote)
         champ = p.context.get("champion")
         row = ValidationRow(
             self.registry.run_id, p.symbol, ts, d.challenger, challenger_id, d.incumbent,
@@ -264,6 +325,29 @@ class BatchLearner:
         insert(self.registry.db, row)
         log.info("model_validated", symbol=p.symbol, challenger=d.challenger,
                  incumbent=d.incumbent, promoted=d.promote, reason=d.reason)
+
+    def _remeasure(self, sb: SymbolBatch, summary: dict[str, dict[str, float]],
+                   edges: dict[str, Edge], challenger: str, ts: int, *, promoted: bool) -> None:
+        """Each traded model's own skill and edge from a validation (module docstring)."""
+        prior = summary.get("prior", {}).get("log_loss", math.nan)
+
+        def gain(name: str) -> float:
+            loss = summary.get(name, {}).get("log_loss", math.nan)
+            return 0.0 if math.isnan(loss) or math.isnan(prior) else max(0.0, prior - loss)
+
+        if "river" in edges:
+            sb.skill["river"], sb.edge["river"] = gain("river"), edges["river"]
+        if promoted:
+            source = challenger
+        elif sb.champion is not None and summary.get("current", {}).get("folds", 0.0) >= 3:
+            source = "current"  # enough of its own out-of-sample rows: judged on them alone
+        else:
+            return  # not measurable yet: keeps its skill until it expires
+        if source not in edges:
+            return
+        sb.skill["champion"], sb.edge["champion"] = gain(source), edges[source]
+        if sb.skill["champion"] > 0.0:
+            sb.earned = (sb.validations, ts)
 
     def _promote(self, sb: SymbolBatch, p: Pending, out: jobs.ValidationOutcome,
                  ts: int) -> int | None:
@@ -276,9 +360,15 @@ class BatchLearner:
         else:
             blob = p.context["candidate"]
         assert blob.model_id is not None
-        self.registry.promote(blob.model_id)  # logs model_promoted
+        try:
+            self.registry.promote(blob.model_id)  # logs model_promoted
+        except ModelPruned as exc:  # more than keep_models boosters came while it validated
+            log.warning("promotion_skipped", symbol=p.symbol, model_id=blob.model_id,
+                        reason=str(exc))
+            return None
         sb.champion, sb.champion_tb = blob, jobs.from_blob(blob)
         sb.champion_since.append((ts, blob))
+        del sb.champion_since[:-_TIMELINE]
         self.counts["promotions"] += 1
         return blob.model_id
 
@@ -306,7 +396,33 @@ class BatchLearner:
                 sb.lineage.append(sb.champion)
                 sb.champion_since.append((champ.created, sb.champion))
                 sb.trained_through = tb.train_end
+            self._resume_weights(sb, symbol)
         return sb
+
+    def _resume_weights(self, sb: SymbolBatch, symbol: str) -> None:
+        """After a restart: each model's skill and edge from the symbol's latest stored
+        validation (its fold rows), as :meth:`_remeasure` found them — the signal does not wait a
+        whole validation period to trade again."""
+        last = recent(self.registry.db, symbol, limit=1)
+        if not last:
+            return
+        v = last[0]
+        rows = json.loads(v.fold_table)
+        losses: dict[str, list[float]] = {}
+        pnls: dict[str, list[float]] = {}
+        for r in rows:
+            if r.get("log_loss") is not None:
+                losses.setdefault(r["candidate"], []).append(r["log_loss"])
+            pnls.setdefault(r["candidate"], []).append(
+                math.nan if r.get("total_return") is None else r["total_return"])
+        summary = {name: {"log_loss": math.fsum(ls) / len(ls), "folds": float(len(ls))}
+                   for name, ls in losses.items()}
+        edges = {name: edge(ps, confidence=self.cfg.edge_confidence, n_boot=self.cfg.bootstrap,
+                            seed=self.config.learner.seed) for name, ps in pnls.items()}
+        promoted = v.promoted and sb.champion is not None and (
+            v.challenger_id == sb.champion.model_id)
+        sb.validations = 1
+        self._remeasure(sb, summary, edges, v.challenger, v.ts_event, promoted=promoted)
 
     def flush(self) -> None:
         """Write every symbol's buffered samples."""

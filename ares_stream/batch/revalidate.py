@@ -40,7 +40,7 @@ def revalidate(db: sqlite_utils.Database, config: Config, features: tuple[str, .
             out.append(Revalidation(sym, len(buffer), None))
             continue
         ts, X, y, fwd = buffer.window()
-        window = jobs.Window(ts, X, y, fwd, buffer.features)
+        window = jobs.Window(ts, X, y, fwd, buffer.features, buffer.closes())
         outcome = jobs.validate(window, jobs.spec_of(config), jobs.settings_of(config),
                                 _champions(db, registry, sym), _lineage(registry, sym))
         out.append(Revalidation(sym, len(buffer), outcome))
@@ -48,7 +48,7 @@ def revalidate(db: sqlite_utils.Database, config: Config, features: tuple[str, .
 
 
 def _lineage(registry: Registry, symbol: str) -> jobs.Timeline:
-    models = [m for m in registry.list(symbol) if m.kind == "xgboost"]
+    models = [m for m in registry.list(symbol) if m.kind == "xgboost" and not m.pruned]
     return [(int(m.train_end or 0), jobs.to_blob(registry.load_booster(m.id), m.id))
             for m in sorted(models, key=lambda m: m.id)[-50:]]
 

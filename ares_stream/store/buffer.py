@@ -1,23 +1,27 @@
 """The ``buffer`` table: labelled samples per symbol, written in batches, pruned by event time.
 
 A row is one sample: its feature vector ``x`` as the raw bytes of a float64 array (in the order of
-the feature list whose hash is stored beside it), its binary label and its forward return. The
+the feature list whose hash is stored beside it), its binary label, its forward return and the
+close of its bar (the price the walk-forward trades the broker's rule at; NULL in rows written
+before schema 5). The
 key is ``(symbol, ts_event)``; writing a row again replaces it, so a flush that is repeated after a
 crash, or a sample of a new feature schema at the time of an old one, never conflicts.
 
 >>> from ares_stream.store.db import open_db
 >>> store = BufferStore(open_db(":memory:"))
->>> store.add_many("BTCUSDT", [(60, [1.0, 2.0], 1, 0.01, "h1"), (120, [3.0, 4.0], 0, -0.02, "h1")])
+>>> store.add_many("BTCUSDT", [(60, [1.0, 2.0], 1, 0.01, "h1", 100.0),
+...                             (120, [3.0, 4.0], 0, -0.02, "h1", 101.0)])
 2
 >>> rows = store.load("BTCUSDT", "h1")
->>> [(ts, np.frombuffer(x).tolist(), label, fwd) for ts, x, label, fwd in rows]
-[(60, [1.0, 2.0], 1, 0.01), (120, [3.0, 4.0], 0, -0.02)]
+>>> [(ts, np.frombuffer(x).tolist(), label, fwd, c) for ts, x, label, fwd, c in rows]
+[(60, [1.0, 2.0], 1, 0.01, 100.0), (120, [3.0, 4.0], 0, -0.02, 101.0)]
 >>> store.prune("BTCUSDT", older_than_ts=120), store.count("BTCUSDT")
 (1, 1)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -25,16 +29,17 @@ import sqlite_utils
 
 __all__ = ["BufferRow", "BufferStore"]
 
-BufferRow = tuple[int, bytes, int, float]
-"""A stored sample: ``(ts_event, x as float64 bytes, label, forward_return)``."""
+BufferRow = tuple[int, bytes, int, float, float]
+"""A stored sample: ``(ts_event, x as float64 bytes, label, forward_return, close)`` (close NaN
+when unknown)."""
 
 _INSERT = (
-    "INSERT OR REPLACE INTO buffer (symbol, ts_event, x, label, forward_return, feature_hash) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO buffer (symbol, ts_event, x, label, forward_return, feature_hash, "
+    "close) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _PRUNE = "DELETE FROM buffer WHERE symbol = ? AND ts_event < ?"
 _LOAD = (
-    "SELECT ts_event, x, label, forward_return FROM buffer "
+    "SELECT ts_event, x, label, forward_return, close FROM buffer "
     "WHERE symbol = ? AND feature_hash = ? ORDER BY ts_event"
 )
 _COUNT = "SELECT count(*) FROM buffer WHERE symbol = ?"
@@ -49,16 +54,17 @@ class BufferStore:
     def add_many(
         self,
         symbol: str,
-        rows: Iterable[tuple[int, Sequence[float] | np.ndarray, int, float, str]],
+        rows: Iterable[tuple[int, Sequence[float] | np.ndarray, int, float, str, float]],
     ) -> int:
-        """Write ``(ts_event, x, label, forward_return, feature_hash)`` rows in one transaction.
+        """Write ``(ts_event, x, label, forward_return, feature_hash, close)`` rows in one
+        transaction (a NaN close is stored as NULL).
 
         ``x`` is stored as ``np.asarray(x, float64).tobytes()``. Returns the number of rows.
         """
         params = [
             (symbol, int(ts), np.asarray(x, dtype=np.float64).tobytes(), int(label),
-             float(fwd), fhash)
-            for ts, x, label, fwd, fhash in rows
+             float(fwd), fhash, None if close != close else float(close))
+            for ts, x, label, fwd, fhash, close in rows
         ]
         if not params:
             return 0
@@ -79,7 +85,8 @@ class BufferStore:
     def load(self, symbol: str, feature_hash: str) -> list[BufferRow]:
         """The symbol's rows written with ``feature_hash``, ordered by ``ts_event``."""
         cur = self.db.conn.execute(_LOAD, (symbol, feature_hash))
-        return [(int(ts), bytes(x), int(label), float(fwd)) for ts, x, label, fwd in cur]
+        return [(int(ts), bytes(x), int(label), float(fwd), math.nan if c is None else float(c))
+                for ts, x, label, fwd, c in cur]
 
     def count(self, symbol: str) -> int:
         """Rows stored for ``symbol``, whatever their feature schema."""

@@ -5,21 +5,15 @@ Classification: ``y`` in {0, 1}, ``p`` = P(y=1). Each score equals scikit-learn'
 ``log_loss`` clips ``p`` to ``[1e-15, 1 - 1e-15]`` like River's, ``roc_auc`` is NaN when ``y``
 holds one class only.
 
-Trading, long-only spot. ``positions(p)`` holds 1 unit when ``p > enter``, else nothing.
-``strategy_returns`` is the net simple return of holding ``pos[t]`` over the label's forward log
-return ``fwd[t]``: ``pos[t] × (exp(fwd[t]) − 1) − fee × |pos[t] − pos[t−1]|`` with ``pos[−1] = 0``
-(start flat) and ``fee = fee_bps / 10⁴`` per side traded (entering and leaving each pay once).
+Trading: a fold's probabilities are traded through the one trading rule the broker uses
+(:class:`ares_stream.rule.Rule`: thresholds, scaling in, caps, fees on both legs, slippage), bar
+by bar over the rows' closes; :func:`rule_metrics` turns that simulation into the fold's PnL
+after costs, ratios, drawdown, hit rate, turnover and exposure. The ratio helpers take per-period
+returns.
 
-**Overlapping horizons.** With a horizon of H rows, the forward returns of consecutive rows share
-H − 1 of their H bars: holding every row's position over its own forward return would compound the
-same bars H times. A strategy that trades on the label horizon re-decides every H rows, so
-:func:`trading_summary` evaluates the rows ``0, H, 2H, …`` (:func:`every`), whose periods tile the
-time axis without overlap. Its ``periods_per_year`` counts those periods (rows per year / H), the
-same unit as :func:`sharpe`'s.
-
->>> r = strategy_returns(np.array([1, 1, 0]), np.log([1.1, 0.9, 1.2]), fee_bps=0)
->>> r.round(4).tolist(), round(total_return(r), 4), round(max_drawdown(r), 4)
-([0.1, -0.1, 0.0], -0.01, 0.1)
+>>> r = np.array([0.1, -0.1, 0.0])
+>>> round(total_return(r), 4), round(max_drawdown(r), 4)
+(-0.01, 0.1)
 """
 
 from __future__ import annotations
@@ -29,6 +23,7 @@ import math
 import numpy as np
 
 from ares_stream.learners.scores import log_loss, log_losses
+from ares_stream.rule import Simulation
 
 __all__ = [
     "accuracy",
@@ -36,23 +31,17 @@ __all__ = [
     "average_ranks",
     "brier",
     "calmar",
-    "every",
-    "hit_rate",
     "log_loss",
     "log_losses",
     "max_drawdown",
-    "positions",
     "roc_auc",
+    "rule_metrics",
     "sharpe",
     "sortino",
-    "strategy_returns",
     "total_return",
-    "trading_summary",
-    "turnover",
 ]
 
 _NAN = float("nan")
-_TRADING = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "hit_rate", "turnover")
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
@@ -94,26 +83,6 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 def accuracy(y: np.ndarray, p: np.ndarray) -> float:
     """Share of rows where ``p > 0.5`` equals ``y == 1``."""
     return float(np.mean((np.asarray(p) > 0.5) == np.asarray(y).astype(bool)))
-
-
-def positions(p: np.ndarray, *, enter: float = 0.5) -> np.ndarray:
-    """Long-only spot position per row: 1 when ``p > enter``, else 0 (NaN → 0)."""
-    return (np.asarray(p, dtype=np.float64) > enter).astype(np.float64)
-
-
-def strategy_returns(pos: np.ndarray, fwd_log_returns: np.ndarray, *, fee_bps: float) -> np.ndarray:
-    """Net simple return per period of holding ``pos[t]`` over ``fwd_log_returns[t]``.
-
-    ``fee_bps`` is charged on every unit traded, per side; the book starts flat.
-    """
-    pos = np.asarray(pos, dtype=np.float64)
-    traded = np.abs(np.diff(pos, prepend=0.0))
-    return pos * np.expm1(np.asarray(fwd_log_returns, dtype=np.float64)) - traded * fee_bps / 1e4
-
-
-def every(arr: np.ndarray, h: int) -> np.ndarray:
-    """Rows ``0, h, 2h, …`` of ``arr``: the non-overlapping periods of an ``h``-row horizon."""
-    return np.asarray(arr)[::h]
 
 
 def total_return(r: np.ndarray) -> float:
@@ -170,42 +139,32 @@ def annualise(total: float, power: float) -> float:
     return math.expm1(growth) if growth < 700.0 else math.inf
 
 
-def hit_rate(r: np.ndarray, pos: np.ndarray) -> float:
-    """Share of positive net returns among the periods holding a position; NaN if none."""
-    held = np.asarray(pos) != 0
-    return float(np.mean(np.asarray(r)[held] > 0.0)) if held.any() else _NAN
+def rule_metrics(sim: Simulation, periods_per_year: float) -> dict[str, float]:
+    """The trading metrics of one :meth:`Rule.simulate <ares_stream.rule.Rule.simulate>` run.
 
+    PnL is a fraction of the starting cash, after fees and slippage (``total_return``) and
+    before (``gross_return``); ratios are of the per-bar equity changes, ``periods_per_year``
+    bars a year; ``max_drawdown`` is of the equity curve.
 
-def turnover(pos: np.ndarray) -> float:
-    """Mean ``|pos[t] − pos[t−1]|`` per period, starting flat (units traded per period)."""
-    pos = np.asarray(pos, dtype=np.float64)
-    return float(np.mean(np.abs(np.diff(pos, prepend=0.0)))) if pos.size else _NAN
-
-
-def trading_summary(
-    p: np.ndarray, fwd: np.ndarray, *, horizon: int, fee_bps: float, periods_per_year: float
-) -> dict[str, float]:
-    """The trading metrics of acting on ``p`` every ``horizon`` rows (see the module docstring).
-
-    ``fwd`` is each row's forward log return over ``horizon`` rows; ``periods_per_year`` counts
-    the evaluated periods of ``horizon`` rows per year (e.g. 1-minute bars, horizon 5: 105,120).
-
-    >>> s = trading_summary(np.array([0.9, 0.9, 0.2, 0.2]), np.log([1.1, 1.1, 0.9, 0.9]),
-    ...                     horizon=2, fee_bps=0, periods_per_year=4)
-    >>> round(s["total_return"], 6), s["turnover"], s["periods"], s["hit_rate"]
-    (0.1, 1.0, 2.0, 1.0)
+    >>> from ares_stream.rule import Rule
+    >>> sim = Rule(fee_bps=0.0, slippage_bps=0.0).simulate(np.array([0.9, 0.1]),
+    ...                                                    np.array([100.0, 110.0]))
+    >>> m = rule_metrics(sim, periods_per_year=2)
+    >>> round(m["total_return"], 4), m["fills"], m["exposure"], m["hit_rate"]
+    (0.01, 2.0, 0.5, 1.0)
     """
-    pos = positions(every(p, horizon))
-    r = strategy_returns(pos, every(fwd, horizon), fee_bps=fee_bps)
-    if r.size == 0:
-        return {k: _NAN for k in _TRADING} | {"periods": 0.0}
+    r = sim.returns
+    equity = 1.0 + np.concatenate(([0.0], np.cumsum(r)))
+    peak = np.maximum.accumulate(equity)
     return {
-        "total_return": total_return(r),
-        "sharpe": sharpe(r, periods_per_year),
-        "sortino": sortino(r, periods_per_year),
-        "max_drawdown": max_drawdown(r),
-        "calmar": calmar(r, periods_per_year),
-        "hit_rate": hit_rate(r, pos),
-        "turnover": turnover(pos),
+        "total_return": sim.total_return,
+        "gross_return": sim.gross / sim.cash,
+        "sharpe": sharpe(r, periods_per_year) if r.size else _NAN,
+        "sortino": sortino(r, periods_per_year) if r.size else _NAN,
+        "max_drawdown": float(np.max(1.0 - equity / peak)),
+        "hit_rate": sim.hit_rate,
+        "turnover": sim.turnover,
+        "exposure": sim.exposure,
+        "fills": float(sim.fills),
         "periods": float(r.size),
     }

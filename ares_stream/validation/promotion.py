@@ -12,6 +12,13 @@ better) the challenger is promoted only if both hold:
 
 Fewer than ``min_folds`` usable folds is never enough evidence.
 
+3. **edge after costs** (when the challenger's per-fold PnLs are given): the challenger must make
+   money trading the broker's rule after fees and slippage — :func:`edge`: the ``confidence``
+   bootstrap interval of its mean fold PnL lies above 0. A model that forecasts better but loses
+   money after costs is not promoted.
+
+:func:`edge` is also what lets a signal reach the broker at all (``trading.require_edge``).
+
 >>> d = decide("xgb", [0.60, 0.61, 0.59, 0.60], "champion", [0.65, 0.66, 0.64, 0.66])
 >>> d.promote, round(d.improvement, 4), d.ci_low > 0
 (True, 0.0525, True)
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Decision", "decide", "pick_challenger"]
+__all__ = ["Decision", "Edge", "decide", "edge", "pick_challenger"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ def decide(
     alpha: float = 0.05,
     seed: int = 0,
     min_folds: int = 3,
+    challenger_pnls: Sequence[float] | None = None,
+    confidence: float = 0.9,
 ) -> Decision:
     """Promote ``challenger`` over ``incumbent`` or not (see the module docstring)."""
     c, i = np.asarray(challenger_losses, float), np.asarray(incumbent_losses, float)
@@ -86,7 +95,48 @@ def decide(
         return verdict(False, low, high, f"not promoted, below the margin: {numbers}")
     if low <= 0.0:
         return verdict(False, low, high, f"not promoted, CI includes 0: {numbers}")
+    if challenger_pnls is not None:
+        e = edge(challenger_pnls, confidence=confidence, n_boot=n_boot, seed=seed,
+                 min_folds=min_folds)
+        if not e.ok:
+            return verdict(False, low, high, f"not promoted, no edge after costs ({e.reason}): "
+                                             f"{numbers}")
+        numbers += f"; {e.reason}"
     return verdict(True, low, high, f"promoted: {numbers}")
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Whether a signal makes money after costs on walk-forward evidence, and the numbers."""
+
+    ok: bool
+    folds: int  # folds with a PnL
+    mean: float  # mean fold PnL after costs (fraction of cash)
+    low: float  # the bootstrap interval of the mean
+    high: float
+    reason: str
+
+
+def edge(pnls: Sequence[float], *, confidence: float = 0.9, n_boot: int = 2000, seed: int = 0,
+         min_folds: int = 3) -> Edge:
+    """After-cost edge: the two-sided ``confidence`` bootstrap interval of the mean fold PnL
+    (folds resampled with replacement, seeded) lies above 0, over at least ``min_folds`` folds.
+
+    >>> edge([0.02, 0.01, 0.03, 0.015]).ok, edge([0.02, -0.03, 0.01, 0.0]).ok
+    (True, False)
+    >>> edge([0.02, 0.01]).reason
+    'fold PnL on 2 folds, fewer than 3'
+    """
+    v = np.asarray(pnls, dtype=float)
+    v = v[~np.isnan(v)]
+    k = int(v.size)
+    if k < min_folds:
+        return Edge(False, k, float(v.mean()) if k else math.nan, math.nan, math.nan,
+                    f"fold PnL on {k} folds, fewer than {min_folds}")
+    low, high = _bootstrap_ci(v, n_boot=n_boot, alpha=1.0 - confidence, seed=seed)
+    text = (f"fold PnL after costs {v.mean():+.4f} over {k} folds, {confidence:.0%} CI "
+            f"[{low:+.4f}, {high:+.4f}]")
+    return Edge(low > 0.0, k, float(v.mean()), low, high, text)
 
 
 def _bootstrap_ci(d: np.ndarray, *, n_boot: int, alpha: float, seed: int) -> tuple[float, float]:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ares_stream.rule import Rule
 from ares_stream.validation import metrics
 from ares_stream.validation.splits import Fold
 
@@ -44,6 +45,7 @@ __all__ = [
     "RefitCandidate",
     "RiverCandidate",
     "fold_losses",
+    "fold_pnls",
     "fold_table",
     "run_walk_forward",
     "summary_by_candidate",
@@ -227,19 +229,25 @@ class FoldResult:
 
 def run_walk_forward(
     X: np.ndarray, y: np.ndarray, fwd: np.ndarray, folds: Sequence[Fold],
-    candidates: Sequence[Candidate], *, horizon: int, fee_bps: float, periods_per_year: float,
+    candidates: Sequence[Candidate], *, horizon: int, rule: Rule,
+    close: np.ndarray | None = None, periods_per_year: float = math.nan,
 ) -> list[FoldResult]:
     """Score every candidate on every fold; results ordered by fold, then candidate.
 
-    ``fwd`` is each row's forward log return (the trading metrics); ``periods_per_year`` counts
-    non-overlapping periods of ``horizon`` rows per year (see :func:`metrics.trading_summary`).
+    ``fwd`` is each row's forward log return. With ``close`` (each row's bar close) every
+    candidate's probabilities are also traded through ``rule`` — the broker's rule — over the
+    test rows (:func:`metrics.rule_metrics`, ``periods_per_year`` bars a year); a fold whose test
+    rows miss a close gets NaN trading metrics (nothing validated).
     """
     X, y, fwd = np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(fwd, dtype=np.float64)
-    if not len(X) == len(y) == len(fwd):
-        raise ValueError(f"X, y, fwd lengths differ: {len(X)}, {len(y)}, {len(fwd)}")
+    closes = None if close is None else np.asarray(close, dtype=np.float64)
+    if not len(X) == len(y) == len(fwd) or (closes is not None and len(closes) != len(y)):
+        lengths = [len(X), len(y), len(fwd)] + ([] if closes is None else [len(closes)])
+        raise ValueError(f"X, y, fwd (, close) lengths differ: {lengths}")
     results = []
     for fold in folds:
         tr, te = fold.train, fold.test
+        c_te = None if closes is None else closes[te]
         for c in candidates:
             if isinstance(c, Realized):
                 p = _realized(c, y[tr], te)
@@ -251,8 +259,7 @@ def run_walk_forward(
             until = getattr(c, "trained_until", None)
             if until is not None:
                 p[te <= until + horizon] = np.nan
-            results.append(_score(fold.index, c.name, y[te], p, fwd[te], horizon, fee_bps,
-                                  periods_per_year))
+            results.append(_score(fold.index, c.name, y[te], p, c_te, rule, periods_per_year))
     return results
 
 
@@ -264,15 +271,17 @@ def _realized(c: Realized, y_train: np.ndarray, te: np.ndarray) -> np.ndarray:
     return p
 
 
-def _score(fold: int, name: str, y: np.ndarray, p: np.ndarray, fwd: np.ndarray, horizon: int,
-           fee_bps: float, ppy: float) -> FoldResult:
-    """The metrics of the rows with a prediction."""
+def _score(fold: int, name: str, y: np.ndarray, p: np.ndarray, close: np.ndarray | None,
+           rule: Rule, ppy: float) -> FoldResult:
+    """The metrics of the rows with a prediction; the rule traded over every test row (a row
+    without a prediction holds, as the broker does on a NaN)."""
     ok = ~np.isnan(p)
-    y, p, fwd = y[ok], p[ok], fwd[ok]
-    trading = metrics.trading_summary(p, fwd, horizon=horizon, fee_bps=fee_bps,
-                                      periods_per_year=ppy)
+    trading: dict[str, float] = {}
+    if ok.any() and close is not None and not np.isnan(close).any():
+        trading = metrics.rule_metrics(rule.simulate(p, close), ppy)
     if not ok.any():
         return FoldResult(fold, name, 0, math.nan, math.nan, math.nan, math.nan, trading)
+    y, p = y[ok], p[ok]
     return FoldResult(fold, name, int(ok.sum()), metrics.log_loss(y, p), metrics.brier(y, p),
                       metrics.roc_auc(y, p), metrics.accuracy(y, p), trading)
 
@@ -287,12 +296,22 @@ def fold_losses(results: Sequence[FoldResult], candidate: str) -> list[float]:
     return [mine.get(f, math.nan) for f in folds]
 
 
+def fold_pnls(results: Sequence[FoldResult], candidate: str) -> list[float]:
+    """The candidate's rule PnL after costs (fraction of cash) on every fold, by fold (NaN where
+    it was not traded): the evidence of after-cost edge."""
+    folds = sorted({r.fold for r in results})
+    mine = {r.fold: r.trading.get("total_return", math.nan) for r in results
+            if r.candidate == candidate}
+    return [mine.get(f, math.nan) for f in folds]
+
+
 def summary_by_candidate(results: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
     """Per candidate, the mean of each metric over the folds where it is defined, and ``folds``."""
     out: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(r.candidate for r in results):
         rows = [r.row() for r in results if r.candidate == name]
-        keys = [k for k in rows[0] if k not in ("fold", "candidate", "n")]
+        keys = [k for k in dict.fromkeys(k for row in rows for k in row)
+                if k not in ("fold", "candidate", "n")]
         out[name] = {k: _mean([row.get(k, math.nan) for row in rows]) for k in keys}
         out[name]["folds"] = float(sum(not math.isnan(row["log_loss"]) for row in rows))
     return out

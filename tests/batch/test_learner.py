@@ -9,16 +9,25 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from ares_stream.batch import jobs
+from ares_stream.batch.learner import BatchLearner, Pending
 from ares_stream.cli import main
 from ares_stream.config import Config, replace_values
+from ares_stream.learners import booster as bst
 from ares_stream.learners.ensemble import ensemble
+from ares_stream.learners.registry import Registry
 from ares_stream.replay import run_replay
+from ares_stream.store.db import open_db
+from ares_stream.store.runs import RunStore
+from ares_stream.validation import promotion as gate
+from ares_stream.validation import walkforward
 from tests.conftest import shared_path
 
 SMALL = {
@@ -67,6 +76,17 @@ def test_replay_trains_warm_starts_and_refits(run: Path) -> None:
             assert parent in trees and n == trees[parent] + 10
 
 
+def test_old_boosters_are_pruned_champions_kept(run: Path) -> None:
+    """Past batch.keep_models boosters per symbol the oldest lose their bytes (their records
+    stay); every model that was ever champion keeps its bytes."""
+    stored = query(run, "select count(*) from models where kind = 'xgboost' and pruned is null "
+                        "and ever_champion = 0")[0][0]
+    pruned = query(run, "select count(*) from models where pruned is not null")[0][0]
+    assert stored <= Config().batch.keep_models and pruned > 0
+    assert query(run, "select count(*) from models where ever_champion = 1 and pruned is not null"
+                 ) == [(0,)]
+
+
 def test_tree_count_never_exceeds_the_cap(run: Path) -> None:
     """No registered booster has more trees than batch.max_trees; the cap forced refits."""
     rows = query(run, "select how, n_trees from models")
@@ -75,9 +95,10 @@ def test_tree_count_never_exceeds_the_cap(run: Path) -> None:
 
 
 def test_boosters_are_ubjson_never_pickle(run: Path) -> None:
-    """Every stored booster is UBJSON with its ordered features and hash."""
+    """Every stored booster is UBJSON with its ordered features and hash (a pruned one keeps its
+    record, not its bytes)."""
     for fmt, blob, features, fhash in query(
-            run, "select format, blob, features, feature_hash from models"):
+            run, "select format, blob, features, feature_hash from models where pruned is null"):
         assert fmt == "ubjson" and blob[:1] == b"{" and b"pickle" not in blob[:64]
         assert len(json.loads(features)) == 15 and len(fhash) == 16
 
@@ -152,3 +173,170 @@ def test_ensemble_weights_follow_validated_skill() -> None:
     assert ensemble(0.3, 0.9, 0.0, 0.0) == 0.3
     assert ensemble(0.3, 0.9, 0.0, 0.02) == pytest.approx(0.9)
     assert ensemble(0.3, 0.9, 0.01, 0.01) == pytest.approx(0.6)
+
+
+# -- what the ensemble weights and what may trade (issue 14) ---------------------------------
+
+DAY = 86_400 * 10**9
+FEATURES = ("a", "b")
+
+
+def _learner(tmp_path: Path, **batch: Any) -> tuple[BatchLearner, Any]:
+    """A batch learner on a real run database whose jobs run in this thread (results are
+    hand-made validation outcomes, applied through the learner's own path)."""
+    store = RunStore(open_db(tmp_path / "w.db"), mode="replay", config={}, sources=[])
+    cfg = replace_values(Config(), {"batch": {"min_rows": 20, "folds": 2, **batch}})
+    learner = BatchLearner(cfg, Registry(store.db, run_id=store.run_id), features=FEATURES,
+                           executor=ThreadPoolExecutor(1))
+    return learner, store
+
+
+def _booster(seed: int = 0) -> jobs.Blob:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((200, 2))
+    y = (X[:, 0] + rng.standard_normal(200) > 0).astype(np.int64)
+    return jobs.to_blob(bst.fit(X, y, np.arange(200) * 60 * 10**9, FEATURES,
+                                bst.BoosterSettings(rounds_refit=5)))
+
+
+def _outcome(losses: dict[str, float], pnls: dict[str, list[float]], *,
+             promote: str | None = None, refit: jobs.Blob | None = None) -> jobs.ValidationOutcome:
+    summary = {name: {"log_loss": v, "folds": 5.0} for name, v in losses.items()}
+    edges = {name: gate.edge(p) for name, p in pnls.items()}
+    d = gate.Decision(promote is not None, promote or "xgb_refit", "champion", 5, 0.5, 0.6, 0.1,
+                      0.05, 0.15, 0.001, "promoted" if promote else "not promoted")
+    return jobs.ValidationOutcome(d, [], "", refit, summary, edges)
+
+
+def _validate(learner: BatchLearner, ts: int, out: jobs.ValidationOutcome) -> None:
+    """Apply ``out`` as the symbol's next validation, at event time ``ts``."""
+    done: Future[Any] = Future()
+    done.set_result(out)
+    learner.tick("BTCUSDT", ts)
+    champ = learner.symbols["BTCUSDT"].champion
+    learner.pending.append(Pending("BTCUSDT", "validate", done, ts, ts,
+                                   {"champion": champ, "candidate": None}))
+    learner.apply_due(ts)
+
+
+WIN = [0.01, 0.02, 0.015, 0.01, 0.012]  # after-cost fold PnLs with an edge
+LOSE = [0.01, -0.03, 0.002, -0.01, 0.0]
+
+
+def test_a_new_champion_is_weighted_by_its_own_skill(tmp_path: Path) -> None:
+    """After a promotion the champion's weight is the skill of the model promoted, measured in
+    that validation — not its predecessor's (the booster had weight 0 after its promotion)."""
+    learner, _ = _learner(tmp_path)
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.59, "xgb_refit": 0.55,
+                                      "champion": 0.60}, {"river": WIN, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    river, champion = learner.skills("BTCUSDT")
+    assert river == pytest.approx(0.01) and champion == pytest.approx(0.05)
+    assert learner.blocked("BTCUSDT") == ""
+    learner.stop()
+
+
+def test_no_trading_without_a_validated_edge(tmp_path: Path) -> None:
+    """A better forecast that loses money after costs keeps the symbol flat, and says why;
+    nothing trades before the first validation."""
+    learner, _ = _learner(tmp_path)
+    learner.tick("BTCUSDT", 1)
+    assert learner.blocked("BTCUSDT") == "no walk-forward validation yet"
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.58, "champion": 0.60},
+                                     {"river": LOSE}))
+    reason = learner.blocked("BTCUSDT")
+    assert reason.startswith("no validated edge after costs (river: fold PnL after costs")
+    _validate(learner, 2 * DAY, _outcome({"prior": 0.60, "river": 0.61, "champion": 0.60},
+                                         {"river": WIN}))
+    assert learner.blocked("BTCUSDT") == "no model beats the constant prior"
+    learner.stop()
+
+
+def test_require_edge_off_trades_the_skill_weighted_signal(tmp_path: Path) -> None:
+    learner, _ = _learner(tmp_path)
+    learner.require_edge = False
+    learner.tick("BTCUSDT", 1)
+    assert learner.blocked("BTCUSDT") == ""
+    learner.stop()
+
+
+def test_a_champion_that_does_not_re_earn_its_place_stops_trading(tmp_path: Path) -> None:
+    """Not re-measurable (too few out-of-sample folds) for more than champion_max_validations
+    validations: weight 0; re-measured on its own rows with a skill: trades again."""
+    learner, _ = _learner(tmp_path, champion_max_validations=2, champion_max_age="30d")
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.61, "xgb_refit": 0.55},
+                                     {"river": LOSE, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    assert learner.skills("BTCUSDT")[1] > 0
+    for k in (2, 3):  # two validations without a re-measure: still within the limit
+        _validate(learner, k * DAY, _outcome({"prior": 0.60, "river": 0.61}, {"river": LOSE}))
+        assert learner.skills("BTCUSDT")[1] > 0
+    _validate(learner, 4 * DAY, _outcome({"prior": 0.60, "river": 0.61}, {"river": LOSE}))
+    assert learner.skills("BTCUSDT") == (0.0, 0.0)
+    assert "not re-earned since validation 1" in learner.blocked("BTCUSDT")
+    _validate(learner, 5 * DAY, _outcome({"prior": 0.60, "river": 0.61, "current": 0.58},
+                                         {"river": LOSE, "current": WIN}))
+    assert learner.skills("BTCUSDT")[1] == pytest.approx(0.02)
+    assert learner.blocked("BTCUSDT") == ""
+    learner.stop()
+
+
+def test_a_champion_expires_with_event_time(tmp_path: Path) -> None:
+    learner, _ = _learner(tmp_path, champion_max_age="2d")
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.61, "xgb_refit": 0.55},
+                                     {"river": LOSE, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    learner.tick("BTCUSDT", 3 * DAY)
+    assert learner.skills("BTCUSDT")[1] > 0
+    learner.tick("BTCUSDT", 3 * DAY + 1)
+    assert learner.skills("BTCUSDT")[1] == 0.0
+    learner.stop()
+
+
+def test_a_champion_re_measured_without_skill_loses_its_weight(tmp_path: Path) -> None:
+    learner, _ = _learner(tmp_path)
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.61, "xgb_refit": 0.55},
+                                     {"river": LOSE, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    _validate(learner, 2 * DAY, _outcome({"prior": 0.60, "river": 0.61, "current": 0.62},
+                                         {"river": LOSE, "current": WIN}))
+    assert learner.skills("BTCUSDT") == (0.0, 0.0)
+    learner.stop()
+
+
+def test_apply_delay_counts_from_submission(tmp_path: Path) -> None:
+    """A job submitted at bar T applies at T + apply_delay, even though the sample that
+    triggered it is ``horizon`` bars older than T."""
+    learner, _ = _learner(tmp_path, apply_delay="10m")
+    minute = 60 * 10**9
+    learner.tick("BTCUSDT", 100 * minute)
+    done: Future[Any] = Future()
+    done.set_result(None)
+    learner._pending("BTCUSDT", "train", done, 90 * minute)  # the sample's bar, 10 bars back
+    assert learner.pending[-1].apply_at == 110 * minute
+    learner.stop()
+
+
+def test_weights_and_edge_survive_a_restart(tmp_path: Path) -> None:
+    """A learner started on the same database finds each model's skill and edge in the latest
+    stored validation: the signal trades again at once, as before the restart."""
+    w = jobs.Window(np.arange(400) * 60 * 10**9, np.random.default_rng(0).standard_normal((400, 2)),
+                    np.arange(400) % 2, np.zeros(400), FEATURES, np.full(400, 100.0))
+    learner, store = _learner(tmp_path)
+    results = [walkforward.FoldResult(k, name, 100, loss, 0.2, 0.5, 0.5, {"total_return": pnl})
+               for k in range(5)
+               for name, loss, pnl in (("prior", 0.60, 0.0), ("river", 0.58, WIN[k]),
+                                       ("xgb_refit", 0.55, WIN[k]), ("champion", 0.60, 0.0))]
+    out = _outcome({"prior": 0.60, "river": 0.58, "xgb_refit": 0.55, "champion": 0.60},
+                   {"river": WIN, "xgb_refit": WIN}, promote="xgb_refit", refit=_booster())
+    out = jobs.ValidationOutcome(out.decision, results, "", out.refit, out.summary, out.edges)
+    _validate(learner, DAY, out)
+    before = learner.skills("BTCUSDT")
+    learner.stop()
+    del w
+    again = BatchLearner(learner.config, Registry(store.db, run_id=store.run_id),
+                         features=FEATURES, executor=ThreadPoolExecutor(1))
+    again.tick("BTCUSDT", DAY + 1)
+    assert again.skills("BTCUSDT") == pytest.approx(before)
+    assert again.blocked("BTCUSDT") == ""
+    again.stop()

@@ -10,12 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
+from ares_stream.rule import Rule
 from ares_stream.validation import metrics as m
 
-# A small hand-worked book: held, held, flat, held; 10 bps per side.
-POS = np.array([1.0, 1.0, 0.0, 1.0])
-FWD = np.log([1.10, 0.95, 1.20, 1.02])
-# traded 1, 0, 1, 1 → fees 0.001, 0, 0.001, 0.001
+# Hand-worked net returns of four periods.
 NET = [0.099, -0.05, -0.001, 0.019]
 
 
@@ -53,23 +51,6 @@ def test_log_loss_clips_certain_mistakes() -> None:
 def test_roc_auc_is_nan_for_one_class() -> None:
     """ROC AUC is undefined (NaN) when the fold holds only one class."""
     assert math.isnan(m.roc_auc(np.ones(5), np.linspace(0, 1, 5)))
-
-
-def test_positions_long_only_above_enter() -> None:
-    """A position is held only strictly above the entry threshold; NaN never trades."""
-    p = np.array([0.2, 0.5, 0.51, np.nan, 0.7])
-    assert m.positions(p).tolist() == [0, 0, 1, 0, 1]
-    assert m.positions(p, enter=0.6).tolist() == [0, 0, 0, 0, 1]
-
-
-def test_strategy_returns_by_hand() -> None:
-    """Net return = position × simple forward return − 10 bps per unit traded, starting flat."""
-    np.testing.assert_allclose(m.strategy_returns(POS, FWD, fee_bps=10), NET, rtol=1e-12)
-
-
-def test_every_takes_non_overlapping_rows() -> None:
-    """every(arr, h) keeps rows 0, h, 2h, …."""
-    assert m.every(np.arange(10), 3).tolist() == [0, 3, 6, 9]
 
 
 def test_total_return_by_hand() -> None:
@@ -111,33 +92,6 @@ def test_calmar_extremes() -> None:
     assert m.calmar(np.array([-1.0, 0.0]), 4) == -1.0
 
 
-def test_hit_rate_and_turnover_by_hand() -> None:
-    """Two of the three held periods made money; 3 units traded over 4 periods."""
-    assert m.hit_rate(np.array(NET), POS) == pytest.approx(2 / 3)
-    assert m.turnover(POS) == 0.75
-    assert math.isnan(m.hit_rate(np.zeros(3), np.zeros(3)))
-
-
-def test_trading_summary_uses_every_horizon_th_row() -> None:
-    """Horizon 2 trades rows 0, 2, 4 only: +10%, then flat (exit fee), then +5% after entry fee."""
-    p = np.array([0.9, 0.9, 0.1, 0.9, 0.8, 0.1])
-    fwd = np.log([1.10, 5.0, 0.5, 5.0, 1.05, 5.0])
-    s = m.trading_summary(p, fwd, horizon=2, fee_bps=10, periods_per_year=4)
-    # periods: 0.1 − 0.001, 0 − 0.001, 0.05 − 0.001
-    assert s["periods"] == 3
-    assert s["total_return"] == pytest.approx(1.099 * 0.999 * 1.049 - 1, rel=1e-12)
-    assert s["turnover"] == 1.0 and s["hit_rate"] == 1.0
-    r = np.array([0.099, -0.001, 0.049])
-    assert s["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * 2, rel=1e-12)  # √4
-    assert s["max_drawdown"] == pytest.approx(0.001, rel=1e-9)
-
-
-def test_trading_summary_empty() -> None:
-    """No rows give NaN metrics and zero periods."""
-    s = m.trading_summary(np.array([]), np.array([]), horizon=1, fee_bps=10, periods_per_year=1)
-    assert s["periods"] == 0 and math.isnan(s["total_return"])
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(-3, 3) | st.floats(-1e6, 1e6), min_size=1, max_size=60))
 def test_average_ranks_equal_scipy_rankdata(values: list[float]) -> None:
@@ -146,3 +100,20 @@ def test_average_ranks_equal_scipy_rankdata(values: list[float]) -> None:
 
     x = np.asarray(values, dtype=np.float64)
     assert np.array_equal(m.average_ranks(x), rankdata(x))
+
+
+def test_rule_metrics_by_hand() -> None:
+    """1,000 in at 100 (10 bps fee, 2 bps slippage), marked at 110, out at 121: the fold's PnL,
+    before and after costs, as fractions of the 10,000 starting cash; ratios of the bar changes."""
+    sim = Rule(fee_bps=10.0, slippage_bps=2.0, order_notional=1000.0,
+               max_position_notional=1000.0).simulate(np.array([0.9, 0.9, 0.1]),
+                                                      np.array([100.0, 110.0, 121.0]))
+    buy, sell, qty = 100.0 * 1.0002, 121.0 * 0.9998, 10.0  # sized at the deciding close
+    pnl = qty * sell * (1 - 0.001) - qty * buy * (1 + 0.001)
+    s = m.rule_metrics(sim, periods_per_year=4)
+    assert s["total_return"] == pytest.approx(pnl / 10_000, rel=1e-12)
+    assert s["gross_return"] == pytest.approx(qty * 21.0 / 10_000, rel=1e-9)
+    assert s["fills"] == 2 and s["hit_rate"] == 1.0 and s["exposure"] == pytest.approx(2 / 3)
+    assert s["turnover"] == pytest.approx(qty * (buy + sell) / 10_000, rel=1e-12)
+    assert s["periods"] == 3
+    assert s["max_drawdown"] == pytest.approx(qty * (buy * 1.001 - 100.0) / 10_000)

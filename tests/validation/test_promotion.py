@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from ares_stream.validation import promotion as gate
 from ares_stream.validation.promotion import Decision, decide, pick_challenger
 
 INCUMBENT = [0.690, 0.688, 0.692, 0.689, 0.691, 0.690]
@@ -97,3 +98,24 @@ def test_pick_challenger() -> None:
     assert pick_challenger(summary, ["river", "refit", "champion"]) == "refit"
     with pytest.raises(ValueError, match="none of"):
         pick_challenger(summary, ["champion", "missing"])
+
+
+def test_a_better_forecast_that_loses_money_after_costs_is_not_promoted() -> None:
+    """Promotion needs the log-loss evidence and positive after-cost fold PnL (the 1h finding:
+    an xgb_refit that beat the prior on log loss lost about 95 % per fold after fees)."""
+    better = ([0.60, 0.61, 0.59, 0.60], [0.65, 0.66, 0.64, 0.66])
+    d = gate.decide("xgb", better[0], "champion", better[1],
+                    challenger_pnls=[-0.9, -0.95, -0.97, -0.93])
+    assert not d.promote and d.reason.startswith("not promoted, no edge after costs")
+    d = gate.decide("xgb", better[0], "champion", better[1],
+                    challenger_pnls=[0.01, 0.02, 0.015, 0.012])
+    assert d.promote and "fold PnL after costs +0.0142" in d.reason
+
+
+def test_edge_needs_the_whole_interval_above_zero() -> None:
+    """Mostly winning folds with one large loss are no edge; the confidence is configurable."""
+    pnls = [0.02, 0.03, 0.025, -0.04, 0.02]
+    assert not gate.edge(pnls, confidence=0.9).ok
+    assert gate.edge([0.02, 0.03, 0.025, 0.001, 0.02], confidence=0.9).ok
+    e = gate.edge([0.01, float("nan"), 0.02, 0.015])
+    assert e.folds == 3 and e.ok and e.low > 0

@@ -10,6 +10,7 @@ from river import stream
 from sklearn.linear_model import LogisticRegression
 
 from ares_stream.learners.online import make_model
+from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
 from ares_stream.validation.splits import walk_forward
 from ares_stream.validation.walkforward import (
@@ -26,7 +27,14 @@ from ares_stream.validation.walkforward import (
 )
 
 H = 3
-PERIODS_PER_YEAR = 525_600 / H  # 1-minute bars, one period per horizon
+PERIODS_PER_YEAR = 525_600  # 1-minute bars
+RULE = Rule()
+
+
+def _closes(fwd: np.ndarray) -> np.ndarray:
+    """A close path whose H-bar log returns are ``fwd`` on average (each bar a third of the
+    label's return)."""
+    return 100.0 * np.exp(np.concatenate(([0.0], np.cumsum(fwd[:-1] / H))))
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,7 +60,8 @@ def test_every_candidate_on_every_fold() -> None:
     X, y, fwd = _data(2400)
     folds = walk_forward(len(y), n_folds=4, horizon=H)
     cands = [ConstantPrior(), Persistence(), _river(), RefitCandidate("refit", _sk_refit)]
-    results = run_walk_forward(X, y, fwd, folds, cands, horizon=H, fee_bps=10,
+    results = run_walk_forward(X, y, fwd, folds, cands, horizon=H, rule=RULE,
+                               close=_closes(fwd),
                                periods_per_year=PERIODS_PER_YEAR)
     assert [(r.fold, r.candidate) for r in results] == [
         (f.index, c.name) for f in folds for c in cands]
@@ -124,7 +133,8 @@ def test_fixed_model_scored_only_out_of_sample() -> None:
     fixed = FixedModel("champion", lambda Xt: champion.predict_proba(Xt)[:, 1], trained_until)
     # test blocks 600-799, 800-999, 1000-1199
     folds = walk_forward(len(y), n_folds=3, test_size=200, horizon=H)
-    results = run_walk_forward(X, y, fwd, folds, [fixed, ConstantPrior()], horizon=H, fee_bps=10,
+    results = run_walk_forward(X, y, fwd, folds, [fixed, ConstantPrior()], horizon=H, rule=RULE,
+                               close=_closes(fwd),
                                periods_per_year=PERIODS_PER_YEAR)
     by_fold = {r.fold: r for r in results if r.candidate == "champion"}
     assert by_fold[0].n == 0 and math.isnan(by_fold[0].log_loss)
@@ -143,7 +153,8 @@ def test_fold_table_lists_every_result() -> None:
     """The table has a header and one aligned line per fold × candidate."""
     X, y, fwd = _data(600, seed=4)
     results = run_walk_forward(X, y, fwd, walk_forward(600, n_folds=2, horizon=H),
-                               [ConstantPrior(), Persistence()], horizon=H, fee_bps=10,
+                               [ConstantPrior(), Persistence()], horizon=H, rule=RULE,
+                               close=_closes(fwd),
                                periods_per_year=PERIODS_PER_YEAR)
     lines = fold_table(results).splitlines()
     assert len(lines) == 1 + len(results) and "logloss" in lines[0] and "maxdd" in lines[0]
@@ -163,11 +174,11 @@ def test_bad_inputs_raise() -> None:
     X, y, fwd = _data(300)
     folds = walk_forward(300, n_folds=2, horizon=H)
     with pytest.raises(ValueError, match="lengths"):
-        run_walk_forward(X, y[:-1], fwd, folds, [ConstantPrior()], horizon=H, fee_bps=0,
+        run_walk_forward(X, y[:-1], fwd, folds, [ConstantPrior()], horizon=H, rule=RULE,
                          periods_per_year=1)
     short = RefitCandidate("short", lambda X_, y_: (lambda Xt: np.zeros(len(Xt) - 1)))
     with pytest.raises(ValueError, match="short"):
-        run_walk_forward(X, y, fwd, folds, [short], horizon=H, fee_bps=0, periods_per_year=1)
+        run_walk_forward(X, y, fwd, folds, [short], horizon=H, rule=RULE, periods_per_year=1)
 
 
 def test_walk_forward_feeds_the_gate() -> None:
@@ -175,7 +186,7 @@ def test_walk_forward_feeds_the_gate() -> None:
     X, y, fwd = _data(2400, seed=5)
     results = run_walk_forward(X, y, fwd, walk_forward(2400, n_folds=5, horizon=H),
                                [ConstantPrior(), RefitCandidate("refit", _sk_refit)], horizon=H,
-                               fee_bps=10, periods_per_year=PERIODS_PER_YEAR)
+                               rule=RULE, close=_closes(fwd), periods_per_year=PERIODS_PER_YEAR)
     challenger = gate.pick_challenger(summary_by_candidate(results), ["refit", "prior"])
     d = gate.decide(challenger, fold_losses(results, challenger), "prior",
                     fold_losses(results, "prior"))
