@@ -1,8 +1,8 @@
 """The live broker: the paper broker's decisions, sent to a Binance-compatible exchange.
 
 :class:`LiveBroker` inherits every decision of :class:`~ares_stream.trading.paper.PaperBroker`
-(signal, risk limits, kill switches, marks and equity rows) and changes only how an order meets
-the market:
+(signal, signal gate, risk limits, kill switches, marks and equity rows) and changes only how an
+order meets the market:
 
 - **the order** is a LIMIT IOC at the last price × (1 ± ``max_slippage_bps``), rounded to the
   tick toward that price — a marketable limit that caps slippage — for a quantity rounded *down*
@@ -168,22 +168,23 @@ class LiveBroker(PaperBroker):
     def on_trade(self, t: Trade) -> None:
         """Note the price and that the feed is alive; the tape fills no live order."""
         self._last[t.symbol] = t.price
+        self._seen[t.symbol] = t.ts_event
         self.risk.on_trade_seen(t.ts_event)
-        self._tape.add(t.symbol)
 
-    def on_bar(self, bar: Bar, p: float) -> None:
-        """The paper broker's bar; then sell what a tripped switch left, re-query the unknown."""
+    def on_bar(self, bar: Bar, p: float, blocked: str = "") -> None:
+        """The paper broker's bar (signal gate included); then sell what a tripped switch left,
+        re-query the unknown."""
         flattened = self._flattened_for
-        super().on_bar(bar, p)
+        super().on_bar(bar, p, blocked)
         if self.risk.tripped is not None and flattened == self.risk.tripped:
             self.flatten(bar.ts_event, self.risk.tripped)  # an earlier sale expired, or dust
         for o in [o for o in self._pending if o.symbol == bar.symbol]:
             if o.client_id not in self._busy:
                 self._spawn(o, self.resolve(o, "still unknown"))
 
-    def flatten(self, ts_event: int, reason: str) -> None:
+    def flatten(self, ts_event: int, reason: str, sent_at: int | None = None) -> None:
         """Sell every position with nothing in flight (orders in flight are IOC: they end
-        by themselves and cannot be taken back)."""
+        by themselves and cannot be taken back). Sent now: ``sent_at`` is the paper broker's."""
         busy = {o.symbol for o in self._pending}
         for sym, pos in sorted(self.positions.items()):
             if pos.qty > 0.0 and sym not in busy:

@@ -1,46 +1,69 @@
-"""The paper broker: market orders filled against the trade tape, in event time, with no keys.
+"""The paper broker: market orders filled as the market would fill them, in event time, no keys.
 
 The fill model:
 
-- an order decided at a closed bar is submitted at the bar's end (``ts_submit = bar.ts_event``)
-  and fills at the **first trade at least** ``latency_ms`` **after it** — never at a trade of the
-  bar that decided it. The engine feeds the trade that closed a bar *after* the bar (``on_bar``,
-  then ``on_trade``), as a live order would meet that trade at the earliest;
-- **slippage** ``"book"``: a BUY pays the last known ask, a SELL gets the last known bid (a book
-  top older than ``stale_feed_s`` is not used); without one, and with ``"bps"``, the fill is the
-  trade's price moved ``slippage_bps`` against us. The fill row records the slippage in bps
-  against the trade price;
-- **fees** ``fee_bps`` of the notional, in the quote asset, on both legs;
-- **no trade tape** (a candle replay: the symbol never had a trade): an order fills at the next
-  bar's open (its close, for an order submitted inside that bar), at ``ts_submit + latency``;
+- **the decision time** of a bar is the event time of the trade that closed it — the first trade
+  of the next interval, which the engine feeds (``on_trade``) *before* the bar (``on_bar``) — or
+  the bar's end (``bar.ts_event``) for a candle. Its order is submitted then (``ts_submit``) and
+  fills at the **first later trade at least** ``latency_ms`` **after it**: never at the closing
+  trade nor any trade before it;
+- **slippage** ``"book"``: a BUY pays the last known ask, a SELL gets the last known bid — a book
+  top more than ``book_max_age_ms`` (event time) older than the fill is not used; without one,
+  and with ``"bps"``, the fill is the trade's price moved ``slippage_bps`` against us;
+- **no trade tape** (candles: the symbol never had a trade): an order fills at the next bar's
+  open moved ``candle_slippage_bps`` against us (BUY: open × (1 + s), SELL: open × (1 − s)), at
+  ``ts_submit + latency`` (the open's time + latency); an order submitted inside that bar fills
+  at its close, at its end. Latency moves the time, the slippage the price;
+- the fill row records the slippage in bps against the reference price (the trade, or the open);
+  **fees** ``fee_bps`` of the notional, in the quote asset, on both legs;
 - long-only spot: a BUY is cut to what the cash pays for (fee included), a SELL to the position;
   an order below ``MIN_NOTIONAL`` quote is not sent unless it closes the position. While a symbol
   has an order in flight, its bars decide nothing.
 
 ``on_bar`` marks the account to market at the bar's close (one equity row per bar), feeds the
-risk limits, flattens when a kill switch trips, then turns the bar's probability into an order.
+risk limits, flattens when a kill switch trips, then turns the bar's probability into an order
+(``p`` NaN, as a regression model gives: no decision). ``blocked`` (the reason the signal may not
+trade, e.g. no validated edge) targets flat: an open position is sold by a normal market order and
+nothing is bought. The **signal gate** of each symbol — trading, or flat and why — is logged
+(``signal_gate_changed``) and stored (``signal_gate``) once per change, not per bar; it is part of
+:meth:`PaperBroker.state`, so a restart writes no duplicate row.
+
 Client ids are deterministic: ``<symbol>-<bar ts_event>`` (``r<run>-`` in front within a run,
 ``-k<n>`` behind for a kill-switch sale). Paper mode imports no exchange client at all.
 
 >>> from structlog.testing import capture_logs
->>> from ares_stream.config import Config, TradingConfig
+>>> from ares_stream.config import TradingConfig
 >>> from ares_stream.events import Bar, Trade
 >>> broker = PaperBroker(TradingConfig(fee_bps=10.0, slippage="bps", slippage_bps=0.0), None)
->>> s = 10**9
+>>> s, ms = 10**9, 10**6
+>>> def trade(ts, i, price=100.0): return Trade("BTCUSDT", ts, ts, i, price, 1.0, False)
 >>> with capture_logs() as logs:
-...     broker.on_trade(Trade("BTCUSDT", 59 * s, 59 * s, 1, 100.0, 1.0, False))
+...     broker.on_trade(trade(59 * s, 1))                 # inside the bar [0 s, 60 s)
+...     broker.on_trade(trade(60 * s + 80 * ms, 2))       # opens the next bar: closes this one
 ...     broker.on_bar(Bar("BTCUSDT", 60 * s, 60 * s, 0, 60 * s, 100.0, 100.0, 100.0, 100.0,
-...                       1.0, None, 1, 100.0), 0.6)
-...     broker.on_trade(Trade("BTCUSDT", 60 * s, 60 * s, 2, 100.0, 1.0, False))  # < latency
-...     broker.on_trade(Trade("BTCUSDT", 61 * s, 61 * s, 3, 100.0, 1.0, False))  # fills here
+...                       1.0, None, 1, 100.0), 0.6)      # decided at 60.08 s
+...     broker.on_trade(trade(60 * s + 120 * ms, 3))      # < 50 ms after the decision
+...     broker.on_trade(trade(60 * s + 130 * ms, 4))      # fills here
 >>> [(e["event"], e["client_id"]) for e in logs]
 [('order_submitted', 'BTCUSDT-60000000000'), ('order_filled', 'BTCUSDT-60000000000')]
->>> broker.positions["BTCUSDT"].qty, round(broker.cash, 6), broker.fees_paid
-(10.0, 8999.0, 1.0)
+>>> broker.positions["BTCUSDT"].qty, broker.positions["BTCUSDT"].ts_event, broker.fees_paid
+(10.0, 60130000000, 1.0)
+
+On candles the next bar's open fills it, ``candle_slippage_bps`` (2 by default) worse:
+
+>>> candles = PaperBroker(TradingConfig(), None)
+>>> def candle(end, open_): return Bar("BTCUSDT", end * s, end * s, (end - 60) * s, 60 * s,
+...                                    open_, open_, open_, open_, 1.0, None, 1, open_)
+>>> with capture_logs():
+...     candles.on_bar(candle(60, 100.0), 0.6)        # decided at 60 s: BUY 10
+...     candles.on_bar(candle(120, 101.0), 0.52)      # opened at 101.0
+>>> round(candles.positions["BTCUSDT"].avg_price, 6), candles.positions["BTCUSDT"].ts_event
+(101.0202, 60050000000)
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
@@ -49,14 +72,13 @@ from typing import Any
 import structlog
 
 from ares_stream.config import Config, TradingConfig
-from ares_stream.events import NS_PER_MS, NS_PER_S, Bar, BookTop, Trade
+from ares_stream.events import NS_PER_MS, Bar, BookTop, Trade
+from ares_stream.rule import MIN_NOTIONAL, Rule
 from ares_stream.store.trading import TradingStore
 from ares_stream.trading.risk import Risk
-from ares_stream.trading.signal import target_position
 
 log = structlog.get_logger("ares_stream.trading")
 
-MIN_NOTIONAL = 5.0  # quote: Binance spot's usual NOTIONAL filter on USDT pairs
 
 
 @dataclass
@@ -78,16 +100,26 @@ class Order:
     side: str  # BUY | SELL
     qty: float
     ts_event: int  # the bar that decided it, ns
-    ts_submit: int  # event time it was sent, ns
+    ts_submit: int  # event time it was sent (the decision time), ns
+
+
+def adverse(side: str, ref: float, bps: float) -> float:
+    """``ref`` moved ``bps`` against a market order of ``side``.
+
+    >>> adverse("BUY", 100.0, 2.0), adverse("SELL", 100.0, 2.0)
+    (100.02, 99.98)
+    """
+    return ref * (1.0 + bps / 1e4) if side == "BUY" else ref * (1.0 - bps / 1e4)
 
 
 class PaperBroker:
-    """Market orders fill at the first trade at least ``latency_ms`` after the order, at that
-    trade's price plus slippage; fees on both legs."""
+    """Market orders fill at the first trade at least ``latency_ms`` after the decision, at that
+    trade's price plus slippage (on candles: the next open, plus slippage); fees on both legs."""
 
     def __init__(self, cfg: TradingConfig, store: TradingStore | None, *,
                  run_id: int | None = None) -> None:
         self.cfg = cfg
+        self.rule = Rule.from_config(cfg)  # the one trading rule, as validation trades it
         self.store = store
         self.run_id = run_id if run_id is not None or store is None else store.run_id
         self.cash = cfg.starting_cash
@@ -101,41 +133,48 @@ class PaperBroker:
         self._pending: list[Order] = []
         self._book: dict[str, tuple[float, float, int]] = {}  # bid, ask, ts_event
         self._last: dict[str, float] = {}  # last price per symbol
-        self._tape: set[str] = set()  # symbols that have had a trade
+        self._seen: dict[str, int] = {}  # event time of each symbol's last trade (its tape)
+        self._gate: dict[str, str] = {}  # why each symbol's signal may not trade ('': it may)
         self._flattened_for: str | None = None
         self._latency = round(cfg.latency_ms * NS_PER_MS)
-        self._stale = round(cfg.stale_feed_s * NS_PER_S)
+        self._book_age = round(cfg.book_max_age_ms * NS_PER_MS)
         self._prefix = "" if self.run_id is None else f"r{self.run_id}-"
 
     # -- events -----------------------------------------------------------------------------
 
     def on_trade(self, t: Trade) -> None:
-        """Fill the symbol's due orders at this trade. Hot path: one check when nothing waits."""
+        """A trade — fed before the bar it closes: fill the symbol's orders due at it.
+        Hot path: one check when nothing waits."""
         self._last[t.symbol] = t.price
+        self._seen[t.symbol] = t.ts_event
         self.risk.on_trade_seen(t.ts_event)
-        if t.symbol not in self._tape:
-            self._tape.add(t.symbol)
         if self._pending:
             for o in [o for o in self._pending if o.symbol == t.symbol]:
                 if t.ts_event >= o.ts_submit + self._latency:
-                    self._fill(o, t.price, t.ts_event)
+                    self._fill(o, t.price, t.ts_event, self._trade_price(o.side, t))
 
     def on_book(self, b: BookTop) -> None:
         """Keep the symbol's book top: with ``slippage = "book"`` a market order pays its spread."""
         self._book[b.symbol] = (b.bid, b.ask, b.ts_event)
 
-    def on_bar(self, bar: Bar, p: float) -> None:
-        """A closed bar and its traded probability: (candle fills,) mark, risk, signal, order."""
-        self._last[bar.symbol] = bar.close
-        if bar.symbol not in self._tape:
+    def on_bar(self, bar: Bar, p: float, blocked: str = "") -> None:
+        """A closed bar and its traded probability: (candle fills,) mark, risk, signal gate,
+        order. ``p`` NaN: no decision; ``blocked``: why the signal may not trade (go flat)."""
+        sym = bar.symbol
+        self._last[sym] = bar.close
+        if sym not in self._seen:  # no tape: a candle
             self.risk.on_trade_seen(bar.ts_event)
             self._fill_at_bar(bar)
-        self.mark(bar.ts_event, {})
-        self._decide(bar, p)
+        now = max(self._seen.get(sym, 0), bar.ts_event)  # the closing trade's time, or the end
+        self.mark(bar.ts_event, {}, sent_at=now)
+        if not math.isnan(p):
+            self._set_gate(bar, blocked)
+            self._decide(bar, p, blocked, now)
 
-    def mark(self, ts_event: int, prices: Mapping[str, float]) -> float:
+    def mark(self, ts_event: int, prices: Mapping[str, float], *,
+             sent_at: int | None = None) -> float:
         """Equity = cash + Σ qty × price (``prices`` over the last known); record it, feed the
-        risk limits, and flatten if a kill switch has just tripped."""
+        risk limits, and flatten (orders sent at ``sent_at``) if a kill switch has just tripped."""
         self._last.update(prices)
         value = sum(pos.qty * self._last.get(sym, pos.avg_price)
                     for sym, pos in self.positions.items())
@@ -150,40 +189,53 @@ class PaperBroker:
             if risk.tripped is not None:
                 log.warning("kill_switch_tripped", reason=risk.tripped, ts_event=ts_event,
                             equity=round(self.equity, 2), drawdown=round(risk.drawdown, 4))
-                self.flatten(ts_event, risk.tripped)
+                self.flatten(ts_event, risk.tripped, sent_at)
         return self.equity
 
-    def flatten(self, ts_event: int, reason: str) -> None:
-        """Cancel every order in flight and sell every position at its next trade."""
+    def flatten(self, ts_event: int, reason: str, sent_at: int | None = None) -> None:
+        """Cancel every order in flight and sell every position (sent at ``sent_at``, default
+        ``ts_event``) at its next trade."""
         for o in self._pending:
             self._close(o, "cancelled", reason)
         self._pending.clear()
+        at = ts_event if sent_at is None else sent_at
         for sym, pos in sorted(self.positions.items()):
             if pos.qty > 0.0:
                 cid = f"{self._prefix}{sym}-{ts_event}-k{self.orders}"
-                self._submit(Order(cid, sym, "SELL", pos.qty, ts_event, ts_event))
+                self._submit(Order(cid, sym, "SELL", pos.qty, ts_event, at))
 
     # -- decisions --------------------------------------------------------------------------
 
-    def _decide(self, bar: Bar, p: float) -> None:
+    def _set_gate(self, bar: Bar, blocked: str) -> None:
+        """Log and store the symbol's signal gate when it changes (trading ↔ flat, or why)."""
+        sym = bar.symbol
+        if self._gate.get(sym, "") == blocked:
+            return
+        self._gate[sym] = blocked
+        log.info("signal_gate_changed", symbol=sym, ts_event=bar.ts_event, trading=not blocked,
+                 reason=blocked)
+        if self.store is not None:
+            self.store.signal_gate(sym, bar.ts_event, not blocked, blocked)
+
+    def _decide(self, bar: Bar, p: float, blocked: str, now: int) -> None:
         sym, price = bar.symbol, bar.close
         if price <= 0.0 or any(o.symbol == sym for o in self._pending):
             return
         pos = self.positions.get(sym)
         qty = pos.qty if pos is not None else 0.0
-        target = target_position(p, qty, price, self.cfg)
+        target = 0.0 if blocked else self.rule.target(p, qty, price)
         if target > qty:
             target = max(qty, self.risk.clamp(sym, target, price))
         delta = target - qty
         if delta == 0.0 or (abs(delta) * price < MIN_NOTIONAL and target > 0.0):
             return
-        ok, reason = self.risk.allows(bar.ts_event)
+        ok, reason = self.risk.allows(now)
         if not ok:
             self._block(sym, bar.ts_event, reason)
             return
         side = "BUY" if delta > 0.0 else "SELL"
         self._submit(Order(f"{self._prefix}{sym}-{bar.ts_event}", sym, side, abs(delta),
-                           bar.ts_event, bar.ts_event))
+                           bar.ts_event, now))
 
     def _block(self, symbol: str, ts_event: int, reason: str) -> None:
         self.blocked[reason] += 1
@@ -203,29 +255,32 @@ class PaperBroker:
     # -- fills ------------------------------------------------------------------------------
 
     def _fill_at_bar(self, bar: Bar) -> None:
-        """No trade tape: fill due orders at this bar's open (its close if sent inside it)."""
+        """No trade tape: fill due orders at this bar's open (its close if sent inside it),
+        ``candle_slippage_bps`` worse."""
         for o in [o for o in self._pending if o.symbol == bar.symbol]:
             due = o.ts_submit + self._latency
             if due > bar.ts_event:
                 continue
             if o.ts_submit <= bar.open_time:
-                self._fill(o, bar.open, max(due, bar.open_time))
+                ref, ts = bar.open, max(due, bar.open_time)
             else:
-                self._fill(o, bar.close, bar.ts_event)
+                ref, ts = bar.close, bar.ts_event
+            self._fill(o, ref, ts, adverse(o.side, ref, self.cfg.candle_slippage_bps))
 
-    def _price(self, side: str, symbol: str, ref: float, ts_event: int) -> float:
-        """The fill price of a market order meeting a trade at ``ref``."""
-        book = self._book.get(symbol)
-        if self.cfg.slippage == "book" and book is not None and ts_event - book[2] <= self._stale:
+    def _trade_price(self, side: str, t: Trade) -> float:
+        """The fill price of a market order meeting trade ``t``: across a fresh book top, or the
+        trade's price plus ``slippage_bps``."""
+        book = self._book.get(t.symbol)
+        if (self.cfg.slippage == "book" and book is not None
+                and t.ts_event - book[2] <= self._book_age):
             quote = book[1] if side == "BUY" else book[0]
             if quote > 0.0:
                 return quote
-        slip = self.cfg.slippage_bps / 1e4
-        return ref * (1.0 + slip) if side == "BUY" else ref * (1.0 - slip)
+        return adverse(side, t.price, self.cfg.slippage_bps)
 
-    def _fill(self, o: Order, ref: float, ts_event: int) -> None:
+    def _fill(self, o: Order, ref: float, ts_event: int, price: float) -> None:
+        """Fill ``o`` at ``price`` (``ref``: the market price it slipped from)."""
         self._pending.remove(o)
-        price = self._price(o.side, o.symbol, ref, ts_event)
         fee_rate = self.cfg.fee_bps / 1e4
         pos = self.positions.setdefault(o.symbol, Position())
         if o.side == "BUY":
@@ -278,7 +333,7 @@ class PaperBroker:
             "positions": {s: list(astuple(p)) for s, p in self.positions.items()},
             "pending": [list(astuple(o)) for o in self._pending],
             "book": {s: list(b) for s, b in self._book.items()},
-            "last": dict(self._last), "tape": sorted(self._tape),
+            "last": dict(self._last), "seen": dict(self._seen), "gate": dict(self._gate),
             "flattened_for": self._flattened_for, "risk": self.risk.state(),
         }
 
@@ -291,7 +346,8 @@ class PaperBroker:
         self._pending = [Order(*o) for o in state["pending"]]
         self._book = {s: (b[0], b[1], b[2]) for s, b in state["book"].items()}
         self._last = dict(state["last"])
-        self._tape = set(state["tape"])
+        self._seen = dict(state["seen"])
+        self._gate = dict(state["gate"])
         self._flattened_for = state["flattened_for"]
         self.risk.restore(dict(state["risk"]))
 

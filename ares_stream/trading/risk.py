@@ -2,14 +2,22 @@
 
 - **position cap**: :meth:`Risk.clamp` limits a buy so the position stays within
   ``max_position_notional`` of quote;
-- **daily loss**: equity more than ``max_daily_loss`` below the equity the UTC day (of event time)
-  opened with trips ``"daily loss limit"``; sticky until the next UTC day;
+- **daily loss**: equity more than ``max_daily_loss`` below the equity the UTC day opened with
+  (the last equity of the day before) trips ``"daily loss limit"``; sticky until the next UTC day
+  *of event time* — in a replay the recorded day, not the wall clock's: the first mark or order
+  check stamped on the next day clears it, and trading resumes that day;
 - **drawdown**: equity more than ``max_drawdown`` (a fraction) below its running peak trips
-  ``"drawdown kill switch"``; sticky until :meth:`Risk.reset`;
+  ``"drawdown kill switch"``; sticky across days until :meth:`Risk.reset` — and nothing in
+  ares-stream calls ``reset`` (neither replay, the daemon, SIGHUP nor a command). A tripped
+  drawdown switch therefore holds for the rest of the run: to the end of a replay's input, until
+  the daemon stops. A restart that resumes the run (after a crash or a kill) restores it from the
+  checkpoint; a new run (after a clean stop, or when the config changed and the checkpoint is not
+  restored) starts fresh, its peak the starting equity;
 - **stale feed**: no trade seen for ``stale_feed_s`` of event time (or none yet) refuses orders with
   ``"stale feed"``; it trips nothing and clears with the next trade.
 
-The broker flattens when a switch trips and asks :meth:`Risk.allows` before every order.
+The broker flattens when a switch trips and asks :meth:`Risk.allows` before every order. All of
+it is in :meth:`Risk.state`, so a resumed run continues exactly where its checkpoint left off.
 
 >>> from ares_stream.config import TradingConfig
 >>> day = 86_400 * 10**9
@@ -89,7 +97,8 @@ class Risk:
         return max(0.0, min(target_qty, cap))
 
     def reset(self) -> None:
-        """Clear a tripped switch (the operator's decision) and restart the peak from now."""
+        """Clear a tripped switch and restart the peak from now: an operator's decision, which
+        nothing in ares-stream makes for them (see the module's docstring)."""
         self.tripped = None
         self.peak = self._last_equity
         self.drawdown = 0.0

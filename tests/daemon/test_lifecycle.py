@@ -489,6 +489,7 @@ live = true
 rest_url = "{urls['rest']}"
 enter = 0.5
 exit = 0.4
+require_edge = false  # orders from the first bars: the order path is tested, not the edge
 {trading}
 """)
     return subprocess.Popen(

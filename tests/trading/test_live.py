@@ -63,11 +63,11 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 2 * DEADLINE))
 
 
-def step(broker: LiveBroker, end: int, price: float, p: float) -> None:
+def step(broker: LiveBroker, end: int, price: float, p: float, blocked: str = "") -> None:
     """A trade inside the bar, then the bar closing at ``end`` with probability ``p``."""
     broker.on_trade(Trade(SYM, end - S, end - S, end // S, price, 0.5, False, True))
     broker.on_bar(Bar(SYM, end, end, end - MIN, MIN, price, price, price, price, 1.0, None, 1,
-                      price), p)
+                      price), p, blocked)
 
 
 def account(usdt: str = "10000", **kw: Any) -> Account:
@@ -352,6 +352,34 @@ def test_a_kill_switch_sells_the_position_on_the_exchange(tmp_path: Path) -> Non
             assert kill.side == "SELL" and kill.client_id.startswith("ares-r1-BTCUSDT-")
             assert broker.positions[SYM].qty == balances(ex)["BTC"] == 0.0
             await broker.close()
+
+    run(body())
+
+
+def test_a_blocked_signal_sells_on_the_exchange_and_stores_its_gate(tmp_path: Path) -> None:
+    """The paper broker's signal gate, live: a blocked bar sells the position with a normal
+    order (``<symbol>-<bar>``), buys nothing while blocked, and stores the change once."""
+    acct = account()
+
+    async def body() -> None:
+        async with exchange(acct) as ex:
+            db = open_db(tmp_path / "live.db")
+            broker = await broker_for(ex, db)
+            await broker.start([SYM])
+            step(broker, T0 + MIN, 100.51, 0.6)
+            await broker.wait(DEADLINE)
+            for k in (2, 3):
+                step(broker, T0 + k * MIN, 100.51, 0.6, "no validated edge")
+                await broker.wait(DEADLINE)
+            sell = acct.book.orders[2]
+            assert (sell.client_id, sell.side) == (client_id(f"r1-{SYM}-{T0 + 2 * MIN}"), "SELL")
+            assert ex.stats["orders"] == 2 and broker.positions[SYM].qty == balances(ex)["BTC"]
+            assert broker.positions[SYM].qty == 0.0
+            await broker.close()
+            assert broker.store is not None
+            broker.store.flush()
+            assert rows(db, "select ts_event, trading, reason from signal_gate") == [
+                (T0 + 2 * MIN, 0, "no validated edge")]
 
     run(body())
 

@@ -59,6 +59,21 @@ def test_drawdown_switch_is_sticky_across_days_until_reset() -> None:
     assert r.tripped is None  # the peak restarted from 9,500
 
 
+def test_a_tripped_drawdown_switch_survives_a_day_change_and_a_json_round_trip() -> None:
+    """Without ``reset()`` the drawdown switch holds: a new UTC day and a restored checkpoint both
+    keep it, while a daily-loss trip of the same account would have cleared."""
+    r = Risk(TradingConfig(max_daily_loss=100.0, max_drawdown=0.05), 10_000.0)
+    r.on_trade_seen(T0)
+    r.on_equity(T0 + S, 9_000.0)
+    assert r.tripped == DRAWDOWN
+    r.on_equity(T0 + DAY + S, 9_000.0)
+    copy = Risk(r.cfg, 10_000.0)
+    copy.restore(json.loads(json.dumps(r.state())))
+    copy.on_trade_seen(T0 + 2 * DAY)
+    copy.on_equity(T0 + 2 * DAY, 9_000.0)
+    assert copy.tripped == DRAWDOWN and copy.allows(T0 + 2 * DAY) == (False, DRAWDOWN)
+
+
 def test_stale_feed_refuses_orders_without_tripping() -> None:
     """No trade for more than ``stale_feed_s`` (or none yet) refuses orders; a trade clears it."""
     r = Risk(CFG, 10_000.0)
