@@ -10,12 +10,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ares_stream import __version__
 from ares_stream.config import Config, load_config, replace_values
 from ares_stream.daemon import startup
 from ares_stream.errors import AresError
+
+if TYPE_CHECKING:
+    from ares_stream.learners.registry import Registry
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -67,9 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="directory of the report (default: the database's)")
     _common(run)
     _endpoints(run)
-    models = sub.add_parser("models", help="list the model registry of a run database")
-    models.add_argument("--db", type=Path, help="database (default: the newest under state/)")
-    models.add_argument("--symbol", help="only this symbol")
+    _models(sub.add_parser("models", help="list (the default) or prune the model registry of "
+                           "a database"))
     status = sub.add_parser("status", help="heartbeat, feed health, models, positions, PnL")
     status.add_argument("--db", type=Path, help="database (default: state/live.db or paper.db)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -114,6 +116,40 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--exit-at-end", action="store_true",
                     help="exit when the tape is over (default: keep serving until Ctrl-C)")
     return parser
+
+
+def _models(models: argparse.ArgumentParser) -> None:
+    """``models [list]`` and ``models prune``; ``--db``/``--symbol`` before or after the action."""
+    _models_target(models, None)
+    action = models.add_subparsers(dest="models_command", metavar="{list,prune}")
+    _models_target(action.add_parser("list", help="every model, oldest first (the default)"),
+                   argparse.SUPPRESS)
+    prune = action.add_parser("prune", help="delete the bytes of the boosters beyond the --keep "
+                              "newest of each symbol; models ever champion and every record stay")
+    _models_target(prune, argparse.SUPPRESS)
+    prune.add_argument("--keep", type=_count, metavar="N",
+                       help="boosters kept per symbol besides every one ever champion (default: "
+                       "batch.keep_models)")
+    prune.add_argument("--config", type=Path,
+                       help="config of batch.keep_models (default: the database's latest run's)")
+    once = prune.add_mutually_exclusive_group()
+    once.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    once.add_argument("--vacuum", action="store_true", help="then shrink the file (VACUUM): "
+                      "blocks a daemon writing the database while it runs")
+
+
+def _models_target(p: argparse.ArgumentParser, default: Any) -> None:
+    """A subcommand's copy has ``default=SUPPRESS``, or it would reset the parent's value."""
+    p.add_argument("--db", type=Path, default=default,
+                   help="database (default: the newest under state/)")
+    p.add_argument("--symbol", default=default, help="only this symbol")
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0 (``--keep``)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def _sim_source(p: argparse.ArgumentParser | Any, *, seconds_flag: str) -> None:
@@ -307,17 +343,34 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``ares-stream models``: print the model registry of a database (or of one symbol)."""
+    """``ares-stream models [list]``: print the model registry of a database (or of one symbol);
+    ``models prune``: delete the bytes of the boosters past the newest of each symbol."""
+    from ares_stream import logs
     from ares_stream.learners.registry import Registry
     from ares_stream.store.db import open_db
 
+    logs.configure(level="warning")
     db_path = _database(args.db)
     registry = Registry(open_db(db_path))
-    rows = registry.list(args.symbol.upper() if args.symbol else None)
-    if not rows:
+    symbol = args.symbol.upper() if args.symbol else None
+    if args.models_command == "prune":
+        return _prune_models(args, registry, symbol)
+    if not registry.list(symbol):
         print(f"{db_path}: no models yet")
         return 0
-    print(registry.table(args.symbol.upper() if args.symbol else None))
+    print(registry.table(symbol))
+    return 0
+
+
+def _prune_models(args: argparse.Namespace, registry: Registry, symbol: str | None) -> int:
+    """``models prune``: ``--keep``, else ``batch.keep_models`` of ``--config`` or of the run."""
+    keep = args.keep
+    if keep is None:
+        cfg = load_config(args.config) if args.config else _run_config(registry.db)
+        keep = cfg.batch.keep_models
+    print(registry.prune(symbol, keep, dry_run=args.dry_run).text())
+    if args.vacuum:
+        print(f"vacuum: the file shrank by {registry.vacuum():,} bytes")
     return 0
 
 

@@ -18,6 +18,9 @@ directory) and refused on load when the installed River is not the one that wrot
 ('river', 1, 'online', 'pickle', True)
 >>> reg.load_river(rec.id)
 {'w': 1.0}
+
+Boosters expire: :meth:`Registry.prune` deletes the bytes of each symbol's boosters beyond its
+``keep`` newest, keeping every model ever champion and every record (``ares-stream models prune``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import builtins
 import pickle
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,17 +41,18 @@ from ares_stream.errors import AresError
 from ares_stream.learners import booster as bst
 from ares_stream.store import models
 from ares_stream.store.db import StoreError
-from ares_stream.store.models import ModelRecord
+from ares_stream.store.models import ModelPruned, ModelRecord, Pruning
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-__all__ = ["ModelRecord", "Registry", "RegistryError", "RiverVersionError"]
+__all__ = ["ModelPruned", "ModelRecord", "PruneResult", "Pruning", "Registry", "RegistryError",
+           "RiverVersionError"]
 
 log = structlog.get_logger(__name__)
 
 _KEY_METRICS = ("logloss", "log_loss", "brier", "roc_auc", "auc", "accuracy", "sharpe")
-_HEADER = ("id", "symbol", "kind", "v", "parent", "status", "how", "trees", "rows",
+_HEADER = ("id", "symbol", "kind", "v", "parent", "status", "how", "trees", "rows", "blob",
            "training range (UTC)", "created (UTC)", "metrics")
 _LEFT = {"symbol", "kind", "status", "how", "training range (UTC)", "created (UTC)", "metrics"}
 
@@ -59,6 +63,47 @@ class RegistryError(AresError):
 
 class RiverVersionError(AresError):
     """A River learner was pickled by another River version than the one installed."""
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Registry.prune` did (or, ``dry_run``, would do), one :class:`Pruning` a symbol.
+
+    >>> r = PruneResult((Pruning("BTCUSDT", 21, 79, 31_400_000),), dry_run=False)
+    >>> print(r.text())
+    BTCUSDT: kept 21, pruned 79, freed 31.4 MB
+    total: kept 21, pruned 79, freed 31.4 MB (reused by new models; --vacuum shrinks the file)
+    """
+
+    symbols: tuple[Pruning, ...]
+    dry_run: bool
+
+    @property
+    def kept(self) -> int:
+        """Boosters whose bytes stay stored, over every symbol."""
+        return sum(p.kept for p in self.symbols)
+
+    @property
+    def pruned(self) -> int:
+        """Boosters whose bytes were (or would be) deleted, over every symbol."""
+        return sum(p.pruned for p in self.symbols)
+
+    @property
+    def bytes_freed(self) -> int:
+        """Their bytes, over every symbol."""
+        return sum(p.bytes_freed for p in self.symbols)
+
+    def text(self) -> str:
+        """One line per symbol, then the total (``ares-stream models prune``)."""
+        if not self.symbols:
+            return "no boosters to prune"
+        verbs = ("would keep", "prune", "free") if self.dry_run else ("kept", "pruned", "freed")
+        lines = [f"{p.symbol}: {_counts(verbs, p.kept, p.pruned, p.bytes_freed)}"
+                 for p in self.symbols]
+        total = _counts(verbs, self.kept, self.pruned, self.bytes_freed)
+        note = " (dry run: nothing deleted)" if self.dry_run else \
+            " (reused by new models; --vacuum shrinks the file)" if self.bytes_freed else ""
+        return "\n".join([*lines, f"total: {total}{note}"])
 
 
 class Registry:
@@ -147,6 +192,26 @@ class Registry:
         """Mark ``model_id`` retired."""
         models.set_status(self.db, model_id, "retired")
 
+    def prune(self, symbol: str | None = None, keep: int = 20, *,
+              dry_run: bool = False) -> PruneResult:
+        """Delete the booster bytes of every symbol (or one) beyond its ``keep`` newest boosters,
+        except those of every model ever champion; records stay, marked pruned. One indexed
+        query per symbol: cheap enough after every training."""
+        if keep < 0:
+            raise RegistryError(f"keep {keep}: the boosters kept per symbol must be >= 0")
+        symbols = [symbol] if symbol is not None else models.booster_symbols(self.db)
+        done = tuple(models.prune(self.db, s, keep, dry_run=dry_run) for s in symbols)
+        for p in done:
+            if p.pruned and not dry_run:
+                log.info("models_pruned", symbol=p.symbol, kept=p.kept, pruned=p.pruned,
+                         bytes_freed=p.bytes_freed, keep=keep)
+        return PruneResult(done, dry_run)
+
+    def vacuum(self) -> int:
+        """Give the database's free pages back to the file system; the bytes it shrank by.
+        Blocks every writer (a running daemon) while it runs."""
+        return models.vacuum(self.db)
+
     def list(self, symbol: str | None = None) -> builtins.list[ModelRecord]:
         """The records in id order (oldest first), of one symbol or of all."""
         return models.list_models(self.db, symbol)
@@ -175,7 +240,20 @@ def _cells(r: ModelRecord) -> tuple[str, ...]:
     span = "" if r.train_start is None or r.train_end is None else \
         f"{_utc(r.train_start)} → {_utc(r.train_end)}"
     return (str(r.id), r.symbol, r.kind, str(r.version), _opt(r.parent), r.status, r.how,
-            _opt(r.n_trees), str(r.rows), span, _utc(r.created), _key_metrics(r.metrics))
+            _opt(r.n_trees), str(r.rows), "pruned" if r.pruned else _size(r.size), span,
+            _utc(r.created), _key_metrics(r.metrics))
+
+
+def _counts(verbs: tuple[str, str, str], kept: int, pruned: int, freed: int) -> str:
+    return f"{verbs[0]} {kept:,}, {verbs[1]} {pruned:,}, {verbs[2]} {_size(freed)}"
+
+
+def _size(n: int) -> str:
+    """Bytes in decimal units: ``512 B``, ``41.3 kB``, ``27.9 MB``."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _utc(ns: int) -> str:

@@ -212,6 +212,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX signal_gate_run ON signal_gate(run_id, symbol, ts_event);
     """,
+    # 6: model lifecycle: a pruned booster loses its bytes and keeps its record; a model ever
+    # champion is marked and never pruned. Before v6 only a promotion retired a model in practice,
+    # so a retired one is marked too (when unsure, keep).
+    """
+    ALTER TABLE models ADD COLUMN ever_champion INTEGER NOT NULL DEFAULT 0;  -- 1 once promoted
+    ALTER TABLE models ADD COLUMN pruned INTEGER;  -- bytes a prune deleted (blob is then X'')
+    UPDATE models SET ever_champion = 1 WHERE status IN ('champion', 'retired')
+        OR id IN (SELECT challenger_id FROM validations WHERE promoted = 1);
+    CREATE INDEX models_stored ON models(symbol, kind, version) WHERE pruned IS NULL;
+    """,
 ]
 
 

@@ -14,6 +14,15 @@ retires the champion it replaces in the same transaction, and so does inserting 
 (1, 2, True, 'candidate')
 >>> promote(db, b.id); champion(db, "BTCUSDT", "xgboost").id == b.id
 True
+
+Pruning deletes the bytes of the boosters beyond the ``keep`` newest of a symbol, except those of
+every model ever champion; their records stay:
+
+>>> c = insert(db, **row, blob=b"{}")
+>>> prune(db, "BTCUSDT", keep=1)
+Pruning(symbol='BTCUSDT', kept=2, pruned=1, bytes_freed=2)
+>>> [(m.version, m.pruned, m.ever_champion) for m in list_models(db)]
+[(1, True, False), (2, False, True), (3, False, False)]
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +38,30 @@ import sqlite_utils
 
 from ares_stream.store.db import StoreError
 
-__all__ = ["STATUSES", "ModelRecord", "blob", "champion", "get", "insert", "list_models",
-           "promote", "set_status", "set_versions", "update_metrics"]
+__all__ = ["STATUSES", "ModelPruned", "ModelRecord", "Pruning", "blob", "booster_symbols",
+           "champion", "get", "insert", "list_models", "promote", "prune", "set_status",
+           "set_versions", "update_metrics", "vacuum"]
 
 STATUSES = ("candidate", "champion", "retired")
 _COLUMNS = ("id, symbol, kind, version, parent, created, train_start, train_end, rows, how, "
-            "n_trees, params, features, feature_hash, versions, metrics, status, format, run_id")
+            "n_trees, params, features, feature_hash, versions, metrics, status, format, run_id, "
+            "COALESCE(pruned, length(blob)), pruned IS NOT NULL, ever_champion")
 _INSERT = (
     "INSERT INTO models (symbol, kind, version, parent, created, train_start, train_end, rows, "
     "how, n_trees, params, features, feature_hash, versions, metrics, status, format, blob, "
-    "run_id) VALUES (?, ?, (SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE symbol = ? "
-    "AND kind = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "run_id, ever_champion) VALUES (?, ?, (SELECT COALESCE(MAX(version), 0) + 1 FROM models "
+    "WHERE symbol = ? AND kind = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RETIRE = ("UPDATE models SET status = 'retired' WHERE symbol = ? AND kind = ? "
            "AND status = 'champion' AND id != ?")
+_NEWEST = ("SELECT id FROM models WHERE symbol = ?1 AND kind = 'xgboost' "
+           "ORDER BY version DESC LIMIT ?2")
+_STORED = ("SELECT id, length(blob), ever_champion OR id IN (" + _NEWEST + ") FROM models "
+           "WHERE symbol = ?1 AND kind = 'xgboost' AND pruned IS NULL")  # index models_stored
+
+
+class ModelPruned(StoreError):
+    """A pruned model's bytes are asked for: only its record is left."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +87,28 @@ class ModelRecord:
     status: str  # candidate | champion | retired
     format: str  # ubjson | pickle
     run_id: int | None
+    size: int  # bytes of the model blob (of the deleted one, once pruned)
+    pruned: bool  # its bytes were deleted to save space; the record stays
+    ever_champion: bool  # promoted at least once: never pruned
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ModelRecord:
         """A record from a row of the model columns, its JSON fields decoded."""
         (id_, symbol, kind, version, parent, created, start, end, rows, how, n_trees, params,
-         features, fhash, versions, metrics, status, fmt, run_id) = row
+         features, fhash, versions, metrics, status, fmt, run_id, size, pruned, ever) = row
         return cls(id_, symbol, kind, version, parent, created, start, end, rows, how, n_trees,
                    json.loads(params), tuple(json.loads(features)), fhash, json.loads(versions),
-                   json.loads(metrics), status, fmt, run_id)
+                   json.loads(metrics), status, fmt, run_id, size, bool(pruned), bool(ever))
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What a prune did (or would do) to one symbol's boosters."""
+
+    symbol: str
+    kept: int  # boosters whose bytes stay stored: the newest, and every one ever champion
+    pruned: int  # boosters whose bytes this prune deleted
+    bytes_freed: int  # their bytes (pages SQLite reuses; VACUUM gives them back to the disk)
 
 
 @contextmanager
@@ -103,7 +135,7 @@ def insert(db: sqlite_utils.Database, *, symbol: str, kind: str, created: int, r
     _check_status(status)
     row = (symbol, kind, symbol, kind, parent, created, train_start, train_end, rows, how,
            n_trees, _dumps(params), json.dumps(list(features)), feature_hash, _dumps(versions),
-           _dumps(metrics or {}), status, format, blob, run_id)
+           _dumps(metrics or {}), status, format, blob, run_id, status == "champion")
     with _write(db) as conn:
         model_id = int(conn.execute(_INSERT, row).lastrowid or 0)
         if status == "champion":
@@ -118,10 +150,16 @@ def get(db: sqlite_utils.Database, model_id: int) -> ModelRecord | None:
 
 
 def blob(db: sqlite_utils.Database, model_id: int) -> bytes:
-    """The stored model bytes (UBJSON for xgboost, a pickle for river)."""
-    row = db.conn.execute("SELECT blob FROM models WHERE id = ?", (model_id,)).fetchone()
+    """The stored model bytes (UBJSON for xgboost, a pickle for river); pruned: ModelPruned."""
+    row = db.conn.execute("SELECT blob, pruned, symbol, kind, version FROM models WHERE id = ?",
+                          (model_id,)).fetchone()
     if row is None:
         raise StoreError(f"no model with id {model_id}")
+    if row[1] is not None:
+        raise ModelPruned(
+            f"model {model_id} ({row[2]} {row[3]} v{row[4]}) was pruned: its {row[1]:,} bytes "
+            "were deleted to save space and only its record is left (every symbol keeps its "
+            "batch.keep_models newest boosters and every model ever champion)")
     return bytes(row[0])
 
 
@@ -141,13 +179,51 @@ def champion(db: sqlite_utils.Database, symbol: str, kind: str) -> ModelRecord |
 
 
 def promote(db: sqlite_utils.Database, model_id: int) -> None:
-    """Make ``model_id`` the champion and retire the one it replaces, in one transaction."""
+    """Make ``model_id`` the champion and retire the one it replaces, in one transaction.
+    A pruned model cannot be champion: :class:`ModelPruned`."""
     with _write(db) as conn:
-        row = conn.execute("SELECT symbol, kind FROM models WHERE id = ?", (model_id,)).fetchone()
+        row = conn.execute("SELECT symbol, kind, pruned FROM models WHERE id = ?",
+                           (model_id,)).fetchone()
         if row is None:
             raise StoreError(f"no model with id {model_id}")
+        if row[2] is not None:
+            raise ModelPruned(f"model {model_id} was pruned: a model without its bytes "
+                              "cannot be champion")
         conn.execute(_RETIRE, (row[0], row[1], model_id))
-        conn.execute("UPDATE models SET status = 'champion' WHERE id = ?", (model_id,))
+        conn.execute("UPDATE models SET status = 'champion', ever_champion = 1 WHERE id = ?",
+                     (model_id,))
+
+
+def booster_symbols(db: sqlite_utils.Database) -> list[str]:
+    """The symbols with at least one booster, sorted."""
+    rows = db.conn.execute("SELECT DISTINCT symbol FROM models WHERE kind = 'xgboost' "
+                           "ORDER BY symbol")
+    return [r[0] for r in rows]
+
+
+def prune(db: sqlite_utils.Database, symbol: str, keep: int, *,
+          dry_run: bool = False) -> Pruning:
+    """Delete the bytes of ``symbol``'s boosters that are neither among its ``keep`` newest nor
+    ever champion, in one transaction; their records stay. ``dry_run``: only count them.
+    Reads the boosters still stored, through an index: cheap after every training."""
+    if keep < 0:
+        raise ValueError(f"keep must be >= 0, got {keep}")
+    with _busy(), _read(db) if dry_run else _write(db) as conn:
+        stored = conn.execute(_STORED, (symbol, keep)).fetchall()
+        doomed = [(size, id_) for id_, size, kept in stored if not kept]
+        if doomed and not dry_run:
+            conn.executemany("UPDATE models SET blob = X'', pruned = ? WHERE id = ?", doomed)
+    return Pruning(symbol, len(stored) - len(doomed), len(doomed), sum(s for s, _ in doomed))
+
+
+def vacuum(db: sqlite_utils.Database) -> int:
+    """Rebuild the whole file (``VACUUM``), giving its free pages back to the file system; the
+    bytes it shrank by. Locks out every writer while it runs."""
+    before = _file_bytes(db)
+    with _busy():
+        db.conn.execute("VACUUM")
+        db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return before - _file_bytes(db)
 
 
 def set_status(db: sqlite_utils.Database, model_id: int, status: str) -> None:
@@ -175,6 +251,28 @@ def set_versions(db: sqlite_utils.Database, model_id: int, versions: Mapping[str
     """Overwrite the recorded library versions (repairs, and tests of version checks)."""
     with _write(db) as conn:
         conn.execute("UPDATE models SET versions = ? WHERE id = ?", (_dumps(versions), model_id))
+
+
+@contextmanager
+def _busy() -> Iterator[None]:
+    """Another process holding the lock past the busy timeout: a StoreError that says so."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        raise StoreError(f"the database is busy ({exc}): another process (a daemon?) is "
+                         "writing it; try again, or stop it first") from None
+
+
+def _read(db: sqlite_utils.Database) -> AbstractContextManager[sqlite3.Connection]:
+    """Reads only: no transaction, no lock taken."""
+    return nullcontext(db.conn)
+
+
+def _file_bytes(db: sqlite_utils.Database) -> int:
+    return int(db.conn.execute("PRAGMA page_count").fetchone()[0]) * \
+        int(db.conn.execute("PRAGMA page_size").fetchone()[0])
 
 
 def _require(db: sqlite_utils.Database, model_id: int) -> ModelRecord:

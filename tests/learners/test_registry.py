@@ -1,4 +1,5 @@
-"""The model registry on a real SQLite file: versions, champions, UBJSON and River round trips."""
+"""The model registry on a real SQLite file: versions, champions, UBJSON and River round trips,
+pruning."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import numpy as np
 import pytest
 import river
 import xgboost as xgb
+from structlog.testing import capture_logs
 
 from ares_stream.learners import booster as bst
 from ares_stream.learners.online import OnlineLearner
-from ares_stream.learners.registry import Registry, RegistryError, RiverVersionError
+from ares_stream.learners.registry import (
+    ModelPruned,
+    Registry,
+    RegistryError,
+    RiverVersionError,
+)
 from ares_stream.store import models
 from ares_stream.store.db import StoreError, open_db
 
@@ -176,3 +183,84 @@ def test_table_lists_the_models(tmp_path: Path, tb: bst.TrainedBooster) -> None:
     assert "2024-01-01 10:00" in lines[1] and "logloss=0.6812 auc=0.5500" in lines[1]
     assert "ETHUSDT" in lines[2] and "river" in lines[2] and "online" in lines[2]
     assert "ETHUSDT" not in reg.table("BTCUSDT")
+
+
+def test_prune_keeps_the_newest_and_every_champion(tmp_path: Path,
+                                                   tb: bst.TrainedBooster) -> None:
+    """Pruning deletes the bytes of the boosters beyond the newest, every ever-champion kept."""
+    reg = registry(tmp_path)
+    btc = [reg.add_booster("BTCUSDT", tb, created=T0 + i * MINUTE) for i in range(8)]
+    eth = [reg.add_booster("ETHUSDT", tb, created=T0 + i * MINUTE) for i in range(3)]
+    reg.promote(btc[1].id)
+    reg.promote(btc[4].id)  # v2 is retired now, but was champion once
+    result = reg.prune("BTCUSDT", keep=3)
+    size = len(bst.to_ubjson(tb))
+    assert [(p.symbol, p.kept, p.pruned, p.bytes_freed) for p in result.symbols] == \
+        [("BTCUSDT", 5, 3, 3 * size)]
+    assert (result.kept, result.pruned, result.bytes_freed) == (5, 3, 3 * size)
+    after = {r.version: r for r in reg.list("BTCUSDT")}
+    assert sorted(after) == list(range(1, 9))  # every record stays
+    assert [v for v, r in after.items() if r.pruned] == [1, 3, 4]
+    assert after[1].size == size and after[1].n_trees == 15 and after[1].rows == 500
+    assert all(models.blob(reg.db, r.id) == bst.to_ubjson(tb)
+               for r in after.values() if r.version in (2, 5, 6, 7, 8))
+    assert not any(r.pruned for r in reg.list("ETHUSDT")) and len(eth) == 3
+    assert reg.prune("BTCUSDT", keep=3).pruned == 0  # nothing left to prune
+
+
+def test_loading_a_pruned_booster_fails_clearly(tmp_path: Path, tb: bst.TrainedBooster) -> None:
+    """A pruned booster's bytes are gone: loading it says so; a kept one still predicts."""
+    reg = registry(tmp_path)
+    old, new = (reg.add_booster("BTCUSDT", tb, created=T0 + i) for i in range(2))
+    reg.prune("BTCUSDT", keep=1)
+    with pytest.raises(ModelPruned, match=rf"^model {old.id} \(BTCUSDT xgboost v1\) was pruned: "):
+        Registry(open_db(tmp_path / "state.db")).load_booster(old.id)
+    with pytest.raises(ModelPruned):
+        reg.promote(old.id)  # a champion without its bytes could not trade
+    X = np.random.default_rng(2).normal(size=(50, 3))
+    np.testing.assert_array_equal(bst.predict(reg.load_booster(new.id), X), bst.predict(tb, X))
+
+
+def test_prune_dry_run_deletes_nothing(tmp_path: Path, tb: bst.TrainedBooster) -> None:
+    """A dry run reports exactly what the prune then does, and deletes nothing itself."""
+    reg = registry(tmp_path)
+    for i in range(5):
+        reg.add_booster("BTCUSDT", tb, created=T0 + i)
+    dry = reg.prune(keep=2, dry_run=True)
+    assert not any(r.pruned for r in reg.list())
+    real = reg.prune(keep=2)
+    assert (dry.kept, dry.pruned, dry.bytes_freed) == (real.kept, real.pruned, real.bytes_freed)
+    assert (real.kept, real.pruned, dry.dry_run, real.dry_run) == (2, 3, True, False)
+
+
+def test_prune_every_symbol_keep_zero_spares_champions_and_river(
+        tmp_path: Path, tb: bst.TrainedBooster) -> None:
+    """keep=0 over every symbol leaves only the ever-champions' bytes; River models are no
+    boosters and are never pruned; a negative keep is refused."""
+    reg = registry(tmp_path)
+    champ = reg.add_booster("ETHUSDT", tb, created=T0, status="champion")
+    reg.add_booster("ETHUSDT", tb, created=T0 + 1)
+    reg.add_booster("BTCUSDT", tb, created=T0)
+    river_id = reg.save_river("BTCUSDT", OnlineLearner("logreg", horizon=1), created=T0).id
+    result = reg.prune(keep=0)
+    assert [(p.symbol, p.kept, p.pruned) for p in result.symbols] == \
+        [("BTCUSDT", 0, 1), ("ETHUSDT", 1, 1)]
+    assert [r.id for r in reg.list() if not r.pruned] == [champ.id, river_id]
+    assert isinstance(reg.load_river(river_id), OnlineLearner)
+    with pytest.raises(RegistryError, match="must be >= 0"):
+        reg.prune(keep=-1)
+
+
+def test_prune_logs_and_the_listing_shows_pruned(tmp_path: Path, tb: bst.TrainedBooster) -> None:
+    """A prune logs models_pruned per symbol; the listing shows pruned boosters as pruned."""
+    reg = registry(tmp_path)
+    for i in range(3):
+        reg.add_booster("BTCUSDT", tb, created=T0 + i)
+    with capture_logs() as logs:
+        reg.prune("BTCUSDT", keep=1)
+    assert [(e["event"], e["pruned"], e["kept"]) for e in logs] == [("models_pruned", 2, 1)]
+    lines = reg.table().splitlines()
+    assert lines[0].split()[9] == "blob"
+    assert [line.split()[9] for line in lines[1:3]] == ["pruned", "pruned"]
+    size = len(bst.to_ubjson(tb)) / 1000
+    assert lines[3].split()[9:11] == [f"{size:.1f}", "kB"] and "pruned" not in lines[3]
