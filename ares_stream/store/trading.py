@@ -1,13 +1,15 @@
-"""The trading store: orders, fills, equity and positions of one run, written in batches.
+"""The trading store: orders, fills, equity, positions and signal gates of one run, in batches.
 
 Rows wait in memory and go to SQLite in one transaction per :meth:`TradingStore.flush` (the
 broker's owner calls it on its flush timer, before a checkpoint and at the end), orders before the
 fills that reference them; ``flush_rows`` waiting rows flush on their own. Positions are
-upserted: one row per (run, symbol), the latest state.
+upserted: one row per (run, symbol), the latest state. The signal gate gets one row each time a
+symbol's signal starts or stops trading (the broker writes only changes).
 
-Writes are idempotent by client id (an order or its fill already in the file is kept, equity and
-positions are replaced), so a run resumed from a checkpoint older than the last flush rewrites the
-rows the crash left behind instead of failing on them: the first write wins.
+Writes are idempotent — an order or its fill (by client id) and a gate change (by run, symbol
+and bar) already in the file are kept, equity and positions are replaced — so a run resumed from a
+checkpoint older than the last flush rewrites the rows the crash left behind instead of failing
+on them: the first write wins.
 The reading helpers serve ``ares-stream status``.
 
 >>> from ares_stream.store.db import open_db
@@ -18,7 +20,10 @@ The reading helpers serve ``ares-stream status``.
 >>> store.order_status("BTCUSDT-60", "filled")
 >>> store.position("BTCUSDT", 0.5, 100.1, 0.0, 70)
 >>> store.equity(70, 9_949.9, 50.0, 9_999.9, 0.0, 0.05)
+>>> store.signal_gate("BTCUSDT", 120, False, "no validated edge")
 >>> store.flush()
+>>> [(g["ts_event"], g["trading"], g["reason"]) for g in signal_gates(db, 1)]
+[(120, 0, 'no validated edge')]
 >>> [(p["symbol"], p["qty"], p["avg_price"]) for p in positions(db)]
 [('BTCUSDT', 0.5, 100.1)]
 >>> last_equity(db)["equity"], equity_curve(db, 1)
@@ -52,6 +57,10 @@ _INSERT_EQUITY = (
     "INSERT OR REPLACE INTO equity (run_id, ts_event, cash, positions_value, equity, drawdown, "
     "fees) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_GATE = (  # one change per (run, symbol, bar): a resumed run does not write it twice
+    "INSERT INTO signal_gate (run_id, symbol, ts_event, trading, reason) SELECT ?, ?, ?, ?, ? "
+    "WHERE NOT EXISTS (SELECT 1 FROM signal_gate WHERE run_id = ? AND symbol = ? AND ts_event = ?)"
+)
 _UPSERT_POSITION = (
     "INSERT OR REPLACE INTO positions (run_id, symbol, qty, avg_price, realized_pnl, ts_event) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -70,6 +79,7 @@ class TradingStore:
         self._fills: list[tuple[Any, ...]] = []
         self._equity: list[tuple[Any, ...]] = []
         self._positions: dict[str, tuple[Any, ...]] = {}
+        self._gates: list[tuple[Any, ...]] = []
 
     def order(self, client_id: str, symbol: str, side: str, qty: float, ts_event: int,
               ts_submit: int, *, mode: str, type: str = "MARKET") -> None:
@@ -102,11 +112,16 @@ class TradingStore:
         """The symbol's position now (only the latest per flush is written)."""
         self._positions[symbol] = (self.run_id, symbol, qty, avg_price, realized_pnl, ts_event)
 
+    def signal_gate(self, symbol: str, ts_event: int, trading: bool, reason: str) -> None:
+        """The symbol's signal started (``trading``) or stopped trading at bar ``ts_event``."""
+        self._gates.append((self.run_id, symbol, ts_event, int(trading), reason, self.run_id,
+                            symbol, ts_event))
+
     @property
     def pending(self) -> int:
         """Rows waiting for :meth:`flush`."""
         return (len(self._orders) + len(self._status) + len(self._fills) + len(self._equity)
-                + len(self._positions))
+                + len(self._positions) + len(self._gates))
 
     def flush(self) -> None:
         """Write every waiting row in one transaction."""
@@ -114,8 +129,9 @@ class TradingStore:
             return
         write_batches(self.db, [(_INSERT_ORDER, self._orders), (_INSERT_FILL, self._fills),
                                 (_UPDATE_ORDER, self._status), (_INSERT_EQUITY, self._equity),
-                                (_UPSERT_POSITION, list(self._positions.values()))])
-        for rows in (self._orders, self._status, self._fills, self._equity):
+                                (_UPSERT_POSITION, list(self._positions.values())),
+                                (_INSERT_GATE, self._gates)])
+        for rows in (self._orders, self._status, self._fills, self._equity, self._gates):
             rows.clear()
         self._positions.clear()
 
@@ -143,6 +159,12 @@ def equity_curve(db: sqlite_utils.Database, run_id: int) -> list[tuple[int, floa
     cur = db.conn.execute(
         "SELECT ts_event, equity FROM equity WHERE run_id = ? ORDER BY ts_event", (run_id,))
     return [(int(ts), float(eq)) for ts, eq in cur.fetchall()]
+
+
+def signal_gates(db: sqlite_utils.Database, run_id: int) -> list[dict[str, Any]]:
+    """The signal gate changes of the run, by symbol and time."""
+    return _rows(db, "SELECT symbol, ts_event, trading, reason FROM signal_gate WHERE run_id = ? "
+                     "ORDER BY symbol, ts_event", (run_id,))
 
 
 def last_equity(db: sqlite_utils.Database) -> dict[str, Any] | None:
