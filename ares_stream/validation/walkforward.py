@@ -322,25 +322,26 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(finite) / len(finite) if finite else math.nan
 
 
-_COLUMNS = (("log_loss", "logloss", ".4f"), ("brier", "brier", ".4f"), ("roc_auc", "auc", ".4f"),
-            ("accuracy", "acc", ".4f"), ("total_return", "return", ".4f"),
-            ("sharpe", "sharpe", ".2f"), ("max_drawdown", "maxdd", ".4f"))
+_COLUMNS = (("log_loss", "logloss", ".4f"), ("roc_auc", "auc", ".4f"),
+            ("gross_return", "gross", ".4f"),
+            ("total_return", "net", ".4f"), ("fills", "fills", ".0f"), ("hit_rate", "hit", ".2f"),
+            ("turnover", "turnover", ".2f"), ("max_drawdown", "maxdd", ".4f"))
 
 
 def fold_table(results: Sequence[FoldResult]) -> str:
     """A fixed-width text table, one line per fold × candidate.
 
-    >>> print(fold_table([FoldResult(0, "prior", 10, 0.6931, 0.25, float("nan"), 0.5,
-    ...                              {"total_return": 0.0, "sharpe": float("nan"),
-    ...                               "max_drawdown": 0.0})]))
-    fold candidate       n   logloss     brier       auc       acc    return    sharpe     maxdd
-       0 prior          10    0.6931    0.2500       nan    0.5000    0.0000       nan    0.0000
+    >>> print(fold_table([FoldResult(0, "xgb_refit", 10, 0.6931, 0.25, 0.55, 0.5,
+    ...                              {"gross_return": 0.012, "total_return": 0.004, "fills": 6.0,
+    ...                               "hit_rate": 2 / 3, "turnover": 0.6, "max_drawdown": 0.01})]))
+    fold candidate       n  logloss      auc    gross      net    fills      hit turnover    maxdd
+       0 xgb_refit      10   0.6931   0.5500   0.0120   0.0040        6     0.67     0.60   0.0100
     """
     width = max([9, *(len(r.candidate) for r in results)])
     lines = [f"{'fold':>4} {'candidate':<{width}} {'n':>7}"
-             + "".join(f" {label:>9}" for _, label, _ in _COLUMNS)]
+             + "".join(f" {label:>8}" for _, label, _ in _COLUMNS)]
     for r in results:
         row = r.row()
-        cells = "".join(f" {row.get(key, math.nan):>9{fmt}}" for key, _, fmt in _COLUMNS)
+        cells = "".join(f" {row.get(key, math.nan):>8{fmt}}" for key, _, fmt in _COLUMNS)
         lines.append(f"{r.fold:>4} {r.candidate:<{width}} {r.n:>7}{cells}")
     return "\n".join(lines)
