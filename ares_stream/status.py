@@ -35,6 +35,7 @@ value absent from the database is ``null``, lists are sorted by symbol::
      "drift": {"count", "by_symbol": {symbol: n},
                "last": null | {"symbol", "ts_event_ns", "detector", "mean_before", "mean_after",
                                "action"}},
+     "signal": [{"symbol", "trading": bool, "reason", "ts_event_ns"}],  # the latest gate change
      "positions": [{"symbol", "qty", "avg_price", "realized_pnl", "ts_event_ns", "run_id"}],
      "pnl": null | {"run_id", "ts_event_ns", "equity", "cash", "positions_value", "start_equity",
                     "return", "max_drawdown", "fees", "realized_pnl"}}
@@ -88,6 +89,8 @@ def status_report(db_path: str | Path, now_ns: int | None = None) -> dict[str, A
             "champions": [_ns(c, "created") for c in sql.champions(conn)],
             "validations": [_validation(v) for v in sql.last_validations(conn)],
             "drift": _drift(sql.drift_summary(conn)),
+            "signal": [_ns(g, "ts_event") | {"trading": bool(g["trading"])}
+                       for g in sql.signal_gates(conn)],
             "positions": [_ns(p, "ts_event") for p in positions],
             "pnl": _pnl(sql.equity_summary(conn), positions),
         }
@@ -155,7 +158,8 @@ def format_status(report: dict[str, Any]) -> str:
     sections = [("heartbeat", _heartbeat_lines), ("run", _run_lines),
                 ("start-up", _startup_lines), ("feed", _feed_lines),
                 ("champions", _champion_lines), ("validation", _validation_lines),
-                ("drift", _drift_lines), ("positions", _position_lines), ("pnl", _pnl_lines)]
+                ("drift", _drift_lines), ("signal", _signal_lines),
+                ("positions", _position_lines), ("pnl", _pnl_lines)]
     for title, render in sections:
         body = render(report) or ["none yet"]
         lines.append(f"{title:<12} {body[0]}")
@@ -251,6 +255,12 @@ def _drift_lines(r: dict[str, Any]) -> list[str]:
     per = ", ".join(f"{s} {n}" for s, n in d["by_symbol"].items())
     return [f"{d['count']} events ({per}); last {last['symbol']} at {_when(last['ts_event_ns'])}, "
             f"loss {last['mean_before']:.4f} -> {last['mean_after']:.4f}, {last['action']}"]
+
+
+def _signal_lines(r: dict[str, Any]) -> list[str]:
+    return [f"{g['symbol']} {'trading' if g['trading'] else 'flat'} since "
+            f"{_when(g['ts_event_ns'])}" + ("" if g["trading"] else f": {g['reason']}")
+            for g in r["signal"]]
 
 
 def _position_lines(r: dict[str, Any]) -> list[str]:

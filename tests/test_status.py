@@ -78,6 +78,9 @@ def build_full(path: Path) -> None:
     stale.position("BTCUSDT", 9.0, 1.0, 0.0, T0)
     stale.equity(T0, 1.0, 0.0, 1.0, 0.0, 0.0)
     trading = TradingStore(db, run_id=store.run_id)
+    trading.signal_gate("BTCUSDT", T0, False, "no walk-forward validation yet")
+    trading.signal_gate("BTCUSDT", T0 + 2 * HOUR_NS, True, "")
+    trading.signal_gate("ETHUSDT", T0 + HOUR_NS, False, "no validated edge after costs (river: x)")
     trading.position("BTCUSDT", 0.5, 100.1, 12.5, end)
     trading.position("ETHUSDT", 0.0, 0.0, -2.5, end)
     for i, (eq, dd, fees) in enumerate([(10_000.0, 0.0, 0.0), (10_200.0, 0.0, 1.0),
@@ -124,7 +127,7 @@ def test_empty_database_says_none_yet_everywhere(tmp_path: Path) -> None:
     assert report["drift"] == {"count": 0, "by_symbol": {}, "last": None}
     assert report["feed_health"]["window_end_ns"] is None
     text = format_status(report).splitlines()
-    assert len(text) == 10
+    assert len(text) == 11
     for line in text[2:]:
         assert line.endswith("none yet"), line
 
@@ -153,6 +156,8 @@ def test_full_database(full: Path) -> None:
     assert r["drift"]["last"]["ts_event_ns"] == T0 + 3 * HOUR_NS
     assert [(p["symbol"], p["qty"], p["run_id"]) for p in r["positions"]] == \
         [("BTCUSDT", 0.5, 2), ("ETHUSDT", 0.0, 2)]
+    assert [(g["symbol"], g["trading"], g["ts_event_ns"]) for g in r["signal"]] == \
+        [("BTCUSDT", True, T0 + 2 * HOUR_NS), ("ETHUSDT", False, T0 + HOUR_NS)]
     pnl = r["pnl"]
     assert pnl["run_id"] == 2 and pnl["equity"] == 9_900.0 and pnl["start_equity"] == 10_000.0
     assert pnl["return"] == pytest.approx(-0.01)
@@ -172,6 +177,8 @@ def test_text_output(full: Path) -> None:
     assert "CI [0.0010, 0.0200]" in text
     assert "3 events (BTCUSDT 2, ETHUSDT 1); last ETHUSDT" in text
     assert "BTCUSDT 0.5 @ 100.10, realized +12.50" in text
+    assert "ETHUSDT flat since 2023-11-14 23:13:20Z: no validated edge after costs (river: x)" \
+        in text
     assert "equity 9900.00 (-1.00 % since 10000.00)" in text
     assert "max drawdown 5.00 %, fees 3.00" in text
     assert "none yet" not in text
@@ -233,7 +240,7 @@ def test_json_is_stable_and_documented(full: Path, capsys: pytest.CaptureFixture
     report = json.loads(capsys.readouterr().out)
     assert list(report) == ["schema", "db", "schema_version", "now_ns", "heartbeat", "run",
                             "startup", "feed_health", "champions", "validations", "drift",
-                            "positions", "pnl"]
+                            "signal", "positions", "pnl"]
     assert report["schema"] == 1 and report["db"] == str(full)
     assert list(report["validations"][0])[:3] == ["symbol", "ts_event_ns", "decision"]
     again = status_report(full, now_ns=report["now_ns"])

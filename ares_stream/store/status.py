@@ -183,6 +183,16 @@ def positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                   "run_id FROM positions WHERE run_id IS ? ORDER BY symbol", (run_id,))
 
 
+def signal_gates(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per symbol, the latest signal gate row (trading or flat, and why) of the newest run."""
+    found, run_id = _latest_run_of(conn, "signal_gate")
+    if not found:
+        return []
+    return _dicts(conn, "signal_gate", "SELECT symbol, ts_event, trading, reason FROM signal_gate "
+                  "WHERE id IN (SELECT MAX(id) FROM signal_gate WHERE run_id IS ? GROUP BY symbol) "
+                  "ORDER BY symbol", (run_id,))
+
+
 def equity_summary(conn: sqlite3.Connection) -> dict[str, Any] | None:
     """First and last equity rows, worst drawdown and row count of the newest run with equity."""
     found, run_id = _latest_run_of(conn, "equity")
