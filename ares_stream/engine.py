@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -51,10 +51,12 @@ from ares_stream.features.pipeline import FeatureSet, feature_set
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
-from ares_stream.learners.ensemble import ensemble
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.policies import learner_for
 from ares_stream.learners.scores import log_loss_one, prequential_p
+
+if TYPE_CHECKING:
+    from ares_stream.batch.learner import Blend
 
 log = structlog.get_logger("ares_stream.engine")
 
@@ -116,7 +118,7 @@ class SymbolState:
 
 class BatchLearning(Protocol):
     """Batch learning beside the online learner (:class:`ares_stream.batch.learner.BatchLearner`):
-    fed every labelled sample, asked for the champion's probability and each side's skill."""
+    fed every labelled sample, asked for the forecast and what may trade."""
 
     @property
     def counts(self) -> Mapping[str, int]:
@@ -128,14 +130,9 @@ class BatchLearning(Protocol):
     def apply_due(self, ts: int) -> None:
         """Apply the jobs that finished (live: also between bars)."""
 
-    def proba(self, symbol: str, x: dict[str, float]) -> float | None:
-        """The champion booster's P(label = 1) for ``x``; None without a champion."""
-
-    def skills(self, symbol: str) -> tuple[float, float]:
-        """The online learner's and the champion's weights: each one's latest validated skill."""
-
-    def blocked(self, symbol: str) -> str:
-        """Why the symbol's signal may not trade now ("" when it may: validated edge)."""
+    def blend(self, symbol: str, x: dict[str, float], p_online: float) -> Blend:
+        """The forecast, the champion's probability, and what may trade (or why nothing may):
+        a :class:`~ares_stream.batch.learner.Blend`."""
 
     def on_sample(self, symbol: str, ts: int, x: dict[str, float], label: int,
                   forward_return: float, close: float) -> None:
@@ -399,11 +396,12 @@ class Engine:
                 self.broker.on_bar(bar, math.nan)  # marks to market; no decision
             return
         y_pred = st.learner.predict(x)
-        traded = y_pred
-        p_booster = None
+        traded, p_trade, p_booster, blocked = y_pred, y_pred, None, ""
         if batch is not None:
-            p_booster = batch.proba(bar.symbol, x)
-            traded = ensemble(y_pred, p_booster, *batch.skills(bar.symbol))
+            b = batch.blend(bar.symbol, x, y_pred)
+            traded, p_trade, p_booster, blocked = b.forecast, b.trade, b.booster, b.blocked
+        elif self.config.trading.require_edge:
+            blocked = "no walk-forward validation: batch learning is off (trading.require_edge)"
         p = Prediction(bar.symbol, bar.ts_event, bar.ts_init, self.model_name,
                        self.config.labels.horizon, math.nan if self.regression else traded,
                        y_pred, bar.close, math.nan if p_booster is None else p_booster)
@@ -411,18 +409,10 @@ class Engine:
         self.sink.prediction(p)
         st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
         if self.broker is not None and bar.ts_event > self.gate.live_from.get(bar.symbol, 0):
-            self.broker.on_bar(bar, math.nan if self.regression else traded,
-                               self._blocked(bar.symbol))
+            self.broker.on_bar(bar, math.nan if self.regression else
+                               (traded if blocked else p_trade), blocked)
         if self.log_bars:
             self._log_bar(bar, y_pred, traded)
-
-    def _blocked(self, symbol: str) -> str:
-        """Why the symbol's signal may not trade ("" if it may): only validated edge trades."""
-        if self.batch is not None:
-            return self.batch.blocked(symbol)
-        if self.config.trading.require_edge:
-            return "no walk-forward validation: batch learning is off (trading.require_edge)"
-        return ""
 
     def _log_bar(self, bar: Bar, online: float, traded: float) -> None:
         """The canonical line of a closed bar: what came in, what was predicted, what is held."""

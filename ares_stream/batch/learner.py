@@ -14,17 +14,19 @@ Results come back between frames. In replay a result applies at the first bar at
 ``batch.apply_delay`` of event time after its submission — waiting for the worker if needed — so
 a replay is deterministic; live it applies as soon as it is done.
 
-**Weights and edge.** Every validation re-measures each model the ensemble trades, on its own
-evidence: the online learner by the River recipe's folds; the champion by the challenger's folds
-in the validation that promoted it, and from then on by its own out-of-sample rows (the
-``current`` candidate) once they span enough folds. A model's *skill* (its log-loss gain over
-the constant prior) is its weight in the ensemble (:func:`~ares_stream.learners.ensemble.ensemble`);
-a champion that has not re-earned a positive skill within ``champion_max_validations``
-validations or ``champion_max_age`` of event time gets weight 0. Its *edge*: its after-cost fold
-PnL, trading the broker's rule, has a bootstrap interval above 0
-(:func:`~ares_stream.validation.promotion.edge`). With ``trading.require_edge`` (the default) the
-ensemble reaches the broker only while every model it weights has an edge — otherwise the symbol
-is flat, and :meth:`BatchLearner.blocked` says why.
+**Weights and edge.** The forecast (:meth:`BatchLearner.blend`) weights three models, each by
+its own skill at its latest validation (the log-loss gain over the constant prior,
+:func:`~ares_stream.learners.ensemble.ensemble`): the online learner (the River recipe's
+folds), the lineage's newest booster (the ``lineage`` policy's folds) and the champion — by the
+challenger's folds in the validation that promoted it, then by its own out-of-sample rows (the
+``current`` candidate) once they span enough folds; a champion that has not re-earned a positive
+skill within ``champion_max_validations`` validations or ``champion_max_age`` of event time gets
+weight 0. What trades is narrower: with ``trading.require_edge`` (the default) only the models
+whose after-cost fold PnL, trading the broker's rule, has a bootstrap interval above 0
+(:func:`~ares_stream.validation.promotion.edge`) make the broker's probability; with none the
+symbol is flat and :meth:`BatchLearner.blocked` says why. A challenger is promoted champion only
+with both the log-loss evidence and that edge, so the champion is what the daemon trades, while
+the forecast stays as good as the models are where nothing can trade after costs.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ares_stream.features.bars import parse_interval
 from ares_stream.features.pipeline import feature_set
 from ares_stream.learners import booster as bst
 from ares_stream.learners.buffer import SampleBuffer
+from ares_stream.learners.ensemble import ensemble
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
 from ares_stream.store.models import ModelPruned
@@ -62,6 +65,16 @@ _TIMELINE = 50  # models of a policy's history handed to a validation
 
 def _ns(text: str) -> int:
     return 0 if text == "0s" else parse_interval(text)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """What the batch side makes of one bar's features (see :meth:`BatchLearner.blend`)."""
+
+    forecast: float  # every model weighted by its own validated skill
+    booster: float | None  # the champion's own probability (None: no champion)
+    trade: float  # the models with a validated edge, by skill (NaN: none may trade)
+    blocked: str  # why nothing may trade ("" when ``trade`` is a probability)
 
 
 @dataclass
@@ -88,8 +101,9 @@ class SymbolBatch:
     validated_through: int = -1  # event time of the newest row of the last validation
     force_refit: bool = False
     busy: set[str] = field(default_factory=set)
-    skill: dict[str, float] = field(default_factory=dict)  # "river" | "champion" -> log-loss gain
-    edge: dict[str, Edge] = field(default_factory=dict)  # "river" | "champion" -> after-cost edge
+    newest_tb: tuple[int | None, bst.TrainedBooster] | None = None  # lineage[-1], loaded
+    skill: dict[str, float] = field(default_factory=dict)  # river|champion|lineage -> LL gain
+    edge: dict[str, Edge] = field(default_factory=dict)  # ... -> after-cost edge
     validations: int = 0  # validations applied
     earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
 
@@ -187,25 +201,66 @@ class BatchLearner:
         champion = 0.0 if self._expired(sb) else sb.skill.get("champion", 0.0)
         return sb.skill.get("river", 0.0), champion
 
+    def blend(self, symbol: str, x: dict[str, float], p_online: float) -> Blend:
+        """The forecast (every model by its own validated skill), the champion's probability,
+        and what may trade: the models with a validated edge after costs, or why none."""
+        sb = self.symbols.get(symbol)
+        booster = self.proba(symbol, x)
+        if sb is None:
+            return Blend(p_online, booster, p_online if not self.require_edge else math.nan,
+                         self.blocked(symbol))
+        river, champion = self.skills(symbol)
+        members = [("river", p_online, river)]
+        if booster is not None:
+            members.append(("champion", booster, champion))
+        newest = self._newest(sb)
+        if newest is not None:
+            members.append(("lineage", bst.predict_one(newest, x), sb.skill.get("lineage", 0.0)))
+        forecast = ensemble([(p, w) for _, p, w in members], p_online)
+        if not self.require_edge:
+            return Blend(forecast, booster, forecast, "")
+        edged = [(p, w) for name, p, w in members if w > 0.0 and self._has_edge(sb, name)]
+        if not edged:
+            return Blend(forecast, booster, math.nan, self.blocked(symbol))
+        return Blend(forecast, booster, ensemble(edged, forecast), "")
+
+    def _newest(self, sb: SymbolBatch) -> bst.TrainedBooster | None:
+        """The lineage's newest booster when it is not the champion itself (cached)."""
+        if not sb.lineage or sb.skill.get("lineage", 0.0) <= 0.0:
+            return None
+        blob = sb.lineage[-1]
+        if sb.champion is not None and blob.model_id == sb.champion.model_id:
+            return None
+        if sb.newest_tb is None or sb.newest_tb[0] != blob.model_id:
+            sb.newest_tb = (blob.model_id, jobs.from_blob(blob))
+        return sb.newest_tb[1]
+
+    def _has_edge(self, sb: SymbolBatch, name: str) -> bool:
+        e = sb.edge.get(name)
+        return e is not None and e.ok
+
     def blocked(self, symbol: str) -> str:
         """Why the symbol's signal may not reach the broker now ("" when it may): with
-        ``trading.require_edge``, every model the ensemble weights must have a validated edge
-        after costs, and at least one must have a weight."""
+        ``trading.require_edge`` only models with a skill and a validated edge after costs
+        trade (:meth:`blend`)."""
         if not self.require_edge:
             return ""
         sb = self.symbols.get(symbol)
         if sb is None or not sb.validations:
             return "no walk-forward validation yet"
         river, champion = self.skills(symbol)
-        if river <= 0.0 and champion <= 0.0:
+        weights = {"river": river, "champion": champion,
+                   "lineage": sb.skill.get("lineage", 0.0) if sb.lineage else 0.0}
+        if any(w > 0.0 and self._has_edge(sb, name) for name, w in weights.items()):
+            return ""
+        if not any(w > 0.0 for w in weights.values()):
             why = "no model beats the constant prior"
             if sb.champion is not None and self._expired(sb):
                 why += f" (champion {sb.champion.model_id} {self._expiry(sb)})"
             return why
         lacking = [f"{name}: {sb.edge[name].reason if name in sb.edge else 'not measured'}"
-                   for name, w in (("river", river), ("champion", champion))
-                   if w > 0.0 and not (name in sb.edge and sb.edge[name].ok)]
-        return "no validated edge after costs (" + "; ".join(lacking) + ")" if lacking else ""
+                   for name, w in weights.items() if w > 0.0]
+        return "no validated edge after costs (" + "; ".join(lacking) + ")"
 
     def _expired(self, sb: SymbolBatch) -> bool:
         """No champion, or it has not re-earned its place for too many validations or too long."""
@@ -335,8 +390,9 @@ class BatchLearner:
             loss = summary.get(name, {}).get("log_loss", math.nan)
             return 0.0 if math.isnan(loss) or math.isnan(prior) else max(0.0, prior - loss)
 
-        if "river" in edges:
-            sb.skill["river"], sb.edge["river"] = gain("river"), edges["river"]
+        for name in ("river", "lineage"):  # recipes and policies measured afresh every time
+            if name in edges:
+                sb.skill[name], sb.edge[name] = gain(name), edges[name]
         if promoted:
             source = challenger
         elif sb.champion is not None and summary.get("current", {}).get("folds", 0.0) >= 3:
@@ -396,6 +452,12 @@ class BatchLearner:
                 sb.lineage.append(sb.champion)
                 sb.champion_since.append((champ.created, sb.champion))
                 sb.trained_through = tb.train_end
+            newest = [m for m in self.registry.list(symbol)
+                      if m.kind == "xgboost" and not m.pruned]
+            if newest and (champ is None or newest[-1].id != champ.id):  # the lineage goes on
+                tb = self.registry.load_booster(newest[-1].id)
+                sb.lineage.append(jobs.to_blob(tb, newest[-1].id))
+                sb.trained_through = max(sb.trained_through, tb.train_end)
             self._resume_weights(sb, symbol)
         return sb
 

@@ -1,28 +1,25 @@
-"""The traded probability: the online learner and the champion booster, weighted by the skill
-each showed in its own latest walk-forward validation."""
+"""The ensemble: models weighted by the skill each showed in its own latest walk-forward
+validation (the log-loss gain over the constant prior)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = ["ensemble"]
 
 
-def ensemble(p_online: float, p_booster: float | None, skill_online: float,
-             skill_booster: float) -> float:
-    """The traded probability: online and champion booster weighted by validated skill.
+def ensemble(members: Sequence[tuple[float, float]], fallback: float) -> float:
+    """``Σ wᵢ pᵢ / Σ wᵢ`` over ``(p, skill)`` members with ``w = max(skill, 0)``; ``fallback``
+    when no member has a weight.
 
-    ``skill`` is the walk-forward log-loss improvement over the constant prior at the latest
-    validation, floored at 0: ``w = skill / (skill_online + skill_booster)``. With no champion, or
-    no skill on either side, the online learner's probability is used alone.
-
-    >>> round(ensemble(0.6, 0.8, 0.01, 0.03), 12)
+    >>> round(ensemble([(0.6, 0.01), (0.8, 0.03)], 0.5), 12)
     0.75
-    >>> ensemble(0.6, None, 0.01, 0.03), ensemble(0.6, 0.8, 0.0, 0.0)
-    (0.6, 0.6)
+    >>> ensemble([(0.6, 0.0), (0.8, -0.1)], 0.5), ensemble([], 0.5)
+    (0.5, 0.5)
     """
-    if p_booster is None:
-        return p_online
-    total = max(skill_online, 0.0) + max(skill_booster, 0.0)
-    if total <= 0.0:
-        return p_online
-    w = max(skill_booster, 0.0) / total
-    return (1.0 - w) * p_online + w * p_booster
+    total = weighted = 0.0
+    for p, skill in members:
+        if skill > 0.0:
+            total += skill
+            weighted += skill * p
+    return weighted / total if total > 0.0 else fallback

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -168,11 +169,11 @@ def test_missing_db_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_ensemble_weights_follow_validated_skill() -> None:
-    """Without skill or champion the online probability is traded; otherwise skill weights."""
-    assert ensemble(0.3, None, 1.0, 1.0) == 0.3
-    assert ensemble(0.3, 0.9, 0.0, 0.0) == 0.3
-    assert ensemble(0.3, 0.9, 0.0, 0.02) == pytest.approx(0.9)
-    assert ensemble(0.3, 0.9, 0.01, 0.01) == pytest.approx(0.6)
+    """Without a skilled member the fallback is used; otherwise skill weights."""
+    assert ensemble([(0.9, 1.0)], 0.3) == 0.9
+    assert ensemble([(0.3, 0.0), (0.9, 0.0)], 0.5) == 0.5
+    assert ensemble([(0.3, 0.0), (0.9, 0.02)], 0.5) == pytest.approx(0.9)
+    assert ensemble([(0.3, 0.01), (0.9, 0.01)], 0.5) == pytest.approx(0.6)
 
 
 # -- what the ensemble weights and what may trade (issue 14) ---------------------------------
@@ -340,3 +341,24 @@ def test_weights_and_edge_survive_a_restart(tmp_path: Path) -> None:
     assert again.skills("BTCUSDT") == pytest.approx(before)
     assert again.blocked("BTCUSDT") == ""
     again.stop()
+
+
+def test_the_forecast_uses_every_skilled_model_only_edged_ones_trade(tmp_path: Path) -> None:
+    """Where nothing makes money after costs (real 1m candles at 10 bps) the forecast still
+    uses the boosters' skill, while nothing reaches the broker; a model with an edge trades."""
+    learner, _ = _learner(tmp_path)
+    sb = learner._symbol("BTCUSDT")
+    sb.lineage.append(jobs.Blob(_booster().data, _booster().meta, 7))
+    x = {"a": 1.5, "b": 0.0}
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.60, "lineage": 0.57},
+                                     {"river": LOSE, "lineage": LOSE}))
+    b = learner.blend("BTCUSDT", x, 0.2)
+    p_lineage = bst.predict_one(jobs.from_blob(sb.lineage[-1]), x)
+    assert b.forecast == pytest.approx(p_lineage) and b.booster is None
+    assert math.isnan(b.trade) and b.blocked.startswith("no validated edge after costs (lineage")
+    _validate(learner, 2 * DAY, _outcome({"prior": 0.60, "river": 0.59, "lineage": 0.57},
+                                         {"river": WIN, "lineage": LOSE}))
+    b = learner.blend("BTCUSDT", x, 0.2)
+    assert b.trade == pytest.approx(0.2) and b.blocked == ""  # the edged online learner alone
+    assert b.forecast == pytest.approx((0.01 * 0.2 + 0.03 * p_lineage) / 0.04)
+    learner.stop()
