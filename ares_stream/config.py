@@ -87,11 +87,19 @@ class LabelsConfig:
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    """``[learner]``: the online River model, its task and seed."""
+    """``[learner]``: the online River model, its task, seed and options (``bench/online.py``)."""
     model: str = "logreg"  # logreg | hat | arf (classification); linreg | hatr | arfr (regression)
     task: str = "classification"  # classification | regression
     seed: int = 0
     rolling_window: int = 1000  # samples in the rolling prequential metrics
+    lr: float = 0.002  # logreg: SGD learning rate of the weights (bench/online.py)
+    intercept_lr: float = 0.01  # logreg: SGD learning rate of the intercept
+    l2: float = 0.0  # logreg: L2 penalty on the weights
+    clip: float = 5.0  # logreg, linreg: scaled features clipped to +-clip running deviations; 0: no
+    warmup: int = 20  # logreg, linreg: a feature scales to 0 until it has this many observations
+    shrink: bool = True  # classifiers: mixed with the label frequency, weighted by recent log loss
+    discount: float = 0.9999  # shrink: per-sample discount of the log losses that weigh the mix
+    handicap: float = 2.0  # shrink: nats the model must win by, over the memory, for half weight
 
 
 @dataclass(frozen=True)
@@ -122,9 +130,8 @@ class BatchConfig:
     folds: int = 5  # walk-forward folds
     window: str = "expanding"  # expanding | rolling
     embargo: int = 0  # extra rows between train and test beyond the label horizon
-    margin: float = 0.005  # relative log-loss improvement a challenger needs
+    margin: float = 0.001  # relative log-loss improvement a challenger needs
     bootstrap: int = 2_000  # paired bootstrap resamples over folds
-    fee_bps: float = 10.0  # per side, for the trading metrics of validation
     apply_delay: str = "0s"  # replay: a result applies at the first bar this long after submission
     edge_confidence: float = 0.9  # a signal trades only while this CI of its fold PnL is above 0
     champion_max_validations: int = 3  # a champion not re-measured in this many stops trading
@@ -137,7 +144,7 @@ class TradingConfig:
     """``[trading]``: paper fills, entry and exit thresholds, risk limits and live orders."""
     starting_cash: float = 10_000.0  # quote asset (e.g. USDT) of a fresh paper account
     fee_bps: float = 10.0  # per side, Binance spot taker 0.10 %
-    latency_ms: float = 50.0  # a market order fills at the first trade this long after the bar
+    latency_ms: float = 50.0  # fills at the first later trade this long after the decision
     slippage: str = "book"  # book: pay the spread from the book top | bps: slippage_bps
     slippage_bps: float = 1.0  # used when slippage = "bps" or no book top is known
     candle_slippage_bps: float = 2.0  # no trade tape: fill at the next open, this much worse
@@ -241,10 +248,17 @@ def replace_values(cfg: Config, data: dict[str, Any], source: str = "<override>"
     return config
 
 
+_REMOVED = {  # keys of earlier versions: what replaced them
+    ("batch", "fee_bps"): "validation trades the broker's rule: set [trading] fee_bps",
+}
+
+
 def _section(current: Any, name: str, table: dict[str, Any], source: str) -> Any:
     hints = typing.get_type_hints(type(current))
     values = {}
     for key, value in table.items():
+        if (name, key) in _REMOVED:
+            raise ConfigError(f"{source}: {name}.{key} was removed: {_REMOVED[(name, key)]}")
         if key not in hints:
             raise ConfigError(
                 f"{source}: unknown key {name}.{key} (valid: {', '.join(hints)})"
@@ -291,6 +305,18 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.batch.rounds_update >= 1 and cfg.batch.rounds_refit >= 1, "batch rounds must be >= 1"),
         (cfg.batch.max_trees >= cfg.batch.rounds_refit, "batch.max_trees must be >= rounds_refit"),
         (cfg.batch.min_rows >= 10 * cfg.batch.folds, "batch.min_rows must be >= 10 x folds"),
+        (cfg.batch.keep_models >= 1, "batch.keep_models must be >= 1 (the newest booster)"),
+        (cfg.learner.lr > 0 and cfg.learner.intercept_lr >= 0,
+         "learner.lr must be > 0 and learner.intercept_lr >= 0"),
+        (cfg.learner.l2 >= 0 and cfg.learner.clip >= 0 and cfg.learner.warmup >= 0,
+         "learner.l2, learner.clip and learner.warmup must be >= 0"),
+        (0 < cfg.learner.discount <= 1, "learner.discount must be in (0, 1]"),
+        (0.5 <= cfg.batch.edge_confidence < 1.0, "batch.edge_confidence must be in [0.5, 1)"),
+        (cfg.batch.champion_max_validations >= 1, "batch.champion_max_validations must be >= 1"),
+        (_INTERVAL.fullmatch(cfg.batch.champion_max_age) is not None,
+         "batch.champion_max_age: a positive number and s, m, h or d"),
+        (cfg.trading.candle_slippage_bps >= 0 and cfg.trading.book_max_age_ms >= 0,
+         "trading.candle_slippage_bps and book_max_age_ms must be >= 0"),
         (cfg.feed.rotate_hours > 0, "feed.rotate_hours must be > 0"),
         (cfg.feed.queue_size >= 1, "feed.queue_size must be >= 1"),
         (cfg.feed.warmup_trades >= 0 and cfg.feed.warmup_klines >= 0,
@@ -311,6 +337,41 @@ def _validate(cfg: Config, source: str) -> None:
         if not ok:
             raise ConfigError(f"{source}: {message}")
     _check_task_model(cfg, source)
+    klines = [s.removeprefix("kline_") for s in cfg.feed.streams if s.startswith("kline_")]
+    for interval in ([] if cfg.bars.source == "klines" else [cfg.bars.interval]) + klines:
+        problem = buffer_shortfall(cfg, interval)
+        if problem:
+            raise ConfigError(f"{source}: {problem}")
+
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def buffer_shortfall(cfg: Config, interval: str) -> str:
+    """Why the sample buffer can never hold ``batch.min_rows`` samples of ``interval`` bars
+    ("" when it can): then no booster would ever be trained, silently.
+
+    >>> buffer_shortfall(Config(), "1m")
+    ''
+    >>> msg = buffer_shortfall(Config(), "1h")
+    >>> msg[:55], "raise batch.buffer_days to at least 84" in msg
+    ('batch.buffer_days = 30.0 holds at most 720 bars of 1h, ', True)
+    """
+    b = cfg.batch
+    if not b.enabled or not _INTERVAL.fullmatch(interval):
+        return ""
+    seconds = int(interval[:-1]) * _UNIT_S[interval[-1]]
+    by_age = int(b.buffer_days * 86_400 // seconds)
+    if b.buffer_rows < b.min_rows:
+        return (f"batch.buffer_rows = {b.buffer_rows} is below batch.min_rows = {b.min_rows}: "
+                "no booster would ever be trained")
+    if by_age < b.min_rows:
+        days = -(-b.min_rows * seconds // 86_400)
+        return (f"batch.buffer_days = {b.buffer_days} holds at most {by_age} bars of {interval}, "
+                f"fewer than batch.min_rows = {b.min_rows}: no booster would ever be trained "
+                f"(raise batch.buffer_days to at least {days}, lower batch.min_rows, or set "
+                "batch.enabled = false)")
+    return ""
 
 
 def _check_task_model(cfg: Config, source: str) -> None:

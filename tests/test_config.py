@@ -63,6 +63,10 @@ def test_unknown_section_is_an_error(tmp_path: Path) -> None:
         ('[learner]\nmodel = "svm"\n', r"learner\.model = 'svm': must be one of"),
         ('[learner]\nmodel = "linreg"\n', r"does not fit learner\.task"),
         ("[features]\nmacd = [12, 26]\n", r"features\.macd must have 3 items"),
+        ("[learner]\nlr = 0.0\n", r"c\.toml: learner\.lr must be > 0"),
+        ("[learner]\ndiscount = 1.5\n", r"learner\.discount must be in \(0, 1\]"),
+        ("[batch]\nedge_confidence = 1.0\n", r"batch\.edge_confidence must be in"),
+        ('[batch]\nchampion_max_age = "soon"\n', r"batch\.champion_max_age"),
         ("[labels\n", r"cannot read config"),
     ],
 )
@@ -81,3 +85,27 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_int_accepted_where_float_expected(tmp_path: Path) -> None:
     """threshold_bps = 5 is read as 5.0."""
     assert load_config(write(tmp_path, "[labels]\nthreshold_bps = 5\n")).labels.threshold_bps == 5.0
+
+
+def test_a_buffer_that_can_never_reach_min_rows_is_refused(tmp_path: Path) -> None:
+    """1h bars with the default 30 buffer days hold 720 rows < min_rows = 2000: no booster would
+    ever train. The error names the keys to change."""
+    p = tmp_path / "hourly.toml"
+    p.write_text('[bars]\ninterval = "1h"\n')
+    with pytest.raises(ConfigError, match=r"batch\.buffer_days = 30\.0 .* batch\.min_rows = 2000"):
+        load_config(p)
+    p.write_text('[bars]\ninterval = "1h"\n[batch]\nbuffer_days = 90.0\n')
+    assert load_config(p).bars.interval == "1h"
+    p.write_text('[feed]\nstreams = ["kline_1d"]\n[bars]\nsource = "klines"\n')
+    with pytest.raises(ConfigError, match="bars of 1d"):
+        load_config(p)
+    p.write_text('[batch]\nbuffer_rows = 100\n')
+    with pytest.raises(ConfigError, match=r"batch\.buffer_rows = 100 is below batch\.min_rows"):
+        load_config(p)
+
+
+def test_a_removed_key_says_what_replaced_it(tmp_path: Path) -> None:
+    p = tmp_path / "old.toml"
+    p.write_text("[batch]\nfee_bps = 1.0\n")
+    with pytest.raises(ConfigError, match=r"old\.toml: batch\.fee_bps was removed: .*\[trading\]"):
+        load_config(p)

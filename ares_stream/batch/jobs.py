@@ -26,6 +26,7 @@ import numpy as np
 
 from ares_stream.config import Config
 from ares_stream.learners import booster as bst
+from ares_stream.learners.online import make_model, model_options
 from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
 from ares_stream.validation import splits, walkforward
@@ -115,7 +116,8 @@ def spec_of(config: Config) -> ValidationSpec:
         horizon=config.labels.horizon, folds=b.folds, expanding=b.window == "expanding",
         embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap,
         rule=Rule.from_config(config.trading), confidence=b.edge_confidence,
-        river_model=config.learner.model, seed=config.learner.seed)
+        river_model=config.learner.model, seed=config.learner.seed,
+        river_options=tuple(model_options(config.learner).items()))
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,6 @@ def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings
 
 def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
                 champions: Timeline, lineage: Timeline) -> list[Any]:
-    from ares_stream.learners.online import make_model
 
     def recipe(X: np.ndarray, y: np.ndarray) -> Any:
         """The refit recipe: a fresh booster fitted on a fold's rows, as its predict function."""
@@ -168,8 +169,8 @@ def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSetti
 
     cands: list[Any] = [
         walkforward.ConstantPrior(), walkforward.Persistence(),
-        walkforward.RiverCandidate("river", lambda: make_model(
-            spec.river_model, seed=spec.seed, **dict(spec.river_options))),
+        walkforward.RiverCandidate("river", lambda: make_model(  # the traded learner's recipe
+            spec.river_model, seed=spec.seed, delay=spec.horizon, **dict(spec.river_options))),
         walkforward.RefitCandidate("xgb_refit", recipe),
     ]
     cands.append(walkforward.Realized("champion", realized(window, champions, spec.horizon)))

@@ -25,7 +25,7 @@ from collections import deque
 from typing import Any
 
 from ares_stream.config import Config
-from ares_stream.learners.online import DriftReport, OnlineLearner
+from ares_stream.learners.online import DriftReport, OnlineLearner, model_options
 
 __all__ = ["POLICIES", "TimerLearner", "learner_for", "make_learner"]
 
@@ -88,7 +88,7 @@ def make_learner(policy: str, model: str = "logreg", *, delta: float = 0.1,
 
 
 def learner_for(config: Config) -> OnlineLearner:
-    """The engine's learner for one symbol: ``[learner]`` and ``[drift]`` as configured.
+    """The engine's learner for one symbol: ``[learner]`` (model, options) and ``[drift]``.
 
     ``drift.enabled = false`` means ``never``, whatever ``drift.policy`` says.
 
@@ -101,5 +101,5 @@ def learner_for(config: Config) -> OnlineLearner:
     return make_learner(
         d.policy if d.enabled else "never", lc.model, delta=d.delta, timer_bars=d.timer_bars,
         task=lc.task, horizon=config.labels.horizon, warm_samples=d.warm_samples,
-        rolling_window=lc.rolling_window, seed=lc.seed,
+        rolling_window=lc.rolling_window, seed=lc.seed, **model_options(lc),
     )

@@ -17,6 +17,9 @@ from ares_stream.sim.simulator import SimSpec
 from bench import drift as bench
 
 NAMES = [f"f{j}" for j in range(14)]
+# River's default SGD step: these streams plant strong signals a model must learn within a few
+# hundred samples; [learner]'s default step was chosen on real candles (bench/online.py)
+FAST = {"lr": 0.01}
 
 
 def _stream(n: int, seed: int, changes: list[tuple[int, float, float]]) -> tuple[list, list]:
@@ -97,7 +100,7 @@ def test_a_challenger_that_does_not_win_is_dropped() -> None:
     """A 20-sample burst of random labels is reported, but the challenger warmed on it never
     beats the mature model once the burst is over: the model is kept."""
     xs, ys = _stream(6_000, seed=0, changes=[(0, 1.0, 0.3), (5_000, 1.0, 100.0), (5_020, 1.0, 0.3)])
-    ours = make_learner("adwin")
+    ours = make_learner("adwin", **FAST)
     reports, ids, losses = _run(ours, xs, ys)
     assert reports and 5_000 <= reports[0] < 5_020
     assert _changes(ids) == [] and ours.n_swaps == 0 and losses[5_600:].mean() < 0.3
@@ -107,9 +110,9 @@ def test_a_restart_goes_over_a_short_warm_set_again() -> None:
     """A logistic regression restarted on 40 samples is trained as if on ~500 (10 passes):
     its log loss on new samples is well below that of one pass over the same samples."""
     xs, ys = _stream(540, seed=2, changes=[(0, 1.0, 0.1)])
-    learner = OnlineLearner(warm_samples=500, delta=None)
+    learner = OnlineLearner(warm_samples=500, delta=None, **FAST)
     assert learner.restart(zip(xs[:40], ys[:40], strict=True)) == 40
-    once = make_model("logreg")
+    once = make_model("logreg", **FAST)
     for x, y in zip(xs[:40], ys[:40], strict=True):
         once.learn_one(x, y)
 
