@@ -137,7 +137,9 @@ def test_replay_with_batch_is_deterministic(run: Path, tmp_path: Path) -> None:
 
 
 def test_noise_is_never_promoted(tmp_path: Path) -> None:
-    """On labels that are pure noise no booster beats the prior: nothing is promoted."""
+    """On labels that are pure noise no booster beats the prior: nothing is promoted, no edge is
+    ever validated, so the paper broker never trades (18,744 fills lost a whole account to fees
+    on a GARCH walk before signals needed a validated edge)."""
     rng = np.random.default_rng(0)
     n = 9_000
     t0 = 1_700_000_000_000
@@ -150,6 +152,10 @@ def test_noise_is_never_promoted(tmp_path: Path) -> None:
     result = run_replay([str(path)], small_config(), db_path=tmp_path / "n.db")
     assert result.summary["batch"]["validations"] >= 2
     assert query(result.db_path, "select count(*) from validations where promoted = 1") == [(0,)]
+    assert query(result.db_path, "select count(*) from orders") == [(0,)]
+    gates = query(result.db_path, "select trading, reason from signal_gate order by ts_event")
+    assert gates and all(t == 0 for t, _ in gates)
+    assert gates[0][1] == "no walk-forward validation yet"
 
 
 def test_models_and_validate_commands(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
