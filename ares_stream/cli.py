@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ares_stream import __version__
-from ares_stream.config import Config, load_config, replace_values
+from ares_stream.config import Config, from_stored, load_config, replace_values
 from ares_stream.daemon import startup
 from ares_stream.errors import AresError
 
@@ -396,7 +396,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   f"{cfg.batch.min_rows:,}: nothing to validate")
             continue
         d = r.outcome.decision
+        edges = "\n".join(f"  {name:<12} {'EDGE' if e.ok else 'none'} — {e.reason}"
+                          for name, e in r.outcome.edges.items())
         print(f"{r.symbol}: walk-forward over {r.rows:,} samples\n{r.outcome.table}\n"
+              f"edge after costs (trading the broker's rule):\n{edges}\n"
               f"decision: {'PROMOTE' if d.promote else 'keep'} — {d.reason}")
     return 0
 
@@ -408,8 +411,7 @@ def _run_config(db: Any) -> Config:
     data = newest_run_config(db.conn)
     if data is None:
         return load_config(None)
-    return replace_values(Config(), {k: v for k, v in data.items() if isinstance(v, dict)},
-                          source="the database's latest run")
+    return from_stored(data, source="the database's latest run")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -253,6 +253,18 @@ _REMOVED = {  # keys of earlier versions: what replaced them
 }
 
 
+def from_stored(data: dict[str, Any], source: str) -> Config:
+    """A config a run database recorded (an earlier version's, perhaps): the keys this version
+    removed are dropped, everything else is checked as in a file.
+
+    >>> from_stored({"batch": {"fee_bps": 1.0, "folds": 4}}, "run 1").batch.folds
+    4
+    """
+    tables = {name: {k: v for k, v in table.items() if (name, k) not in _REMOVED}
+              for name, table in data.items() if isinstance(table, dict)}
+    return replace_values(Config(), tables, source=source)
+
+
 def _section(current: Any, name: str, table: dict[str, Any], source: str) -> Any:
     hints = typing.get_type_hints(type(current))
     values = {}

@@ -166,6 +166,23 @@ def test_models_and_validate_commands(run: Path, capsys: pytest.CaptureFixture[s
     assert main(["validate", "--db", str(run)]) == 0
     out = capsys.readouterr().out
     assert "xgb_refit" in out and "prior" in out and "decision:" in out
+    assert "edge after costs (trading the broker's rule):" in out
+
+
+def test_validate_reads_an_earlier_versions_run_config(run: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A database whose run recorded a key this version removed (batch.fee_bps) still
+    validates with that run's config: the removed key is dropped, not an error."""
+    old = tmp_path / "old.db"
+    with sqlite3.connect(run) as src, sqlite3.connect(old) as dst:
+        src.backup(dst)
+    with sqlite3.connect(old) as conn:
+        (text,) = conn.execute("select config from runs order by id desc limit 1").fetchone()
+        cfg = json.loads(text)
+        cfg["batch"]["fee_bps"] = 10.0
+        conn.execute("update runs set config = ?", (json.dumps(cfg),))
+    assert main(["validate", "--db", str(old)]) == 0
+    assert "decision:" in capsys.readouterr().out
 
 
 def test_missing_db_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
