@@ -106,6 +106,7 @@ class SymbolBatch:
     edge: dict[str, Edge] = field(default_factory=dict)  # ... -> after-cost edge
     validations: int = 0  # validations applied
     earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
+    pool: dict[str, float] = field(default_factory=dict)  # forecast weights fitted on the folds
 
 
 class BatchLearner:
@@ -214,9 +215,13 @@ class BatchLearner:
         if booster is not None:
             members.append(("champion", booster, champion))
         newest = self._newest(sb)
-        if newest is not None:
-            members.append(("lineage", bst.predict_one(newest, x), sb.skill.get("lineage", 0.0)))
-        forecast = ensemble([(p, w) for _, p, w in members], p_online)
+        p_newest = None if newest is None else bst.predict_one(newest, x)
+        if p_newest is not None:
+            members.append(("lineage", p_newest, sb.skill.get("lineage", 0.0)))
+        if sb.pool and p_newest is not None:  # the pool the last validation fitted
+            forecast = sb.pool["river"] * p_online + sb.pool["refit"] * p_newest
+        else:
+            forecast = ensemble([(p, w) for _, p, w in members], p_online)
         if not self.require_edge:
             return Blend(forecast, booster, forecast, "")
         edged = [(p, w) for name, p, w in members if w > 0.0 and self._has_edge(sb, name)]
@@ -225,12 +230,13 @@ class BatchLearner:
         return Blend(forecast, booster, ensemble(edged, forecast), "")
 
     def _newest(self, sb: SymbolBatch) -> bst.TrainedBooster | None:
-        """The lineage's newest booster when it is not the champion itself (cached)."""
+        """The lineage's newest booster, with a skill (cached); not the champion itself unless
+        a validation fitted the forecast pool."""
         if not sb.lineage or sb.skill.get("lineage", 0.0) <= 0.0:
             return None
         blob = sb.lineage[-1]
-        if sb.champion is not None and blob.model_id == sb.champion.model_id:
-            return None
+        if sb.champion is not None and blob.model_id == sb.champion.model_id and not sb.pool:
+            return None  # weighted as the champion already
         if sb.newest_tb is None or sb.newest_tb[0] != blob.model_id:
             sb.newest_tb = (blob.model_id, jobs.from_blob(blob))
         return sb.newest_tb[1]
@@ -371,6 +377,9 @@ class BatchLearner:
             d = dataclasses.replace(d, promote=False,
                                     reason=d.reason + " (skipped: the candidate was pruned)")
         self._remeasure(sb, out.summary, out.edges, d.challenger, ts, promoted=d.promote)
+        if out.refit is not None and not (d.promote and d.challenger == "xgb_refit"):
+            self._adopt_refit(sb, p.symbol, out, ts)
+        sb.pool = dict(out.pool)
         champ = p.context.get("champion")
         row = ValidationRow(
             self.registry.run_id, p.symbol, ts, d.challenger, challenger_id, d.incumbent,
@@ -404,6 +413,22 @@ class BatchLearner:
         sb.skill["champion"], sb.edge["champion"] = gain(source), edges[source]
         if sb.skill["champion"] > 0.0:
             sb.earned = (sb.validations, ts)
+
+    def _adopt_refit(self, sb: SymbolBatch, symbol: str, out: jobs.ValidationOutcome,
+                     ts: int) -> None:
+        """The refit recipe's whole-window model continues the lineage (warm starts go on from
+        it), weighted by the recipe's validated skill: a fresh fit every validation."""
+        assert out.refit is not None
+        tb = jobs.from_blob(out.refit)
+        rec = self.registry.add_booster(symbol, tb, created=ts)
+        sb.lineage.append(jobs.Blob(out.refit.data, out.refit.meta, rec.id))
+        del sb.lineage[:-_TIMELINE]
+        sb.trained_through = max(sb.trained_through, tb.train_end)
+        prior = out.summary.get("prior", {}).get("log_loss", math.nan)
+        loss = out.summary.get("xgb_refit", {}).get("log_loss", math.nan)
+        sb.skill["lineage"] = 0.0 if math.isnan(prior - loss) else max(0.0, prior - loss)
+        sb.edge["lineage"] = out.edges["xgb_refit"]
+        self.registry.prune(symbol, keep=self.cfg.keep_models)
 
     def _promote(self, sb: SymbolBatch, p: Pending, out: jobs.ValidationOutcome,
                  ts: int) -> int | None:

@@ -6,6 +6,7 @@ config, a real worker process, real XGBoost boosters and a real SQLite run datab
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -385,3 +386,26 @@ def test_the_forecast_uses_every_skilled_model_only_edged_ones_trade(tmp_path: P
     assert b.trade == pytest.approx(0.2) and b.blocked == ""  # the edged online learner alone
     assert b.forecast == pytest.approx((0.01 * 0.2 + 0.03 * p_lineage) / 0.04)
     learner.stop()
+
+
+def test_each_validation_refits_and_pools_the_forecast(tmp_path: Path) -> None:
+    """Not promoted (no edge), the refit recipe's whole-window model still continues the lineage
+    with the recipe's skill, and the forecast is the pool the validation fitted on its folds."""
+    learner, store = _learner(tmp_path)
+    refit = _booster(3)
+    out = _outcome({"prior": 0.60, "river": 0.58, "xgb_refit": 0.56, "lineage": 0.59},
+                   {"river": LOSE, "xgb_refit": LOSE, "lineage": LOSE}, refit=refit)
+    out = dataclasses.replace(out, pool={"river": 0.2, "refit": 0.8})
+    _validate(learner, DAY, out)
+    sb = learner.symbols["BTCUSDT"]
+    assert sb.lineage[-1].data == refit.data and sb.lineage[-1].model_id is not None
+    assert sb.skill["lineage"] == pytest.approx(0.04) and sb.champion is None
+    x = {"a": -0.7, "b": 0.3}
+    b = learner.blend("BTCUSDT", x, 0.3)
+    p_refit = bst.predict_one(jobs.from_blob(refit), x)
+    assert b.forecast == pytest.approx(0.2 * 0.3 + 0.8 * p_refit)
+    assert math.isnan(b.trade) and b.blocked.startswith("no validated edge")
+    rows = query(tmp_path / "w.db", "select how from models where kind = 'xgboost'")
+    assert rows == [("refit",)]
+    learner.stop()
+    del store
