@@ -126,7 +126,7 @@ class BatchConfig:
     max_trees: int = 300  # cap: past it (or on an upward drift) refit from scratch
     mode: str = "warm_start"  # warm_start | refresh
     validate_every: str = "1d"  # walk-forward re-validation period (event time) ...
-    validate_rows: int = 5_000  # ... once at least this many new samples have come
+    validate_rows: int = 1_000  # ... once at least this many new samples have come
     folds: int = 5  # walk-forward folds
     window: str = "expanding"  # expanding | rolling
     embargo: int = 0  # extra rows between train and test beyond the label horizon

@@ -151,10 +151,17 @@ class BatchLearner:
             self.submit_update(symbol, ts)
 
     def on_drift(self, symbol: str, ts: int) -> None:
-        """An upward drift of the online learner: the next update refits from scratch, now."""
+        """An upward drift of the online learner: the next update refits from scratch, now; the
+        edge every model was validated with predates the change, so nothing trades until a
+        validation, submitted now, measures it again."""
         sb = self._symbol(symbol)
         sb.force_refit = True
         self.submit_update(symbol, ts)
+        if sb.edge:
+            sb.edge = {}
+            log.info("edge_suspended", symbol=symbol, ts_event=ts,
+                     reason="drift: the validated edge predates the change")
+        self.submit_validation(symbol, ts)
 
     def tick(self, symbol: str, ts: int) -> None:
         """Called at every bar: in replay the event-time clock runs the periodic jobs, then
@@ -254,6 +261,8 @@ class BatchLearner:
         sb = self.symbols.get(symbol)
         if sb is None or not sb.validations:
             return "no walk-forward validation yet"
+        if not sb.edge:
+            return "a drift since the last validation: waiting for the next one"
         river, champion = self.skills(symbol)
         weights = {"river": river, "champion": champion,
                    "lineage": sb.skill.get("lineage", 0.0) if sb.lineage else 0.0}

@@ -409,3 +409,18 @@ def test_each_validation_refits_and_pools_the_forecast(tmp_path: Path) -> None:
     assert rows == [("refit",)]
     learner.stop()
     del store
+
+
+def test_a_drift_suspends_the_edge_until_the_next_validation(tmp_path: Path) -> None:
+    """The edge was validated before the change the drift signals: nothing trades until a
+    validation — submitted at once — measures it again."""
+    learner, _ = _learner(tmp_path)
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.58}, {"river": WIN}))
+    assert learner.blocked("BTCUSDT") == ""
+    sb = learner.symbols["BTCUSDT"]
+    for i in range(30):  # enough samples for a validation job to be submitted
+        sb.buffer.add(DAY + i, {"a": float(i), "b": 0.0}, i % 2, 0.0, 100.0)
+    learner.on_drift("BTCUSDT", DAY + 100)
+    assert learner.blocked("BTCUSDT") == "a drift since the last validation: waiting for the next one"
+    assert "validate" in sb.busy
+    learner.stop()
