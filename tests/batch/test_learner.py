@@ -421,6 +421,6 @@ def test_a_drift_suspends_the_edge_until_the_next_validation(tmp_path: Path) -> 
     for i in range(30):  # enough samples for a validation job to be submitted
         sb.buffer.add(DAY + i, {"a": float(i), "b": 0.0}, i % 2, 0.0, 100.0)
     learner.on_drift("BTCUSDT", DAY + 100)
-    assert learner.blocked("BTCUSDT") == "a drift since the last validation: waiting for the next one"
+    assert learner.blocked("BTCUSDT").startswith("a drift since the last validation")
     assert "validate" in sb.busy
     learner.stop()
