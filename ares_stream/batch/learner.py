@@ -51,7 +51,7 @@ from ares_stream.features.bars import parse_interval
 from ares_stream.features.pipeline import feature_set
 from ares_stream.learners import booster as bst
 from ares_stream.learners.buffer import SampleBuffer
-from ares_stream.learners.ensemble import ensemble
+from ares_stream.learners.ensemble import OnlinePool, ensemble
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
 from ares_stream.store.models import ModelPruned
@@ -107,6 +107,7 @@ class SymbolBatch:
     validations: int = 0  # validations applied
     earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
     pool: dict[str, float] = field(default_factory=dict)  # forecast weights fitted on the folds
+    live_pool: OnlinePool = field(default_factory=OnlinePool)  # ... and on its own predictions
 
 
 class BatchLearner:
@@ -146,6 +147,7 @@ class BatchLearner:
         """Buffer one labelled sample; submit an update once ``update_rows`` new rows came."""
         sb = self._symbol(symbol)
         sb.buffer.add(ts, x, label, fwd, close)
+        sb.live_pool.learn(ts, label)
         if len(sb.buffer) >= self.cfg.min_rows and (
                 sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows):
             self.submit_update(symbol, ts)
@@ -225,8 +227,11 @@ class BatchLearner:
         p_newest = None if newest is None else bst.predict_one(newest, x)
         if p_newest is not None:
             members.append(("lineage", p_newest, sb.skill.get("lineage", 0.0)))
-        if sb.pool and p_newest is not None:  # the pool the last validation fitted
-            forecast = sb.pool["river"] * p_online + sb.pool["refit"] * p_newest
+        if sb.pool and p_newest is not None:
+            sb.live_pool.record(self.now, p_online, p_newest)
+            w = sb.live_pool.weight()  # as mixed on the live predictions, else on the folds
+            w = sb.pool["river"] if w is None else w
+            forecast = w * p_online + (1.0 - w) * p_newest
         else:
             forecast = ensemble([(p, w) for _, p, w in members], p_online)
         if not self.require_edge:
