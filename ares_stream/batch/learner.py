@@ -102,6 +102,7 @@ class SymbolBatch:
     force_refit: bool = False
     busy: set[str] = field(default_factory=set)
     newest_tb: tuple[int | None, bst.TrainedBooster] | None = None  # lineage[-1], loaded
+    refit_tb: bst.TrainedBooster | None = None  # the last validation's whole-window refit
     skill: dict[str, float] = field(default_factory=dict)  # river|champion|lineage -> LL gain
     edge: dict[str, Edge] = field(default_factory=dict)  # ... -> after-cost edge
     validations: int = 0  # validations applied
@@ -242,10 +243,14 @@ class BatchLearner:
         return Blend(forecast, booster, ensemble(edged, forecast), "")
 
     def _newest(self, sb: SymbolBatch) -> bst.TrainedBooster | None:
-        """The lineage's newest booster, with a skill (cached); not the champion itself unless
-        a validation fitted the forecast pool."""
+        """The booster the forecast uses, if it has a skill: the last validation's whole-window
+        refit — the recipe whose skill was measured, not a warm start on a few hundred rows since
+        — else the lineage's newest (cached); not the champion itself unless a validation fitted
+        the forecast pool."""
         if not sb.lineage or sb.skill.get("lineage", 0.0) <= 0.0:
             return None
+        if sb.refit_tb is not None:
+            return sb.refit_tb
         blob = sb.lineage[-1]
         if sb.champion is not None and blob.model_id == sb.champion.model_id and not sb.pool:
             return None  # weighted as the champion already
@@ -433,7 +438,7 @@ class BatchLearner:
         """The refit recipe's whole-window model continues the lineage (warm starts go on from
         it), weighted by the recipe's validated skill: a fresh fit every validation."""
         assert out.refit is not None
-        tb = jobs.from_blob(out.refit)
+        tb = sb.refit_tb = jobs.from_blob(out.refit)
         rec = self.registry.add_booster(symbol, tb, created=ts)
         sb.lineage.append(jobs.Blob(out.refit.data, out.refit.meta, rec.id))
         del sb.lineage[:-_TIMELINE]
@@ -447,7 +452,7 @@ class BatchLearner:
     def _promote(self, sb: SymbolBatch, p: Pending, out: jobs.ValidationOutcome,
                  ts: int) -> int | None:
         if out.decision.challenger == "xgb_refit" and out.refit is not None:
-            tb = jobs.from_blob(out.refit)
+            tb = sb.refit_tb = jobs.from_blob(out.refit)
             rec = self.registry.add_booster(p.symbol, tb, created=ts)
             blob = jobs.Blob(out.refit.data, out.refit.meta, rec.id)
             sb.lineage.append(blob)

@@ -47,7 +47,7 @@ class OnlinePool:
 
     GRID = tuple(i / 20 for i in range(21))
 
-    def __init__(self, discount: float = 0.9995, min_samples: int = 500) -> None:
+    def __init__(self, discount: float = 0.9999, min_samples: int = 2000) -> None:
         self.discount, self.min_samples = discount, min_samples
         self.losses = [0.0] * len(self.GRID)
         self.n = 0
