@@ -40,9 +40,18 @@ import numpy as np
 
 from ares_stream.config import TradingConfig
 
-__all__ = ["MIN_NOTIONAL", "Rule", "Simulation"]
+__all__ = ["MIN_NOTIONAL", "Rule", "Simulation", "adverse"]
 
 MIN_NOTIONAL = 5.0  # quote: Binance spot's usual NOTIONAL filter on USDT pairs
+
+
+def adverse(side: str, ref: float, bps: float) -> float:
+    """``ref`` moved ``bps`` against a market order of ``side``.
+
+    >>> adverse("BUY", 100.0, 2.0), adverse("SELL", 100.0, 2.0)
+    (100.02, 99.98)
+    """
+    return ref * (1.0 + bps / 1e4) if side == "BUY" else ref * (1.0 - bps / 1e4)
 
 
 @dataclass(frozen=True)
@@ -101,9 +110,9 @@ class Rule:
         """
         ps, cs = np.asarray(p, dtype=np.float64).tolist(), np.asarray(close, dtype=float).tolist()
         n = len(ps)
-        fee, slip = self.fee_bps / 1e4, self.slippage_bps / 1e4
+        fee, bps = self.fee_bps / 1e4, self.slippage_bps
         cash0 = cash = self.starting_cash
-        qty = cost = fees = slipped = traded = 0.0
+        qty = fees = slipped = traded = 0.0
         fills = held = wins = trips = 0
         equity = np.empty(n + 1)
         equity[0] = cash0
@@ -118,27 +127,24 @@ class Rule:
             target = self.target(ps[t], qty, price) if t < n - 1 else 0.0
             delta = target - qty
             if delta != 0.0 and not (abs(delta) * price < self.min_notional and target > 0.0):
-                if delta > 0.0:  # buy at the next open (this close), slipped, within the cash
-                    fill = price * (1.0 + slip)
+                fill = adverse("BUY" if delta > 0.0 else "SELL", price, bps)  # at the next open
+                if delta > 0.0:  # a buy within the cash
                     delta = min(delta, max(cash, 0.0) / (fill * (1.0 + fee)))
-                else:
-                    fill = price * (1.0 - slip)
                 if delta != 0.0:
                     notional = abs(delta) * fill
                     if qty == 0.0:
-                        trip_start = cash + cost
+                        trip_start = cash
                     cash -= delta * fill + notional * fee
                     qty += delta
                     fees += notional * fee
-                    slipped += abs(delta) * price * slip
+                    slipped += abs(delta) * abs(fill - price)
                     traded += notional
                     fills += 1
                     if qty <= 1e-12:
                         qty = 0.0
                         trips += 1
                         wins += cash > trip_start
-            cost = qty * price
-            equity[t + 1] = cash + cost
+            equity[t + 1] = cash + qty * price
         pnl = float(equity[-1] - cash0)
         return Simulation(
             pnl=pnl, gross=pnl + fees + slipped, fees=fees, slippage=slipped, fills=fills,

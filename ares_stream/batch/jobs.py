@@ -18,7 +18,6 @@ refit, the River learner, the baselines — are refit per fold and are out of sa
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,6 @@ import numpy as np
 from ares_stream.config import Config
 from ares_stream.learners import booster as bst
 from ares_stream.learners.online import make_model, model_options
-from ares_stream.learners.scores import log_loss
 from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
 from ares_stream.validation import splits, walkforward
@@ -131,7 +129,6 @@ class ValidationOutcome:
     refit: Blob | None  # the refit recipe's model on the whole window
     summary: dict[str, dict[str, float]]
     edges: dict[str, gate.Edge]  # per candidate: does it make money after costs
-    pool: dict[str, float] = dataclasses.field(default_factory=dict)  # forecast weights
 
 
 Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
@@ -147,40 +144,25 @@ def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings
                                 max_train=None if spec.expanding else n // 2,
                                 min_train=max(50, n // (4 * spec.folds)))
     cands = _candidates(window, spec, settings, champions, lineage)
-    collected: dict[str, list[np.ndarray]] = {}
     results = walkforward.run_walk_forward(
         window.X, window.y, window.fwd, folds, cands, horizon=spec.horizon, rule=spec.rule,
-        close=window.close, periods_per_year=_bars_per_year(window.ts), collect=collected)
+        close=window.close, periods_per_year=_bars_per_year(window.ts))
     summary = walkforward.summary_by_candidate(results)
-    edges = {name: gate.edge(walkforward.fold_pnls(results, name), confidence=spec.confidence,
-                             n_boot=spec.n_boot, seed=spec.seed) for name in summary}
+    edges = edges_of(results, confidence=spec.confidence, n_boot=spec.n_boot, seed=spec.seed)
     decision = _decide(results, summary, spec)
     # the refit recipe's model on the whole window: promoted when it won, else the lineage's
     # next booster (a fresh fit every validation, as a daily refit on a trailing window)
     refit = to_blob(bst.fit(window.X, window.y, window.ts, window.features, settings))
-    pooled = {k: np.concatenate(v) for k, v in collected.items()}
-    w = pool_weight(pooled["y"], pooled["river"], pooled["xgb_refit"])
     return ValidationOutcome(decision, results, walkforward.fold_table(results), refit, summary,
-                             edges, {"river": w, "refit": 1.0 - w})
+                             edges)
 
 
-def pool_weight(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, step: float = 0.02) -> float:
-    """The weight ``w`` of ``p_a`` in ``w p_a + (1 - w) p_b`` with the least log loss over the rows
-    where both predict (a grid of ``step``); 0.0 without such rows.
-
-    >>> y = np.array([1, 0, 1, 0])
-    >>> pool_weight(y, np.array([0.9, 0.1, 0.9, 0.1]), np.full(4, 0.5))
-    1.0
-    >>> pool_weight(y, np.full(4, 0.5), np.array([0.9, 0.1, 0.9, 0.1]))
-    0.0
-    """
-    ok = ~(np.isnan(p_a) | np.isnan(p_b))
-    if not ok.any():
-        return 0.0
-    ys, a, b = y[ok], p_a[ok], p_b[ok]
-    grid = np.arange(0.0, 1.0 + step / 2, step)
-    losses = [log_loss(ys, w * a + (1.0 - w) * b) for w in grid]
-    return float(round(grid[int(np.argmin(losses))], 6))
+def edges_of(results: list[walkforward.FoldResult], *, confidence: float, n_boot: int,
+             seed: int) -> dict[str, gate.Edge]:
+    """Each candidate's after-cost edge from its fold PnLs (:func:`gate.edge`)."""
+    names = dict.fromkeys(r.candidate for r in results)
+    return {name: gate.edge(walkforward.fold_pnls(results, name), confidence=confidence,
+                            n_boot=n_boot, seed=seed) for name in names}
 
 
 def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,

@@ -14,19 +14,24 @@ Results come back between frames. In replay a result applies at the first bar at
 ``batch.apply_delay`` of event time after its submission — waiting for the worker if needed — so
 a replay is deterministic; live it applies as soon as it is done.
 
-**Weights and edge.** The forecast (:meth:`BatchLearner.blend`) weights three models, each by
-its own skill at its latest validation (the log-loss gain over the constant prior,
-:func:`~ares_stream.learners.ensemble.ensemble`): the online learner (the River recipe's
-folds), the lineage's newest booster (the ``lineage`` policy's folds) and the champion — by the
-challenger's folds in the validation that promoted it, then by its own out-of-sample rows (the
-``current`` candidate) once they span enough folds; a champion that has not re-earned a positive
-skill within ``champion_max_validations`` validations or ``champion_max_age`` of event time gets
-weight 0. What trades is narrower: with ``trading.require_edge`` (the default) only the models
+**Weights and edge.** Every validation re-measures each model on its own evidence; its *skill*
+is its walk-forward log-loss gain over the constant prior: the online learner by the River
+recipe's folds; the lineage's booster by the ``lineage`` policy — or, once a validation has fitted
+the refit recipe on the whole window (every validation does, and that model continues the
+lineage), by the recipe's folds; the champion by the challenger's folds in the validation that
+promoted it, then by its own out-of-sample rows (the ``current`` candidate) once they span enough
+folds. A champion that has not re-earned a positive skill within ``champion_max_validations``
+validations or ``champion_max_age`` of event time gets weight 0.
+
+The forecast (:meth:`BatchLearner.blend`) is the models by skill
+(:func:`~ares_stream.learners.ensemble.ensemble`) until a refit exists, then the mix of the online
+learner and that refit that scored best on their own live predictions
+(:class:`~ares_stream.learners.ensemble.OnlinePool`, skill weights until it has enough labels).
+What trades is narrower: with ``trading.require_edge`` (the default) only the weighted models
 whose after-cost fold PnL, trading the broker's rule, has a bootstrap interval above 0
 (:func:`~ares_stream.validation.promotion.edge`) make the broker's probability; with none the
 symbol is flat and :meth:`BatchLearner.blocked` says why. A challenger is promoted champion only
-with both the log-loss evidence and that edge, so the champion is what the daemon trades, while
-the forecast stays as good as the models are where nothing can trade after costs.
+with both the log-loss evidence and that edge.
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
 from ares_stream.store.models import ModelPruned
 from ares_stream.store.validations import ValidationRow, insert, recent
-from ares_stream.validation.promotion import Edge, edge
+from ares_stream.validation import walkforward
+from ares_stream.validation.promotion import Edge
 
 log = structlog.get_logger("ares_stream.batch")
 
@@ -107,8 +113,7 @@ class SymbolBatch:
     edge: dict[str, Edge] = field(default_factory=dict)  # ... -> after-cost edge
     validations: int = 0  # validations applied
     earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
-    pool: dict[str, float] = field(default_factory=dict)  # forecast weights fitted on the folds
-    live_pool: OnlinePool = field(default_factory=OnlinePool)  # ... and on its own predictions
+    pool: OnlinePool = field(default_factory=OnlinePool)  # online learner vs refit, learned live
 
 
 class BatchLearner:
@@ -148,7 +153,7 @@ class BatchLearner:
         """Buffer one labelled sample; submit an update once ``update_rows`` new rows came."""
         sb = self._symbol(symbol)
         sb.buffer.add(ts, x, label, fwd, close)
-        sb.live_pool.learn(ts, label)
+        sb.pool.learn(ts, label)
         if len(sb.buffer) >= self.cfg.min_rows and (
                 sb.buffer.added_since(sb.trained_through) >= self.cfg.update_rows):
             self.submit_update(symbol, ts)
@@ -209,50 +214,56 @@ class BatchLearner:
         sb = self.symbols.get(symbol)
         if sb is None:
             return 0.0, 0.0
-        champion = 0.0 if self._expired(sb) else sb.skill.get("champion", 0.0)
-        return sb.skill.get("river", 0.0), champion
+        weights = self._weights(sb)
+        return weights["river"], weights["champion"]
 
     def blend(self, symbol: str, x: dict[str, float], p_online: float) -> Blend:
-        """The forecast (every model by its own validated skill), the champion's probability,
-        and what may trade: the models with a validated edge after costs, or why none."""
+        """The forecast, the champion's probability, and what may trade: the weighted models
+        with a validated edge after costs, or why none (module docstring)."""
         sb = self.symbols.get(symbol)
         booster = self.proba(symbol, x)
         if sb is None:
             return Blend(p_online, booster, p_online if not self.require_edge else math.nan,
                          self.blocked(symbol))
-        river, champion = self.skills(symbol)
-        members = [("river", p_online, river)]
+        weights = self._weights(sb)
+        probs = {"river": p_online}
         if booster is not None:
-            members.append(("champion", booster, champion))
+            probs["champion"] = booster
         newest = self._newest(sb)
-        p_newest = None if newest is None else bst.predict_one(newest, x)
-        if p_newest is not None:
-            members.append(("lineage", p_newest, sb.skill.get("lineage", 0.0)))
-        if sb.pool and p_newest is not None:
-            sb.live_pool.record(self.now, p_online, p_newest)
-            w = sb.live_pool.weight()  # as mixed on the live predictions, else on the folds
-            w = sb.pool["river"] if w is None else w
-            forecast = w * p_online + (1.0 - w) * p_newest
-        else:
-            forecast = ensemble([(p, w) for _, p, w in members], p_online)
+        if newest is not None:
+            probs["lineage"] = (booster if newest is sb.champion_tb and booster is not None
+                                else bst.predict_one(newest, x))
+        members = [(probs[name], w) for name, w in weights.items() if name in probs]
+        forecast = ensemble(members, p_online)
+        if sb.refit_tb is not None and "lineage" in probs:
+            sb.pool.record(self.now, p_online, probs["lineage"])
+            w = sb.pool.weight()  # None: not enough labels yet, the skill weights stand
+            if w is not None:
+                forecast = w * p_online + (1.0 - w) * probs["lineage"]
         if not self.require_edge:
             return Blend(forecast, booster, forecast, "")
-        edged = [(p, w) for name, p, w in members if w > 0.0 and self._has_edge(sb, name)]
+        edged = [(probs[name], w) for name, w in weights.items()
+                 if name in probs and w > 0.0 and self._has_edge(sb, name)]
         if not edged:
             return Blend(forecast, booster, math.nan, self.blocked(symbol))
         return Blend(forecast, booster, ensemble(edged, forecast), "")
 
+    def _weights(self, sb: SymbolBatch) -> dict[str, float]:
+        """Each model's weight: its skill (0 for an expired champion, or a model not there)."""
+        champion = 0.0 if self._expired(sb) else sb.skill.get("champion", 0.0)
+        lineage = sb.skill.get("lineage", 0.0) if self._newest(sb) is not None else 0.0
+        return {"river": sb.skill.get("river", 0.0), "champion": champion, "lineage": lineage}
+
     def _newest(self, sb: SymbolBatch) -> bst.TrainedBooster | None:
-        """The booster the forecast uses, if it has a skill: the last validation's whole-window
-        refit — the recipe whose skill was measured, not a warm start on a few hundred rows since
-        — else the lineage's newest (cached); not the champion itself unless a validation fitted
-        the forecast pool."""
+        """The lineage's booster the forecast uses, if it has a skill: the last validation's
+        whole-window refit — the recipe whose skill was measured, not a warm start on the few
+        hundred rows since — else the lineage's newest when it is not the champion (cached)."""
         if not sb.lineage or sb.skill.get("lineage", 0.0) <= 0.0:
             return None
         if sb.refit_tb is not None:
             return sb.refit_tb
         blob = sb.lineage[-1]
-        if sb.champion is not None and blob.model_id == sb.champion.model_id and not sb.pool:
+        if sb.champion is not None and blob.model_id == sb.champion.model_id:
             return None  # weighted as the champion already
         if sb.newest_tb is None or sb.newest_tb[0] != blob.model_id:
             sb.newest_tb = (blob.model_id, jobs.from_blob(blob))
@@ -264,8 +275,8 @@ class BatchLearner:
 
     def blocked(self, symbol: str) -> str:
         """Why the symbol's signal may not reach the broker now ("" when it may): with
-        ``trading.require_edge`` only models with a skill and a validated edge after costs
-        trade (:meth:`blend`)."""
+        ``trading.require_edge`` only weighted models with a validated edge after costs trade
+        (:meth:`blend`)."""
         if not self.require_edge:
             return ""
         sb = self.symbols.get(symbol)
@@ -273,9 +284,7 @@ class BatchLearner:
             return "no walk-forward validation yet"
         if not sb.edge:
             return "a drift since the last validation: waiting for the next one"
-        river, champion = self.skills(symbol)
-        weights = {"river": river, "champion": champion,
-                   "lineage": sb.skill.get("lineage", 0.0) if sb.lineage else 0.0}
+        weights = self._weights(sb)
         if any(w > 0.0 and self._has_edge(sb, name) for name, w in weights.items()):
             return ""
         if not any(w > 0.0 for w in weights.values()):
@@ -398,7 +407,6 @@ class BatchLearner:
         self._remeasure(sb, out.summary, out.edges, d.challenger, ts, promoted=d.promote)
         if out.refit is not None and not (d.promote and d.challenger == "xgb_refit"):
             self._adopt_refit(sb, p.symbol, out, ts)
-        sb.pool = dict(out.pool)
         champ = p.context.get("champion")
         row = ValidationRow(
             self.registry.run_id, p.symbol, ts, d.challenger, challenger_id, d.incumbent,
@@ -412,11 +420,8 @@ class BatchLearner:
     def _remeasure(self, sb: SymbolBatch, summary: dict[str, dict[str, float]],
                    edges: dict[str, Edge], challenger: str, ts: int, *, promoted: bool) -> None:
         """Each traded model's own skill and edge from a validation (module docstring)."""
-        prior = summary.get("prior", {}).get("log_loss", math.nan)
-
         def gain(name: str) -> float:
-            loss = summary.get(name, {}).get("log_loss", math.nan)
-            return 0.0 if math.isnan(loss) or math.isnan(prior) else max(0.0, prior - loss)
+            return _gain(summary, name)
 
         for name in ("river", "lineage"):  # recipes and policies measured afresh every time
             if name in edges:
@@ -443,10 +448,8 @@ class BatchLearner:
         sb.lineage.append(jobs.Blob(out.refit.data, out.refit.meta, rec.id))
         del sb.lineage[:-_TIMELINE]
         sb.trained_through = max(sb.trained_through, tb.train_end)
-        prior = out.summary.get("prior", {}).get("log_loss", math.nan)
-        loss = out.summary.get("xgb_refit", {}).get("log_loss", math.nan)
-        sb.skill["lineage"] = 0.0 if math.isnan(prior - loss) else max(0.0, prior - loss)
-        sb.edge["lineage"] = out.edges["xgb_refit"]
+        sb.skill["lineage"], sb.edge["lineage"] = _gain(out.summary, "xgb_refit"), out.edges[
+            "xgb_refit"]
         self.registry.prune(symbol, keep=self.cfg.keep_models)
 
     def _promote(self, sb: SymbolBatch, p: Pending, out: jobs.ValidationOutcome,
@@ -513,18 +516,10 @@ class BatchLearner:
         if not last:
             return
         v = last[0]
-        rows = json.loads(v.fold_table)
-        losses: dict[str, list[float]] = {}
-        pnls: dict[str, list[float]] = {}
-        for r in rows:
-            if r.get("log_loss") is not None:
-                losses.setdefault(r["candidate"], []).append(r["log_loss"])
-            pnls.setdefault(r["candidate"], []).append(
-                math.nan if r.get("total_return") is None else r["total_return"])
-        summary = {name: {"log_loss": math.fsum(ls) / len(ls), "folds": float(len(ls))}
-                   for name, ls in losses.items()}
-        edges = {name: edge(ps, confidence=self.cfg.edge_confidence, n_boot=self.cfg.bootstrap,
-                            seed=self.config.learner.seed) for name, ps in pnls.items()}
+        results = [walkforward.FoldResult.from_row(r) for r in json.loads(v.fold_table)]
+        summary = walkforward.summary_by_candidate(results)
+        edges = jobs.edges_of(results, confidence=self.cfg.edge_confidence,
+                              n_boot=self.cfg.bootstrap, seed=self.config.learner.seed)
         promoted = v.promoted and sb.champion is not None and (
             v.challenger_id == sb.champion.model_id)
         sb.validations = 1
@@ -547,6 +542,13 @@ class BatchLearner:
         for sb in self.symbols.values():
             sb.buffer.flush()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _gain(summary: dict[str, dict[str, float]], name: str) -> float:
+    """A candidate's walk-forward log-loss gain over the prior, floored at 0 (0 if unscored)."""
+    prior = summary.get("prior", {}).get("log_loss", math.nan)
+    loss = summary.get(name, {}).get("log_loss", math.nan)
+    return 0.0 if math.isnan(prior - loss) else max(0.0, prior - loss)
 
 
 def _num(v: float | None) -> float | None:

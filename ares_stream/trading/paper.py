@@ -73,7 +73,7 @@ import structlog
 
 from ares_stream.config import Config, TradingConfig
 from ares_stream.events import NS_PER_MS, Bar, BookTop, Trade
-from ares_stream.rule import MIN_NOTIONAL, Rule
+from ares_stream.rule import MIN_NOTIONAL, Rule, adverse
 from ares_stream.store.trading import TradingStore
 from ares_stream.trading.risk import Risk
 
@@ -101,15 +101,6 @@ class Order:
     qty: float
     ts_event: int  # the bar that decided it, ns
     ts_submit: int  # event time it was sent (the decision time), ns
-
-
-def adverse(side: str, ref: float, bps: float) -> float:
-    """``ref`` moved ``bps`` against a market order of ``side``.
-
-    >>> adverse("BUY", 100.0, 2.0), adverse("SELL", 100.0, 2.0)
-    (100.02, 99.98)
-    """
-    return ref * (1.0 + bps / 1e4) if side == "BUY" else ref * (1.0 - bps / 1e4)
 
 
 class PaperBroker:

@@ -226,20 +226,27 @@ class FoldResult:
         base = {k: getattr(self, k) for k in ("fold", "candidate", "n", *_CLASSIFICATION)}
         return base | self.trading
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> FoldResult:
+        """Back from :meth:`row` (after a JSON round trip: null is NaN)."""
+        num = {k: math.nan if v is None else float(v) for k, v in row.items()
+               if k not in ("fold", "candidate", "n")}
+        trading = {k: v for k, v in num.items() if k not in _CLASSIFICATION}
+        return cls(int(row["fold"]), str(row["candidate"]), int(row["n"]), num["log_loss"],
+                   num["brier"], num["roc_auc"], num["accuracy"], trading)
+
 
 def run_walk_forward(
     X: np.ndarray, y: np.ndarray, fwd: np.ndarray, folds: Sequence[Fold],
     candidates: Sequence[Candidate], *, horizon: int, rule: Rule,
     close: np.ndarray | None = None, periods_per_year: float = math.nan,
-    collect: dict[str, list[np.ndarray]] | None = None,
 ) -> list[FoldResult]:
     """Score every candidate on every fold; results ordered by fold, then candidate.
 
     ``fwd`` is each row's forward log return. With ``close`` (each row's bar close) every
     candidate's probabilities are also traded through ``rule`` — the broker's rule — over the
     test rows (:func:`metrics.rule_metrics`, ``periods_per_year`` bars a year); a fold whose test
-    rows miss a close gets NaN trading metrics (nothing validated). ``collect`` (a dict) gets,
-    per candidate name, its predictions on every fold's test rows, and under ``"y"`` the labels.
+    rows miss a close gets NaN trading metrics (nothing validated).
     """
     X, y, fwd = np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(fwd, dtype=np.float64)
     closes = None if close is None else np.asarray(close, dtype=np.float64)
@@ -250,8 +257,6 @@ def run_walk_forward(
     for fold in folds:
         tr, te = fold.train, fold.test
         c_te = None if closes is None else closes[te]
-        if collect is not None:
-            collect.setdefault("y", []).append(y[te])
         for c in candidates:
             if isinstance(c, Realized):
                 p = _realized(c, y[tr], te)
@@ -263,8 +268,6 @@ def run_walk_forward(
             until = getattr(c, "trained_until", None)
             if until is not None:
                 p[te <= until + horizon] = np.nan
-            if collect is not None:
-                collect.setdefault(c.name, []).append(p)
             results.append(_score(fold.index, c.name, y[te], p, c_te, rule, periods_per_year))
     return results
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from ares_stream.batch import jobs
 from ares_stream.config import Config, replace_values
@@ -77,21 +76,11 @@ def test_noise_has_no_edge_after_costs() -> None:
     assert not out.decision.promote
 
 
-def test_the_forecast_pool_is_fitted_on_the_folds_and_the_refit_always_comes_back() -> None:
-    """The validation fits the online/booster pool weight on the folds' own predictions, and
-    returns the refit recipe's whole-window model even when it is not promoted."""
+def test_the_refit_always_comes_back() -> None:
+    """The validation returns the refit recipe's whole-window model even when it is not
+    promoted: the lineage's next booster."""
     cfg = _config()
-    out = jobs.validate(_window(3000), jobs.spec_of(cfg), jobs.settings_of(cfg), [], [])
-    assert set(out.pool) == {"river", "refit"}
-    assert out.pool["river"] + out.pool["refit"] == pytest.approx(1.0)
+    out = jobs.validate(_window(3000, seed=3, signal=0.0), jobs.spec_of(cfg),
+                        jobs.settings_of(cfg), [], [])
+    assert not out.decision.promote
     assert out.refit is not None and jobs.from_blob(out.refit).rows == 3000
-
-
-def test_pool_weight_finds_the_better_mix() -> None:
-    """Two forecasters, each right on half the rows: the best pool mixes them."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 4000)
-    a = np.where(np.arange(4000) % 2 == 0, np.where(y == 1, 0.8, 0.2), 0.5)
-    b = np.where(np.arange(4000) % 2 == 1, np.where(y == 1, 0.8, 0.2), 0.5)
-    assert jobs.pool_weight(y, a, b) == pytest.approx(0.5)
-    assert jobs.pool_weight(y, np.full(4000, np.nan), b) == 0.0

@@ -6,7 +6,6 @@ config, a real worker process, real XGBoost boosters and a real SQLite run datab
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import math
@@ -23,7 +22,7 @@ from ares_stream.batch.learner import BatchLearner, Pending
 from ares_stream.cli import main
 from ares_stream.config import Config, replace_values
 from ares_stream.learners import booster as bst
-from ares_stream.learners.ensemble import ensemble
+from ares_stream.learners.ensemble import OnlinePool, ensemble
 from ares_stream.learners.registry import Registry
 from ares_stream.replay import run_replay
 from ares_stream.store.db import open_db
@@ -390,21 +389,25 @@ def test_the_forecast_uses_every_skilled_model_only_edged_ones_trade(tmp_path: P
 
 def test_each_validation_refits_and_pools_the_forecast(tmp_path: Path) -> None:
     """Not promoted (no edge), the refit recipe's whole-window model still continues the lineage
-    with the recipe's skill, and the forecast is the pool the validation fitted on its folds."""
+    with the recipe's skill; the forecast weighs it by skill, then by the mix that scored best on
+    the live predictions once the pool has its labels."""
     learner, store = _learner(tmp_path)
     refit = _booster(3)
     out = _outcome({"prior": 0.60, "river": 0.58, "xgb_refit": 0.56, "lineage": 0.59},
                    {"river": LOSE, "xgb_refit": LOSE, "lineage": LOSE}, refit=refit)
-    out = dataclasses.replace(out, pool={"river": 0.2, "refit": 0.8})
     _validate(learner, DAY, out)
     sb = learner.symbols["BTCUSDT"]
     assert sb.lineage[-1].data == refit.data and sb.lineage[-1].model_id is not None
     assert sb.skill["lineage"] == pytest.approx(0.04) and sb.champion is None
     x = {"a": -0.7, "b": 0.3}
-    b = learner.blend("BTCUSDT", x, 0.3)
     p_refit = bst.predict_one(jobs.from_blob(refit), x)
-    assert b.forecast == pytest.approx(0.2 * 0.3 + 0.8 * p_refit)
+    sb.pool = OnlinePool(min_samples=1)
+    b = learner.blend("BTCUSDT", x, 0.3)  # recorded at DAY; the pool has no label yet
+    assert b.forecast == pytest.approx((0.02 * 0.3 + 0.04 * p_refit) / 0.06)
     assert math.isnan(b.trade) and b.blocked.startswith("no validated edge")
+    learner.on_sample("BTCUSDT", DAY, x, int(p_refit > 0.3), 0.0, 100.0)  # the refit was right
+    b = learner.blend("BTCUSDT", x, 0.3)
+    assert b.forecast == pytest.approx(p_refit)
     rows = query(tmp_path / "w.db", "select how from models where kind = 'xgboost'")
     assert rows == [("refit",)]
     learner.stop()
@@ -423,4 +426,20 @@ def test_a_drift_suspends_the_edge_until_the_next_validation(tmp_path: Path) -> 
     learner.on_drift("BTCUSDT", DAY + 100)
     assert learner.blocked("BTCUSDT").startswith("a drift since the last validation")
     assert "validate" in sb.busy
+    learner.stop()
+
+
+def test_what_blend_trades_and_what_blocked_says_agree(tmp_path: Path) -> None:
+    """The lineage's newest booster is the champion itself (weighted as the champion): its edge
+    opens nothing by itself, and `blocked` says so rather than "" with nothing to trade."""
+    learner, _ = _learner(tmp_path)
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.61, "xgb_refit": 0.55},
+                                     {"river": LOSE, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    sb = learner.symbols["BTCUSDT"]
+    sb.refit_tb = None  # as after a restart: the newest stored booster is the champion
+    sb.skill["lineage"], sb.edge["lineage"] = 0.02, gate.edge(WIN)
+    sb.skill["champion"], sb.edge["champion"] = 0.03, gate.edge(LOSE)
+    b = learner.blend("BTCUSDT", {"a": 0.1, "b": 0.2}, 0.4)
+    assert math.isnan(b.trade) == bool(b.blocked) and b.blocked.startswith("no validated edge")
     learner.stop()
