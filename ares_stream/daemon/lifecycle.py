@@ -302,9 +302,16 @@ class Daemon:
         for _ in range(2):  # read the wakeup pipe, then run what it scheduled
             await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        startup.stopped()
+        stops = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        # removing a loop handler puts the default action back (death by SIGTERM) until
+        # stopped() ignores it: blocked meanwhile, a signal waits and is then discarded
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            for sig in stops:
+                loop.remove_signal_handler(sig)
+            startup.stopped()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 
     def request_stop(self, why: str = "") -> None:
         """Stop the daemon (``why`` is logged): set ``stop_requested`` and stop the ingest pump."""
