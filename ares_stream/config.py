@@ -117,7 +117,7 @@ class BatchConfig:
     """``[batch]``: the sample buffer, XGBoost training, walk-forward validation, promotion."""
     enabled: bool = True  # buffer labelled samples, train XGBoost boosters, re-validate, promote
     buffer_rows: int = 200_000  # samples kept per symbol
-    buffer_days: float = 30.0  # ... and no older than this (event time)
+    buffer_days: float = 90.0  # ... and no older than this (event time)
     min_rows: int = 2_000  # no fit or validation before this many labelled samples
     update_rows: int = 2_000  # warm-start the booster every this many new samples ...
     update_every: str = "6h"  # ... or every this much event time
@@ -365,9 +365,11 @@ def buffer_shortfall(cfg: Config, interval: str) -> str:
 
     >>> buffer_shortfall(Config(), "1m")
     ''
-    >>> msg = buffer_shortfall(Config(), "1h")
-    >>> msg[:55], "raise batch.buffer_days to at least 84" in msg
-    ('batch.buffer_days = 30.0 holds at most 720 bars of 1h, ', True)
+    >>> buffer_shortfall(Config(), "1h")  # 90 days: 2160 bars
+    ''
+    >>> msg = buffer_shortfall(Config(), "4h")
+    >>> msg[:55], "raise batch.buffer_days to at least 334" in msg
+    ('batch.buffer_days = 90.0 holds at most 540 bars of 4h, ', True)
     """
     b = cfg.batch
     if not b.enabled or not _INTERVAL.fullmatch(interval):

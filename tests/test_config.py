@@ -88,13 +88,13 @@ def test_int_accepted_where_float_expected(tmp_path: Path) -> None:
 
 
 def test_a_buffer_that_can_never_reach_min_rows_is_refused(tmp_path: Path) -> None:
-    """1h bars with the default 30 buffer days hold 720 rows < min_rows = 2000: no booster would
-    ever train. The error names the keys to change."""
+    """1h bars with 30 buffer days hold 720 rows < min_rows = 2000: no booster would ever train.
+    The error names the keys to change. The default 90 days hold 2160."""
     p = tmp_path / "hourly.toml"
-    p.write_text('[bars]\ninterval = "1h"\n')
+    p.write_text('[bars]\ninterval = "1h"\n[batch]\nbuffer_days = 30.0\n')
     with pytest.raises(ConfigError, match=r"batch\.buffer_days = 30\.0 .* batch\.min_rows = 2000"):
         load_config(p)
-    p.write_text('[bars]\ninterval = "1h"\n[batch]\nbuffer_days = 90.0\n')
+    p.write_text('[bars]\ninterval = "1h"\n')
     assert load_config(p).bars.interval == "1h"
     p.write_text('[feed]\nstreams = ["kline_1d"]\n[bars]\nsource = "klines"\n')
     with pytest.raises(ConfigError, match="bars of 1d"):

@@ -165,15 +165,17 @@ def test_demo_config_detects_the_planted_concept_drift(tmp_path: Path) -> None:
 
 def test_hourly_candles_that_could_never_train_a_booster_are_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """With 1h candles the default 30 buffer days hold 720 samples, fewer than min_rows = 2000:
-    the replay stops at the first candle with one line naming the keys, instead of silently
-    training nothing."""
+    """With 1h candles 30 buffer days hold 720 samples, fewer than min_rows = 2000: the replay
+    stops at the first candle with one line naming the keys, instead of silently training
+    nothing."""
     src = shared_path("klines/BTCUSDT-1h-2017-08-17_2024-04-21.csv.gz")
     with gzip.open(src, "rt") as fh:
         head = "".join(next(fh) for _ in range(50))
     csv = tmp_path / "BTCUSDT-1h-head.csv"
     csv.write_text(head)
-    assert main(["replay", str(csv), "--db", str(tmp_path / "h.db")]) == 2
+    cfg = tmp_path / "month.toml"
+    cfg.write_text("[batch]\nbuffer_days = 30.0\n")
+    assert main(["replay", str(csv), "--db", str(tmp_path / "h.db"), "--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "BTCUSDT has 1h candles" in err[0]
     assert "batch.buffer_days" in err[0] and "batch.min_rows" in err[0]
