@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ares_stream import __version__
 from ares_stream.config import Config, from_stored, load_config, replace_values
 from ares_stream.daemon import startup
-from ares_stream.errors import AresError
+from ares_stream.errors import AresError, StorageError
+from ares_stream.store.failures import STORAGE_ERRORS, storage_failure
 
 if TYPE_CHECKING:
     from ares_stream.learners.registry import Registry
 
+EXIT_STORAGE = 1  # the machine cannot store what must be kept (a full disk)
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -348,13 +350,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     from ares_stream import logs
     from ares_stream.learners.registry import Registry
     from ares_stream.store.db import open_db
+    from ares_stream.store.lock import DatabaseLock
 
     logs.configure(level="warning")
     db_path = _database(args.db)
-    registry = Registry(open_db(db_path))
     symbol = args.symbol.upper() if args.symbol else None
-    if args.models_command == "prune":
-        return _prune_models(args, registry, symbol)
+    if args.models_command == "prune":  # it writes: not while a daemon owns the database
+        with DatabaseLock(db_path):
+            return _prune_models(args, Registry(open_db(db_path)), symbol)
+    registry = Registry(open_db(db_path))
     if not registry.list(symbol):
         print(f"{db_path}: no models yet")
         return 0
@@ -460,7 +464,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.rolling < 2:
         raise AresError(f"--rolling must be at least 2 predictions, got {args.rolling}")
     path = write_report(db, args.out, run_id=run_id, since=since, last=last,
-                        rolling=args.rolling)
+                        rolling=args.rolling, warn=lambda line: print(
+                            f"ares-stream report: warning: {line}", file=sys.stderr))
     print(f"report: {path}")
     return 0
 
@@ -471,10 +476,14 @@ COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the subcommand of ``argv``; returns 0, 2 on a user's error, 130 when interrupted."""
+    """Run the subcommand of ``argv``; returns 0, 2 on a user's error, 1 when the storage fails
+    (a full disk), 130 when interrupted — with one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except StorageError as exc:
+        print(f"ares-stream {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
     except AresError as exc:
         print(f"ares-stream {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -485,6 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return startup.interrupted(stop, args.command)
     except BrokenPipeError:
         return 0
+    except STORAGE_ERRORS as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        print(f"ares-stream {args.command}: error: {failure}", file=sys.stderr)
+        return EXIT_STORAGE
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ class FeedConfig:
     backfill: bool = True  # fill gaps over REST before live frames resume
     warmup_trades: int = 20_000  # cold start: trades fetched over REST before the first live one
     warmup_klines: int = 500  # cold start: klines fetched over REST before the first closed one
+    backfill_max_seconds: float = 600.0  # one backfill (or catch-up) pages on for at most this
+    backfill_checkpoint_items: int = 20_000  # checkpoint during a backfill every this many items
+    backfill_checkpoint_seconds: float = 5.0  # ... or this many seconds
     record: bool = True  # live: record every raw frame under recordings_dir
     recordings_dir: str = "state/recordings"  # hourly gzip recordings
 
@@ -179,6 +182,7 @@ class StoreConfig:
     dir: str = "state"  # where run databases live (relative to the working directory)
     flush_rows: int = 2000  # rows buffered before a write transaction
     flush_seconds: float = 1.0  # live: longest time a row waits (a crash loses at most this)
+    watchdog_failures: int = 3  # checkpoints failed in a row before the systemd watchdog starves
 
 
 @dataclass(frozen=True)
@@ -333,6 +337,10 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.feed.queue_size >= 1, "feed.queue_size must be >= 1"),
         (cfg.feed.warmup_trades >= 0 and cfg.feed.warmup_klines >= 0,
          "feed.warmup_trades / warmup_klines must be >= 0"),
+        (cfg.feed.backfill_max_seconds > 0 and cfg.feed.backfill_checkpoint_items >= 1
+         and cfg.feed.backfill_checkpoint_seconds > 0,
+         "feed.backfill_max_seconds and backfill_checkpoint_seconds must be > 0, "
+         "backfill_checkpoint_items >= 1"),
         (all(u == "" or u.split("://")[0] in {"ws", "wss", "http", "https"}
              for u in (cfg.feed.ws_url, cfg.feed.rest_url)),
          "feed.ws_url / feed.rest_url must start with ws://, wss://, http:// or https://"),
@@ -340,6 +348,7 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.drift.delta > 0, "drift.delta must be > 0"),
         (cfg.drift.timer_bars >= 1, "drift.timer_bars must be >= 1"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
+        (cfg.store.watchdog_failures >= 1, "store.watchdog_failures must be >= 1"),
         (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),
         (cfg.report.every_hours >= 0, "report.every_hours must be >= 0 (0: no daily report)"),
         (cfg.report.rolling >= 2, "report.rolling must be >= 2"),

@@ -50,7 +50,7 @@ from ares_stream.features.labels import LabelQueue
 from ares_stream.features.pipeline import FeatureSet, feature_set
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
-from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate
+from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate, Item
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.policies import learner_for
 from ares_stream.learners.scores import log_loss_one, prequential_p
@@ -198,6 +198,7 @@ class Engine:
         self.model_name = config.learner.model
         self.state: dict[str, SymbolState] = {}
         self.counts: Counter[str] = Counter()
+        self._backfill_items: Counter[BackfillRequest] = Counter()  # per request, over its parts
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -252,9 +253,33 @@ class Engine:
         self._process(ev)
 
     def on_backfill(self, request: BackfillRequest, frames: list[Any], complete: bool,
-                    reason: str = "") -> None:
-        """The daemon's answer to a backfill request: synthetic frames (``RawFrame``) in order."""
-        filled = []
+                    reason: str = "", *, final: bool = True) -> None:
+        """The daemon's answer to a backfill request: synthetic frames (``RawFrame``) in order.
+
+        A long answer comes in parts: ``final=False`` consumes a part at once (the gate's cursor
+        moves through it; what waited behind the gap keeps waiting); the final call — the last
+        frames, or none — ends the request: a Gap for what REST did not have, then the held
+        items, and one ``backfill`` health row counting every part."""
+        filled = self._decoded(frames)
+        self._backfill_items[request] += len(filled)
+        if not final:
+            self._consume_all(self.gate.advance(request, filled))
+            self.counts["backfilled"] = self.gate.counts["backfilled"]
+            return
+        items = self._backfill_items.pop(request)
+        released = self.gate.resolve(request, filled, complete)
+        n_filled = sum(1 for ev, _, _ in released if type(ev) is not Gap)
+        self.counts["backfilled"] = self.gate.counts["backfilled"]
+        self.sink.health(request.symbol, 0, 0, "backfill", items, reason or "ok",
+                         request.first_missing, request.last_missing)
+        self._consume_all(released)
+        log.info("feed_backfilled", symbol=request.symbol, kind=request.kind,
+                 first=request.first_missing, last=request.last_missing, items=items,
+                 complete=complete, reason=reason, released=n_filled)
+
+    def _decoded(self, frames: list[Any]) -> list[Item]:
+        """Backfilled frames as gate items; a malformed one is rejected like a live one."""
+        filled: list[Item] = []
         for f in frames:
             try:
                 ev = self.decoder.decode(f.data, f.ts_init)
@@ -263,16 +288,11 @@ class Engine:
                 continue
             if ev is not None:
                 filled.append((ev, f.ts_init, f.data))
-        released = self.gate.resolve(request, filled, complete)
-        n_filled = sum(1 for ev, _, _ in released if type(ev) is not Gap)
-        self.counts["backfilled"] = self.gate.counts["backfilled"]
-        self.sink.health(request.symbol, 0, 0, "backfill", len(filled), reason or "ok",
-                         request.first_missing, request.last_missing)
-        for ev, ts_init, data in released:
+        return filled
+
+    def _consume_all(self, items: list[Item]) -> None:
+        for ev, ts_init, data in items:
             self._consume(ev, ts_init, data)
-        log.info("feed_backfilled", symbol=request.symbol, kind=request.kind,
-                 first=request.first_missing, last=request.last_missing, items=len(filled),
-                 complete=complete, reason=reason, released=n_filled)
 
     def _process(self, ev: Any) -> None:
         """All per-event work after the gate. Hot path: dispatch on the exact type."""

@@ -32,3 +32,16 @@ class ConfigError(AresError):
 
 class SourceError(AresError):
     """A replay source cannot be read: a missing path, a bad row (names file and line)."""
+
+
+class UnsafeFormatError(AresError):
+    """Stored data in a format that can run code when loaded (a pickle an earlier version wrote):
+    refused, never loaded. The message names what it was and what happens instead."""
+
+
+class StorageError(AresError):
+    """The machine cannot store what must be kept: a full disk, a read-only or failing device.
+
+    Not the user's mistake, but theirs to fix, so it ends a command with one line too (exit 1).
+    :func:`ares_stream.store.failures.storage_failure` tells it from other errors.
+    """

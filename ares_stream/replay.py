@@ -23,6 +23,9 @@ from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.feed.recording import RECORDING_SUFFIXES, RecordingSource, expand_paths
 from ares_stream.runtime import build_engine
 from ares_stream.store.db import open_db
+from ares_stream.store.failures import STORAGE_ERRORS, storage_failure
+from ares_stream.store.lock import DatabaseLock
+from ares_stream.store.reserve import Reserve
 from ares_stream.store.runs import RunStore
 from ares_stream.trading import paper
 
@@ -71,16 +74,31 @@ class ReplayResult:
 
 def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = None,
                progress: TextIO | None = None) -> ReplayResult:
-    """Replay ``paths`` through a fresh engine into a run database; returns the summary."""
+    """Replay ``paths`` through a fresh engine into a run database; returns the summary.
+
+    A storage failure (a full disk) stops the replay with one :class:`StorageError`: the run is
+    marked ``failed`` if the disk still takes that one row, and nothing else is attempted. The
+    database is locked while the replay writes it (:mod:`ares_stream.store.lock`): one that a
+    daemon or another replay owns refuses the replay, naming the owner's pid."""
+    db_path = db_path or default_db_path(config)
+    with DatabaseLock(db_path):
+        return _replay(paths, config, db_path=db_path, progress=progress)
+
+
+def _replay(paths: Sequence[str], config: Config, *, db_path: Path | None,
+            progress: TextIO | None) -> ReplayResult:
+    """:func:`run_replay`, the database locked."""
     symbol = config.feed.symbols[0] if len(config.feed.symbols) == 1 else None
     stream, sources = open_sources(paths, skip_bad=config.feed.skip_bad, symbol=symbol)
     db_path = db_path or default_db_path(config)
     store = RunStore(open_db(db_path), mode="replay", config=as_dict(config),
                      sources=[str(p) for p in paths], flush_rows=config.store.flush_rows)
+    reserve = Reserve(db_path)
+    reserve.keep()  # released for the run's last row when the disk fills up
     broker = paper.for_run(config, store)
     engine = build_engine(config, store, replay=True, broker=broker)
     started = time.perf_counter()
-    status = "failed"
+    status, items = "failed", 0
     try:
         items = _drive(engine, stream, progress, sources)
         engine.close(drain=True)
@@ -88,26 +106,53 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except STORAGE_ERRORS as exc:
+        failure = storage_failure(exc, str(db_path))
+        if failure is None:
+            raise
+        status = "storage"
+        engine.close(drain=False)
+        reserve.release()
+        store.abandon(str(failure))
+        raise failure from None
     finally:
-        if status != "finished":
-            engine.close(drain=False)
-        elapsed = time.perf_counter() - started
-        summary = engine.summary()
-        summary["sources"] = {str(i): dict(getattr(s, "stats", {})) for i, s in enumerate(sources)}
-        summary["elapsed_s"] = elapsed
-        if broker.store is not None:
-            broker.store.flush()
-        summary["paper"] = {"equity": broker.equity, "cash": broker.cash,
-                            "fees": broker.fees_paid, "orders": broker.orders,
-                            "fills": broker.fills, "start": config.trading.starting_cash}
-        if engine.batch is not None:
-            summary["batch"] = dict(engine.batch.counts)
-        counts = summary["counts"]
-        store.health("", 0, 0, "totals", counts.get("frames", 0) or items_seen(sources),
-                     json.dumps(counts, sort_keys=True))
-        store.close(status, summary)
-        store.db.conn.close()
-    return ReplayResult(db_path, store.run_id, engine.counts["frames"], items, elapsed, summary)
+        if status != "storage":
+            if status != "finished":
+                engine.close(drain=False)
+            try:
+                summary = _close_run(engine, store, broker, config, sources, status,
+                                     time.perf_counter() - started)
+            except STORAGE_ERRORS as exc:
+                failure = storage_failure(exc, str(db_path))
+                if failure is None:
+                    raise
+                reserve.release()
+                store.abandon(str(failure))
+                raise failure from None
+            reserve.release()
+    return ReplayResult(db_path, store.run_id, engine.counts["frames"], items,
+                        summary["elapsed_s"], summary)
+
+
+def _close_run(engine: Engine, store: RunStore, broker: paper.PaperBroker, config: Config,
+               sources: Sequence[Any], status: str, elapsed: float) -> dict[str, Any]:
+    """Flush what is left, record the run's summary and status, close the database."""
+    summary = engine.summary()
+    summary["sources"] = {str(i): dict(getattr(s, "stats", {})) for i, s in enumerate(sources)}
+    summary["elapsed_s"] = elapsed
+    if broker.store is not None:
+        broker.store.flush()
+    summary["paper"] = {"equity": broker.equity, "cash": broker.cash,
+                        "fees": broker.fees_paid, "orders": broker.orders,
+                        "fills": broker.fills, "start": config.trading.starting_cash}
+    if engine.batch is not None:
+        summary["batch"] = dict(engine.batch.counts)
+    counts = summary["counts"]
+    store.health("", 0, 0, "totals", counts.get("frames", 0) or items_seen(sources),
+                 json.dumps(counts, sort_keys=True))
+    store.close(status, summary)
+    store.db.conn.close()
+    return summary
 
 
 def items_seen(sources: Sequence[Any]) -> int:

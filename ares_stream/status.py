@@ -4,17 +4,27 @@ The database is only read (see ``store/status.py``), so ``status`` is safe besid
 Sections of a database that has nothing for them yet say so ("none yet"); a missing file is an
 error that names it.
 
-**Heartbeat** is the wall time of the newest checkpoint (``checkpoints.ts_wall``), or, when no
+**Health** is red when the newest run failed (its reason), when it is marked running but no
+process holds the database's lock (its daemon died), or when the lock's owner wrote no checkpoint
+for three of its periods and at least 30 s (it cannot write: a full disk?). **Heartbeat** is the
+wall time of the newest checkpoint (``checkpoints.ts_wall``), or, when no
 checkpoint was written yet, the receive time of the newest prediction (``predictions.ts_init``);
 the report names which one it used. **Feed health** counts incidents of ``feed_health`` in total
 and in the last hour of event time, the hour ending at the newest event time in the file (a
 prediction's bar or an incident), so a replay's file and a stopped daemon's file read sensibly too.
 An incident's time is its ``ts_event``, or its receive time when it has none (connection notices,
-rejected frames, lag episodes). Reconnects are the feed's ``disconnected`` notices. **Start-up**
+rejected frames, lag episodes). Reconnects are the feed's ``disconnected`` notices; duplicates
+(items the gate dropped), REST 429s and 418s are the daemon's counters, written every checkpoint
+period. **Lag** is the engine lag (a frame's arrival to the end of its processing) of the newest
+period the daemon recorded: p50, p99 and max over its frames. **Start-up**
 is the newest run's: how long after its process started the daemon was READY, and its REST
 warm-up (the history a cold start fetches before its first live trade, or what a restart missed
 since its checkpoint): items, requests and seconds. **Positions**
 and **PnL** are those of the newest run that has any.
+
+A database from a newer ares-stream (a schema version this code does not know) is refused with
+one line naming both versions. A file that fails SQLite's ``quick_check`` is shown as far as it
+can be read, after one warning line on stderr (and ``integrity`` in the JSON).
 
 JSON (``--json``), schema 1; every time is an integer of ns since the epoch (``*_ns``), every
 value absent from the database is ``null``, lists are sorted by symbol::
@@ -22,12 +32,17 @@ value absent from the database is ``null``, lists are sorted by symbol::
     {"schema": 1, "db": str, "schema_version": int, "now_ns": int,
      "heartbeat": {"source": "checkpoint" | "prediction" | null, "ts_ns": int?, "age_s": float?},
      "run": null | {"id", "mode", "status", "started_at_ns", "ended_at_ns", "runs"},
-     "startup": null | {"ready_after_s": float?,
+     "health": {"ok": bool, "reason": str, "owner_pid": int?, "checkpoint_every_s": float,
+                "checkpoint_age_s": float?},
+     "startup": null | {"ready_after_s": float?, "checkpoint_every_s": float?,
                         "warmup": null | {"how": "cold start" | "restart", "seconds", "items",
                                           "requests", "complete"}},
+     "integrity": {"ok": bool, "problems": [str]},  # SQLite's quick_check (first lines)
      "feed_health": {"window_end_ns": int?,
-                     "last_hour": {"gaps", "rejected", "reconnects", "lag_episodes"},
-                     "total": {"gaps", "rejected", "reconnects", "lag_episodes"}},
+                     "last_hour": {"gaps", "rejected", "reconnects", "lag_episodes",
+                                   "duplicates", "rate_limited", "banned"},
+                     "total": {...the same keys}},
+     "lag": null | {"p50_ms", "p99_ms", "max_ms", "frames", "ts_ns", "run_id"},
      "champions": [{"symbol", "kind", "id", "version", "n_trees", "how", "rows", "created_ns"}],
      "validations": [{"symbol", "ts_event_ns", "decision": "promoted" | "kept", "challenger",
                       "challenger_id", "incumbent", "incumbent_id", "folds", "challenger_loss",
@@ -46,7 +61,7 @@ value absent from the database is ``null``, lists are sorted by symbol::
 >>> report = status_report(path)
 >>> report["heartbeat"], report["run"], report["pnl"]
 ({'source': None, 'ts_ns': None, 'age_s': None}, None, None)
->>> print(format_status(report).splitlines()[1])
+>>> print(format_status(report).splitlines()[2])
 heartbeat    none yet (no checkpoint or prediction)
 """
 
@@ -61,10 +76,12 @@ from typing import Any
 
 from ares_stream.errors import AresError
 from ares_stream.store import status as sql
+from ares_stream.store.lock import holder
 
 __all__ = ["HOUR_NS", "SCHEMA", "default_db", "format_status", "main_status", "status_report"]
 
 SCHEMA = 1
+STALE_AFTER_S = 30.0  # a live owner's newest checkpoint older than this (and 3 periods): red
 HOUR_NS = 3600 * 10**9
 _DEFAULT_DBS = (Path("state/live.db"), Path("state/paper.db"))
 
@@ -73,19 +90,26 @@ def status_report(db_path: str | Path, now_ns: int | None = None) -> dict[str, A
     """Everything ``status`` shows, read from the database at ``db_path``."""
     now = time.time_ns() if now_ns is None else now_ns
     with sql.open_readonly(db_path) as conn:
+        problems = sql.integrity(conn)
         window_end = sql.newest_data_time(conn)
         since = None if window_end is None else window_end - HOUR_NS
         run, positions = sql.latest_run(conn), sql.positions(conn)
+        startup_info = None if run is None else _startup(sql.startup_notes(conn, run["id"]))
         return {
             "schema": SCHEMA, "db": str(db_path), "schema_version": sql.schema_version(conn),
             "now_ns": now,
             "heartbeat": _heartbeat(sql.newest_checkpoint_wall(conn),
                                     sql.newest_prediction_init(conn), now),
             "run": None if run is None else _ns(run, "started_at", "ended_at"),
-            "startup": None if run is None else _startup(sql.startup_notes(conn, run["id"])),
+            "startup": startup_info,
+            "health": _health(run, startup_info, sql.newest_checkpoint_wall(conn), now,
+                              holder(db_path), None if run is None else
+                              sql.run_error(conn, run["id"])),
+            "integrity": {"ok": not problems, "problems": problems},
             "feed_health": {"window_end_ns": window_end,
                             "last_hour": sql.feed_health_counts(conn, since),
                             "total": sql.feed_health_counts(conn)},
+            "lag": _lag(sql.latest_health(conn, "lag_stats")),
             "champions": [_ns(c, "created") for c in sql.champions(conn)],
             "validations": [_validation(v) for v in sql.last_validations(conn)],
             "drift": _drift(sql.drift_summary(conn)),
@@ -108,6 +132,16 @@ def _heartbeat(checkpoint: int | None, prediction: int | None, now: int) -> dict
             "age_s": None if ts is None else round((now - ts) / 1e9, 3)}
 
 
+def _lag(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The engine lag of the newest period the daemon recorded (a ``lag_stats`` row)."""
+    if row is None:
+        return None
+    detail = json.loads(row["detail"])
+    return {"p50_ms": detail.get("p50_ms"), "p99_ms": detail.get("p99_ms"),
+            "max_ms": detail.get("max_ms"), "frames": int(row["count"]),
+            "ts_ns": row["ts_init"], "run_id": row["run_id"]}
+
+
 def _startup(notes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """When the run's daemon was last READY and how long that start's REST warm-up took (the
     fetches of the history a cold start warms on, or of what a restart missed since its
@@ -118,13 +152,42 @@ def _startup(notes: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     ready = [json.loads(n["detail"]).get("ready_after_s") for n in notes if n["kind"] == "startup"]
     fetches = [(n, json.loads(n["detail"])) for n in notes if n["kind"] == "warmup"]
+    every = [json.loads(n["detail"]).get("checkpoint_every_s") for n in notes
+             if n["kind"] == "startup"]
     return {"ready_after_s": ready[-1] if ready else None,
+            "checkpoint_every_s": every[-1] if every else None,
             "warmup": None if not fetches else {
                 "how": fetches[0][1].get("how"),
                 "seconds": round(sum(d.get("seconds", 0.0) for _, d in fetches), 3),
                 "items": sum(int(n["count"]) for n, _ in fetches),
                 "requests": sum(int(d.get("requests", 0)) for _, d in fetches),
                 "complete": all(d.get("complete", True) for _, d in fetches)}}
+
+
+def _health(run: dict[str, Any] | None, started: dict[str, Any] | None, checkpoint: int | None,
+            now: int, owner: int | None, error: str | None) -> dict[str, Any]:
+    """Green or red, and why: a failed run, a run marked running that no process owns (its
+    daemon died), or an owner whose checkpoints stopped (it cannot write: a full disk?)."""
+    every = (started or {}).get("checkpoint_every_s") or 5.0
+    age = None if checkpoint is None else (now - checkpoint) / 1e9
+    late = max(3 * every, STALE_AFTER_S)
+    if run is None:
+        ok, why = True, "no run yet"
+    elif run["status"] == "failed":
+        ok, why = False, f"run #{run['id']} failed: {error or 'no reason recorded'}"
+    elif run["status"] == "running" and owner is None:
+        ok, why = False, (f"run #{run['id']} is marked running but no process owns the "
+                          "database: its daemon died (a crash or a kill); the next start "
+                          "resumes it")
+    elif owner is not None and age is not None and age > late:
+        ok, why = False, (f"pid {owner} wrote no checkpoint for {_age(age)} (one every "
+                          f"{every:g} s expected): it cannot write its database (a full disk?)")
+    elif owner is not None:
+        ok, why = True, f"pid {owner} owns the database and checkpoints"
+    else:
+        ok, why = True, f"run #{run['id']} {run['status']}; no process owns the database"
+    return {"ok": ok, "reason": why, "owner_pid": owner,
+            "checkpoint_every_s": every, "checkpoint_age_s": None if age is None else round(age, 3)}
 
 
 def _validation(v: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +218,8 @@ def _pnl(eq: dict[str, Any] | None, positions: list[dict[str, Any]]) -> dict[str
 def format_status(report: dict[str, Any]) -> str:
     """The report as aligned text sections, one or more lines each."""
     lines = [f"ares-stream status: {report['db']}"]
-    sections = [("heartbeat", _heartbeat_lines), ("run", _run_lines),
-                ("start-up", _startup_lines), ("feed", _feed_lines),
+    sections = [("health", _health_lines), ("heartbeat", _heartbeat_lines), ("run", _run_lines),
+                ("start-up", _startup_lines), ("feed", _feed_lines), ("lag", _lag_lines),
                 ("champions", _champion_lines), ("validation", _validation_lines),
                 ("drift", _drift_lines), ("signal", _signal_lines),
                 ("positions", _position_lines), ("pnl", _pnl_lines)]
@@ -179,6 +242,13 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _health_lines(r: dict[str, Any]) -> list[str]:
+    h = r["health"]
+    if r["run"] is None:
+        return []
+    return [f"{'ok' if h['ok'] else 'RED'}: {h['reason']}"]
 
 
 def _heartbeat_lines(r: dict[str, Any]) -> list[str]:
@@ -219,11 +289,21 @@ def _feed_lines(r: dict[str, Any]) -> list[str]:
     def counts(c: dict[str, int]) -> str:
         """One window's feed-health counters, as one phrase."""
         return (f"{c['gaps']} gaps, {c['rejected']} rejected, {c['reconnects']} reconnects, "
-                f"{c['lag_episodes']} lag episodes")
+                f"{c['lag_episodes']} lag episodes, {c['duplicates']:,} duplicates dropped, "
+                f"{c['rate_limited']} REST 429s, {c['banned']} REST 418s")
     if fh["window_end_ns"] is None and not any(fh["total"].values()):
         return []
     return [f"last hour: {counts(fh['last_hour'])} (to {_when(fh['window_end_ns'])})",
             f"total:     {counts(fh['total'])}"]
+
+
+def _lag_lines(r: dict[str, Any]) -> list[str]:
+    lag = r.get("lag")
+    if lag is None:
+        return []
+    return [f"engine p50 {lag['p50_ms']:.2f} ms, p99 {lag['p99_ms']:.2f} ms, max "
+            f"{lag['max_ms']:.2f} ms over {lag['frames']:,} frames (the period to "
+            f"{_when(lag['ts_ns'])})"]
 
 
 def _champion_lines(r: dict[str, Any]) -> list[str]:
@@ -291,6 +371,9 @@ def default_db() -> Path:
 def main_status(args_db: str | Path | None, as_json: bool) -> int:
     """The body of ``ares-stream status``: print the report; a user error raises AresError."""
     report = status_report(default_db() if args_db is None else args_db)
+    if problems := report["integrity"]["problems"]:
+        print(f"ares-stream status: warning: {report['db']} fails SQLite's integrity check "
+              f"({problems[0]}); showing what can be read", file=sys.stderr)
     text = json.dumps(report, indent=2) if as_json else format_status(report)
     sys.stdout.write(text + "\n")
     return 0

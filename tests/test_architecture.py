@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Floors, from the bottom of the flow up: a unit imports only units on lower floors.
 FLOORS: list[set[str]] = [
     {"ares_stream", "errors", "events", "redact"},
-    {"config", "logs"},
+    {"codec", "config", "logs"},
     {"clock", "feed", "store", "rule"},
     {"features"},
     {"learners"},

@@ -132,3 +132,27 @@ def test_models_prune_bad_keep_is_exit_2(tmp_path: Path, tb: bst.TrainedBooster,
         assert stop.value.code == 2
         assert "--keep: expected a whole number >= 0" in capsys.readouterr().err
     assert pruned(db) == {"BTCUSDT": [], "ETHUSDT": []}
+
+
+def test_writers_are_refused_while_another_process_owns_the_database(
+        tmp_path: Path, tb: bst.TrainedBooster, capsys: pytest.CaptureFixture[str]) -> None:
+    """While a daemon holds a database's lock, ``models prune`` and ``replay --db`` on it end
+    with one line naming the holder's pid (exit 2) and change nothing; readers (``models``,
+    ``status``) still read it."""
+    import os
+
+    from ares_stream.sim.simulator import write_recording
+    from ares_stream.store.lock import DatabaseLock
+
+    db = state(tmp_path / "paper.db", tb)
+    write_recording(tmp_path / "sim.gz", seconds=120, seed=1)
+    refusal = f"error: {db} is in use by pid {os.getpid()} (lock {db}.lock)\n"
+    with DatabaseLock(db):  # the daemon's, as far as the commands can tell
+        assert main(["models", "prune", "--db", str(db), "--keep", "0"]) == 2
+        assert capsys.readouterr().err == f"ares-stream models: {refusal}"
+        assert main(["replay", str(tmp_path / "sim.gz"), "--db", str(db), "--no-report",
+                     "--quiet"]) == 2
+        assert capsys.readouterr().err == f"ares-stream replay: {refusal}"
+        assert main(["models", "--db", str(db)]) == 0 and main(["status", "--db", str(db)]) == 0
+    assert pruned(db) == {"BTCUSDT": [], "ETHUSDT": []}
+    assert main(["models", "prune", "--db", str(db), "--keep", "0"]) == 0  # once it is free

@@ -67,6 +67,8 @@ def test_unknown_section_is_an_error(tmp_path: Path) -> None:
         ("[learner]\ndiscount = 1.5\n", r"learner\.discount must be in \(0, 1\]"),
         ("[batch]\nedge_confidence = 1.0\n", r"batch\.edge_confidence must be in"),
         ('[batch]\nchampion_max_age = "soon"\n', r"batch\.champion_max_age"),
+        ("[feed]\nbackfill_checkpoint_items = 0\n", r"backfill_checkpoint_items >= 1"),
+        ("[feed]\nbackfill_max_seconds = 0\n", r"feed\.backfill_max_seconds .*must be > 0"),
         ("[labels\n", r"cannot read config"),
     ],
 )

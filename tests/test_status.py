@@ -54,6 +54,11 @@ def build_full(path: Path) -> None:
         store.health("", 0, ts, "disconnected", 1, "1006")
         store.health("", 0, ts + 1, "connected", 1, "connection 2")
     store.health("", 0, end - 20 * MIN, "lag", 40, "engine 600 ms behind")
+    for ts, dups in ((end - 3 * HOUR_NS, 5), (end - 10 * MIN, 7)):  # the daemon's counters
+        store.health("", 0, ts, "duplicates", dups, json.dumps({"total": dups}))
+    store.health("", 0, end - 2 * MIN, "rate_limited", 3, json.dumps({"total": 3}))
+    store.health("", 0, end - MIN, "lag_stats", 1200, json.dumps(
+        {"p50_ms": 0.5, "p99_ms": 4.25, "max_ms": 9.0, "frames": 1200}))
     store.health("", 0, 0, "totals", 999, "{}")  # a replay summary row: never an incident
     for ready, seconds in ((2.5, 9.0), (1.25, 0.5)):  # a start, then a restart (the one shown)
         store.health("", 0, NOW - HOUR_NS, "startup", 0, json.dumps({"ready_after_s": ready}))
@@ -127,8 +132,10 @@ def test_empty_database_says_none_yet_everywhere(tmp_path: Path) -> None:
     assert report["drift"] == {"count": 0, "by_symbol": {}, "last": None}
     assert report["feed_health"]["window_end_ns"] is None
     text = format_status(report).splitlines()
-    assert len(text) == 11
-    for line in text[2:]:
+    assert len(text) == 13
+    assert report["lag"] is None and report["integrity"] == {"ok": True, "problems": []}
+    assert report["health"]["ok"] and text[1] == "health       none yet"
+    for line in text[3:]:
         assert line.endswith("none yet"), line
 
 
@@ -140,8 +147,12 @@ def test_full_database(full: Path) -> None:
     assert r["run"]["status"] == "running" and r["run"]["runs"] == 2
     fh = r["feed_health"]
     assert fh["window_end_ns"] == T0 + 4 * HOUR_NS
-    assert fh["last_hour"] == {"gaps": 1, "rejected": 2, "reconnects": 1, "lag_episodes": 1}
-    assert fh["total"] == {"gaps": 2, "rejected": 3, "reconnects": 2, "lag_episodes": 1}
+    assert fh["last_hour"] == {"gaps": 1, "rejected": 2, "reconnects": 1, "lag_episodes": 1,
+                               "duplicates": 7, "rate_limited": 3, "banned": 0}
+    assert fh["total"] == {"gaps": 2, "rejected": 3, "reconnects": 2, "lag_episodes": 1,
+                           "duplicates": 12, "rate_limited": 3, "banned": 0}
+    assert r["lag"] == {"p50_ms": 0.5, "p99_ms": 4.25, "max_ms": 9.0, "frames": 1200,
+                        "ts_ns": T0 + 4 * HOUR_NS - MIN, "run_id": 2}
     champs = {(c["symbol"], c["kind"]): c for c in r["champions"]}
     assert sorted(champs) == [("BTCUSDT", "xgboost"), ("ETHUSDT", "river")]
     btc = champs["BTCUSDT", "xgboost"]
@@ -171,7 +182,9 @@ def test_text_output(full: Path) -> None:
     assert "run          #2 paper, running" in text
     assert "start-up     READY 1.25 s after the process started" in text
     assert "REST warm-up (restart): 600 items in 1.00 s, 2 requests" in text
-    assert "last hour: 1 gaps, 2 rejected, 1 reconnects, 1 lag episodes" in text
+    assert "last hour: 1 gaps, 2 rejected, 1 reconnects, 1 lag episodes, 7 duplicates " \
+        "dropped, 3 REST 429s, 0 REST 418s" in text
+    assert "lag          engine p50 0.50 ms, p99 4.25 ms, max 9.00 ms over 1,200 frames" in text
     assert "BTCUSDT xgboost model 2 v2, 140 trees, refit on 5000 rows" in text
     assert "BTCUSDT promoted xgb_refit vs champion" in text
     assert "CI [0.0010, 0.0200]" in text
@@ -239,8 +252,8 @@ def test_json_is_stable_and_documented(full: Path, capsys: pytest.CaptureFixture
     assert main_status(str(full), as_json=True) == 0
     report = json.loads(capsys.readouterr().out)
     assert list(report) == ["schema", "db", "schema_version", "now_ns", "heartbeat", "run",
-                            "startup", "feed_health", "champions", "validations", "drift",
-                            "signal", "positions", "pnl"]
+                            "startup", "health", "integrity", "feed_health", "lag", "champions",
+                            "validations", "drift", "signal", "positions", "pnl"]
     assert report["schema"] == 1 and report["db"] == str(full)
     assert list(report["validations"][0])[:3] == ["symbol", "ts_event_ns", "decision"]
     again = status_report(full, now_ns=report["now_ns"])
@@ -258,3 +271,88 @@ def test_main_status_text_and_default_database(tmp_path: Path, monkeypatch: pyte
     out = capsys.readouterr().out
     assert out.startswith("ares-stream status: state/paper.db\n")
     assert "heartbeat" in out
+
+
+def newer_schema(path: Path) -> int:
+    """Make ``path`` a database of a schema version past this code's; that version."""
+    open_db(path).conn.close()
+    version = len(MIGRATIONS) + 1
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+    return version
+
+
+def corrupt_table(path: Path, table: str) -> None:
+    """Overwrite the first page of ``table`` with garbage, as a damaged disk (or a hand) would."""
+    conn = sqlite3.connect(path)
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    (size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xfe" * 128)
+
+
+def test_a_database_of_a_newer_schema_is_refused_naming_both_versions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file from a newer ares-stream is refused in one line with exit 2, naming its schema
+    version and the one this code knows — not read as if it were ours."""
+    from ares_stream.cli import main
+
+    path = tmp_path / "paper.db"
+    version = newer_schema(path)
+    assert main(["status", "--db", str(path), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"ares-stream status: error: {path}: database schema version {version} is "
+                   f"newer than this ares-stream knows ({len(MIGRATIONS)}); upgrade ares-stream "
+                   "to read it\n")
+
+
+def test_a_corrupt_checkpoints_table_is_one_warning_and_the_rest_is_shown(
+        full: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file whose checkpoints table is damaged: one warning line on stderr (exit 0), the JSON
+    says why, and every section that can still be read is shown (the heartbeat falls back to
+    the newest prediction)."""
+    from ares_stream.cli import main
+
+    corrupt_table(full, "checkpoints")
+    assert main(["status", "--db", str(full)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"ares-stream status: warning: {full} fails SQLite's integrity check (")
+    assert err.endswith("); showing what can be read\n") and err.count("\n") == 1
+    assert "run          #2 paper, running" in out and "(newest prediction" in out
+    assert "BTCUSDT promoted xgb_refit vs champion" in out
+    report = status_report(full, now_ns=NOW)
+    assert report["integrity"]["ok"] is False and report["integrity"]["problems"]
+    assert report["heartbeat"]["source"] == "prediction"
+
+
+def test_health_is_red_for_a_dead_daemon_a_stalled_owner_and_a_failed_run(tmp_path: Path) -> None:
+    """Health from the database and its lock: a run marked running that no process owns (the
+    daemon died), an owner whose newest checkpoint is older than 3 periods and 30 s (it cannot
+    write: a full disk), a run that failed (its reason); an owner checkpointing is ok."""
+    from ares_stream.store.lock import DatabaseLock
+
+    path = tmp_path / "paper.db"
+    store = RunStore(open_db(path), mode="paper", config={}, sources=["ws"])
+    store.health("", 0, NOW, "startup", 0, json.dumps({"ready_after_s": 1.0,
+                                                        "checkpoint_every_s": 5.0}))
+    store.flush()
+    checkpoints.save(store.db, store.run_id, ts_wall=NOW, ts_event=NOW, cursors={}, state=b"")
+    dead = status_report(path, now_ns=NOW + 10**9)["health"]
+    assert not dead["ok"] and "no process owns the database" in dead["reason"]
+    assert format_status(status_report(path, now_ns=NOW)).splitlines()[1].startswith(
+        "health       RED: run #1 is marked running")
+    with DatabaseLock(path) as lock:
+        assert lock.held
+        fresh = status_report(path, now_ns=NOW + 10 * 10**9)["health"]
+        stale = status_report(path, now_ns=NOW + 31 * 10**9)["health"]
+    assert fresh["ok"] and fresh["checkpoint_age_s"] == 10.0
+    assert not stale["ok"] and "wrote no checkpoint for 31.0 s" in stale["reason"]
+    assert "one every 5 s expected" in stale["reason"]
+    store.abandon("cannot write paper.db: database or disk is full (is the disk full?)")
+    failed = status_report(path, now_ns=NOW)["health"]
+    assert not failed["ok"] and failed["reason"] == (
+        "run #1 failed: cannot write paper.db: database or disk is full (is the disk full?)")

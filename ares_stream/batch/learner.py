@@ -1,7 +1,8 @@
 """Batch learning beside the online learner: buffer, booster lineage, re-validation, champion.
 
 Per symbol, labelled samples go to a :class:`~ares_stream.learners.buffer.SampleBuffer`. Jobs —
-plain functions in :mod:`ares_stream.batch.jobs` — run in a worker process:
+plain functions in :mod:`ares_stream.batch.jobs` — run in a worker process (which dies
+with its parent, :mod:`ares_stream.batch.worker`):
 
 - **update** every ``batch.update_rows`` new samples (or every ``batch.update_every`` of event
   time): continue the lineage's latest booster on the new rows (warm start, or refresh), refit on
@@ -40,6 +41,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -49,7 +51,7 @@ from typing import Any
 import structlog
 
 from ares_stream import logs
-from ares_stream.batch import jobs
+from ares_stream.batch import jobs, worker
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
@@ -127,9 +129,9 @@ class BatchLearner:
         self.registry = registry
         self.features = features
         self.replay = replay
-        self.executor = executor or ProcessPoolExecutor(
-            1, mp_context=get_context("spawn"), initializer=logs.configure_worker,
-            initargs=(logs.worker_settings(),))  # the worker logs as we do (level, redaction)
+        self.executor = executor or ProcessPoolExecutor(  # the worker dies with us, logs as we do
+            1, mp_context=get_context("spawn"), initializer=worker.init_worker,
+            initargs=(os.getpid(), logs.worker_settings()))
         self.buffer_store = buffer_store
         self.settings = jobs.settings_of(config)
         self.update_every = _ns(self.cfg.update_every)

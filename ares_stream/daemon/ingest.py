@@ -3,10 +3,14 @@
 ``Ingest.run`` takes frames from the websocket feed's bounded queue and hands each to the engine
 (``engine.on_frame``: decode, gate, stages). When the gate holds a symbol behind a gap it queues a
 backfill request; the shell fetches it over REST (python-binance) and gives the synthetic frames
-back to the engine (``engine.on_backfill``), which releases them in order before the frames that
-waited. Connection notices (connects, drops, silences, rotations, server shutdowns) go to
-``feed_health``. The time from a frame's arrival to the end of its processing is the **lag**,
-sampled for p50/p99.
+back to the engine (``engine.on_backfill``), page by page as they arrive, then the frames that
+waited. A backfill or catch-up pages on while REST has the data (bounded by
+``feed.backfill_max_seconds`` and the request weight), and every
+``feed.backfill_checkpoint_items`` items or ``feed.backfill_checkpoint_seconds`` seconds of it
+the ``checkpoint`` hook (the daemon's) saves what the engine consumed: a restart however soon
+resumes from there. Connection notices (connects, drops, silences, rotations, server
+shutdowns) go to ``feed_health``. The time from a frame's arrival to the end of its processing
+is the **lag**, sampled for p50/p99.
 
 Nothing here computes: it only moves frames, awaits REST and flushes the recording.
 """
@@ -18,6 +22,7 @@ import functools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +34,7 @@ from ares_stream.clock import LiveClock
 from ares_stream.config import Config
 from ares_stream.daemon.prometheus import LagHistogram
 from ares_stream.engine import BatchLearning, Broker, Engine
+from ares_stream.feed import RawFrame
 from ares_stream.feed.backfill import Backfiller, BackfillResult
 from ares_stream.feed.gate import BackfillRequest, Gate
 from ares_stream.feed.recorder import RecordingWriter
@@ -40,6 +46,9 @@ log = structlog.get_logger("ares_stream.daemon.ingest")
 _LAG_SAMPLES = 100_000
 LAG_WARN_NS = 1_000_000_000  # the oldest queued frame waited this long: the engine is behind
 LAG_CLEAR_NS = 100_000_000  # ... and it has caught up again below this
+# notices that change whether the feed is connected (a rotation's successor is; a handover's
+# old connection that died first is reported disconnected before its successor's connect)
+_LINK_STATE = {"connected": True, "rotated": True, "disconnected": False}
 
 
 def ws_settings(config: Config) -> WsSettings:
@@ -91,14 +100,21 @@ class Ingest:
         self.catch_up_due = False
         self.caught_up = not resumed  # a restart's first catch-up is its warm-up: timed
         self.behind = False  # inside an episode of the engine falling behind
+        self.checkpoint: Callable[[], object] | None = None  # saves what the engine consumed
         self._waits_seen = 0
+        self._unsaved = 0  # backfilled items consumed since the last checkpoint of a backfill
+        self._unsaved_since = 0.0  # when the first of them came (time.monotonic())
+        self.on_connection: Callable[[bool], None] | None = None  # told on connect/disconnect
 
     def on_notice(self, notice: FeedNotice) -> None:
-        """A connection incident: counted and stored in feed_health. A new connection makes
-        the pump catch up over REST from every cursor (what the gap missed may never be
-        revealed by a later live item)."""
+        """A connection incident: counted and stored in feed_health, and ``on_connection``
+        told whether the feed is now connected. A new connection makes the pump catch up over
+        REST from every cursor (what the gap missed may never be revealed by a later live
+        item)."""
         if notice.kind in ("connected", "rotated"):
             self.catch_up_due = True
+        if self.on_connection is not None and notice.kind in _LINK_STATE:
+            self.on_connection(_LINK_STATE[notice.kind])
         self.engine.counts[f"feed_{notice.kind}"] += 1
         self.engine.sink.health("", 0, notice.ts, notice.kind, 1, notice.detail)
         log.info("feed_notice", kind=notice.kind, detail=notice.detail)
@@ -184,9 +200,9 @@ class Ingest:
                 self.engine.on_backfill(request, [], complete=False, reason="backfill disabled")
                 continue
             result = await self._fetch(request, "warmup" if request in gate.warming else "")
-            if result is None:  # stopping: the cursor stays before the range, a restart asks
-                return
-            self.engine.on_backfill(request, result.frames, result.complete, result.reason)
+            if result is None:  # stopping: the cursor stays after the pages consumed; the held
+                return  # items were not, so a restart asks for them
+            self.engine.on_backfill(request, [], result.complete, result.reason)
 
     async def _catch_up(self) -> None:
         """Everything REST has after each cursor, through the gate (duplicates dropped)."""
@@ -197,12 +213,30 @@ class Ingest:
             result = await self._fetch(request, "" if self.caught_up else "catch_up")
             if result is None:
                 return
-            if result.frames:
-                self.engine.on_backfill(request, result.frames, True, "catch_up")
+            if result.items:
+                why = "" if result.reason in ("", "not_available") else f": {result.reason}"
+                self.engine.on_backfill(request, [], True, f"catch_up{why}")
         self.caught_up = True
 
+    def _on_page(self, request: BackfillRequest, frames: list[RawFrame]) -> None:
+        """One REST page into the engine at once; a checkpoint every N items or T seconds."""
+        self.engine.on_backfill(request, frames, False, final=False)
+        self.engine.counts["feed_rest_pages"] += 1  # feed activity: the daemon's health sees it
+        if not self._unsaved:
+            self._unsaved_since = time.monotonic()
+        self._unsaved += len(frames)
+        f = self.engine.config.feed
+        due = (self._unsaved >= f.backfill_checkpoint_items
+               or time.monotonic() - self._unsaved_since >= f.backfill_checkpoint_seconds)
+        if due and self.checkpoint is not None:
+            if self.checkpoint() is not False:  # False: it failed, and said so itself
+                log.info("backfill_checkpointed", symbol=request.symbol, kind=request.kind,
+                         items=self._unsaved, cursor=self.engine.gate.cursors().get(request.key))
+            self._unsaved = 0
+
     async def _fetch(self, request: BackfillRequest, warmup: str) -> BackfillResult | None:
-        """The backfiller's answer, or None when a stop comes first (the fetch is cancelled).
+        """The backfiller's answer, its pages given to the engine as they came; None when a
+        stop comes first (the fetch is cancelled: the pages consumed so far stay consumed).
 
         ``warmup`` names a start-up fetch (``warmup``: a cold start's history; ``catch_up``: a
         restart's, from the checkpoint): its duration is logged and kept in ``feed_health``
@@ -212,7 +246,8 @@ class Ingest:
         if warmup:
             log.info("warmup_started", how=warmup, symbol=request.symbol, kind=request.kind,
                      first=request.first_missing, last=request.last_missing)
-        fetch = asyncio.ensure_future(self.backfiller.fetch(request))
+        on_page = functools.partial(self._on_page, request)
+        fetch = asyncio.ensure_future(self.backfiller.fetch(request, on_page))
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -232,15 +267,15 @@ class Ingest:
                       "kind": request.kind, "seconds": round(took, 3),
                       "requests": result.requests, "complete": result.complete}
             self.engine.sink.health(request.symbol, 0, time.time_ns(), "warmup",
-                                    len(result.frames), json.dumps(detail),
+                                    result.items, json.dumps(detail),
                                     request.first_missing, request.last_missing)
             log.info("warmup_done", how=warmup, symbol=request.symbol, kind=request.kind,
-                     items=len(result.frames), seconds=round(took, 3),
+                     items=result.items, seconds=round(took, 3),
                      complete=result.complete)
         return result
 
     def stop(self) -> None:
-        """Ask :meth:`run` to stop: the pump ends after the frame in hand; a backfill is dropped."""
+        """Ask :meth:`run` to stop: the pump ends after the frame (or REST page) in hand."""
         self.stopping.set()
 
 
@@ -260,7 +295,8 @@ def build_ingest(config: Config, store: Any, *, learn: bool = True,
                 warmup_klines=f.warmup_klines if cold else 0)
     engine = build_engine(config, store, replay=False, learn=learn, gate=gate,
                           recorder=recorder, broker=broker)
-    backfiller = Backfiller(rest_url, market=market) if f.backfill else None
+    backfiller = (Backfiller(rest_url, market=market, max_seconds=f.backfill_max_seconds)
+                  if f.backfill else None)
     clock = batch_clock(engine.batch)
     ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
                     backfiller, recorder, clock, resumed=bool(cursors))

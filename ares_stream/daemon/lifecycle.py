@@ -2,10 +2,12 @@
 
 ``startup() → run() → shutdown()``:
 
-- **startup** opens the mode's own database (paper and live never share a file), resumes the run
-  a crash left behind (same run id), restores the newest checkpoint — learners, features,
-  labels, bar builders, counters — and the feed cursor, and wires the websocket ingest, REST
-  backfill, recording and batch learning;
+- **startup** takes the database's lock (:mod:`ares_stream.store.lock`: one owner, a second
+  daemon is refused naming the first's pid), binds the metrics port, then opens the mode's own
+  database (paper and live never share a file), resumes the run a crash left behind (same run
+  id), restores the newest checkpoint — learners, features, labels, bar builders, counters — and
+  the feed cursor, and wires the websocket ingest, REST backfill, recording and batch learning;
+  a start that fails after that closes the run it opened ``failed``;
 - **run** pumps frames until asked to stop; a checkpoint every ``checkpoint_every`` seconds
   flushes every buffered row, then writes the engine state and the cursor; the first thing after
   connecting is a REST catch-up from the cursor, so a restart re-processes exactly what came after
@@ -44,7 +46,6 @@ import dataclasses
 import faulthandler
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -57,17 +58,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 
+from ares_stream import codec
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config
-from ares_stream.daemon import startup
+from ares_stream.daemon import counters, startup
 from ares_stream.daemon.ingest import Ingest, build_ingest
 from ares_stream.daemon.prometheus import Metrics
 from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
-from ares_stream.errors import AresError
+from ares_stream.errors import AresError, StorageError
 from ares_stream.learners.booster import xgboost as booster_module
 from ares_stream.store import checkpoints
 from ares_stream.store.db import open_db
+from ares_stream.store.failures import STORAGE_ERRORS, storage_failure
+from ares_stream.store.lock import DatabaseLock
+from ares_stream.store.reserve import Reserve
 from ares_stream.store.runs import RunStore
 from ares_stream.trading import paper
 
@@ -108,6 +113,9 @@ class Daemon:
         self.store: RunStore | None = None
         self.ingest: Ingest | None = None
         self.checkpoints = 0
+        self.checkpoint_failures = 0  # in a row; > 0: health is red and nothing trades
+        self.checkpoint_error = ""
+        self.reserve = Reserve(options.db_path)
         self.notifier = Notifier()
         self.metrics: Metrics | None = None
         self.metrics_port: int | None = None
@@ -115,6 +123,7 @@ class Daemon:
         self.live_broker: LiveBroker | None = None
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
         self._reported_until = 0  # event time the last periodic report reached, ns
+        self.lock: DatabaseLock | None = None  # one owner per database, from startup on
 
     async def main(self) -> int:
         """The daemon's life: signals first, then startup, run and (always) shutdown; returns 0."""
@@ -122,24 +131,49 @@ class Daemon:
         if early := startup.requested():  # came while the process was still starting
             self.request_stop(early)
         try:
-            await self.startup()
+            try:
+                await self.startup()
+            except BaseException as exc:
+                await self._start_failed(exc)
+                raise
             try:
                 await self.run()
             finally:
                 await self.shutdown()
         finally:
             await self._release_signals()
+            if self.lock is not None:
+                self.lock.release()  # the database is closed: the next owner may take it
         return 0
+
+    async def _start_failed(self, exc: BaseException) -> None:
+        """Start-up failed after the lock (a taken metrics port, an exchange refusing a live
+        start, anything): the endpoint closes, and a run it opened is closed ``failed`` with
+        the reason — never resumed, unless it has a checkpoint from an earlier start."""
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.ingest is not None and self.ingest.recorder is not None:
+            self.ingest.recorder.close()
+        if self.store is not None:
+            reason = f"start-up failed: {str(exc) or type(exc).__name__}"
+            self.reserve.release()  # (room for that row if the start failed on a full disk)
+            self.store.abandon(reason)
+            log.error("daemon_start_failed", run_id=self.store.run_id, error=reason)
 
     # -- startup ------------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Open, resume, wire; READY. A stop already requested leaves the database untouched;
-        one that comes during an await below is honoured by ``run`` and ``shutdown``."""
+        """Lock, open, resume, wire; READY. A stop already requested leaves the database
+        untouched; one that comes during an await below is honoured by ``run`` and ``shutdown``.
+        The database's lock comes first (a second daemon on it is refused, naming the holder's
+        pid), then the metrics port (a taken one refuses the start before any run exists)."""
         if self.stop_requested.is_set():
             log.info("daemon_stopped", checkpoints=0, detail="before opening the database")
             return
+        self.lock = DatabaseLock(self.options.db_path).acquire()  # held until main() returns
+        await self._start_metrics()
         db = open_db(self.options.db_path)
+        self.reserve.keep()  # given back for the run's last row if the disk fills up
         resume = checkpoints.resumable_run(db, self.options.mode)
         self.store = RunStore(db, mode=self.options.mode, config=as_dict(self.config),
                               sources=[self.config.feed.urls()[0]], flush_rows=NEVER,
@@ -149,18 +183,21 @@ class Daemon:
         self.broker = await self._broker()
         self.ingest, self.backfiller = build_ingest(self.config, self.store, cursors=cursors,
                                                     broker=self.broker)
+        self.ingest.checkpoint = self.try_checkpoint  # backfill and catch-up checkpoint as they go
         self.ingest.engine.log_bars = True
         if ckpt is not None:
             self._restore(ckpt)
+        self._wire_metrics()
         if self.live_broker is not None:  # the exchange is the truth: adopt balances, orders
             await self._reconcile(self.live_broker)
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
         self._schedule_reports()
-        await self._start_metrics()
+        self._count_feed()
         ready_after = startup.process_age()
         self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
         self.store.health("", 0, time.time_ns(), "startup", 0,
-                          json.dumps({"ready_after_s": round(ready_after, 3)}))
+                          json.dumps({"ready_after_s": round(ready_after, 3),
+                                      "checkpoint_every_s": self.options.checkpoint_every}))
         log.info("daemon_started", mode=self.options.mode, db=str(self.options.db_path),
                  run_id=self.store.run_id, resumed=resume is not None,
                  metrics_port=self.metrics_port, ready_after_s=round(ready_after, 3),
@@ -243,9 +280,26 @@ class Daemon:
             return
         self.metrics = Metrics()
         self.metrics_port = await self.metrics.start(m.host, m.port, allow_remote=m.allow_remote)
-        self.metrics.on_scrape(self._publish)
+
+    def _wire_metrics(self) -> None:
+        """The engine's totals read at every scrape, each frame's lag into the histogram, the
+        feed's connects and disconnects into ``ares_feed_connected``."""
+        if self.metrics is None:
+            return
         assert self.ingest is not None
+        self.metrics.on_scrape(self._publish)
         self.ingest.lag.histogram = self.metrics.engine_lag
+        self.ingest.on_connection = self.metrics.set_feed_connected
+
+    def _count_feed(self) -> None:
+        """Duplicates dropped, REST 429s and 418s and the period's engine lag into
+        ``feed_health`` every checkpoint period (:mod:`ares_stream.daemon.counters`), on the
+        ingest's clock (one is made if nothing else needed one)."""
+        assert self.ingest is not None
+        if self.ingest.clock is None:
+            self.ingest.clock = LiveClock()
+        self.ingest.clock.every("feed_counters", self.options.checkpoint_every,
+                                counters.for_ingest(self.ingest).record, run_in_executor=False)
 
     def _publish(self) -> None:
         assert self.metrics is not None and self.ingest is not None
@@ -277,7 +331,14 @@ class Daemon:
 
     def _restore(self, ckpt: checkpoints.Checkpoint) -> None:
         assert self.ingest is not None
-        saved = pickle.loads(ckpt.state)
+        try:  # the codec, never pickle: a tampered row must not run code
+            saved = codec.loads(ckpt.state)
+            if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
+                raise codec.CodecError("the checkpoint holds no engine state")
+        except codec.CodecError as exc:
+            log.error("checkpoint_refused", reason=str(exc),
+                      action="cold start of the engine state")
+            return
         if saved.get("config") != as_dict(self.config):
             log.warning("checkpoint_config_changed", action="cold start of the engine state")
             return
@@ -380,39 +441,84 @@ class Daemon:
             log.error("shutdown_timeout", seconds=self.options.shutdown_timeout)
 
     async def _watchdog(self, pump: asyncio.Task[None]) -> None:
-        """WATCHDOG=1 (and STATUS) every half watchdog period, only while healthy."""
+        """WATCHDOG=1 (and STATUS) every half watchdog period while healthy — and while
+        checkpoints have failed fewer than ``store.watchdog_failures`` times in a row (health is
+        red from the first failure; systemd restarts the daemon once the watchdog starves)."""
         interval = watchdog_interval() or 10.0
         while True:
             await asyncio.sleep(interval)
             healthy, status = self.health(pump)
             self.notifier.status(status)
-            if healthy:
+            if self.metrics is not None:
+                self.metrics.set_health(healthy, self.checkpoint_failures)
+            alive = healthy or (self.checkpoint_failures and self.live(pump) and
+                                self.checkpoint_failures < self.config.store.watchdog_failures)
+            if alive:
                 self.notifier.watchdog()
+            if healthy:
                 if self.metrics is not None:
                     self.metrics.heartbeat()
             else:
-                log.warning("daemon_unhealthy", status=status)
+                log.warning("daemon_unhealthy", status=status, watchdog_fed=bool(alive))
 
     def health(self, pump: asyncio.Task[None]) -> tuple[bool, str]:
-        """Healthy: the pump runs and frames or connection attempts keep coming."""
+        """Healthy: the pump runs, frames or connection attempts keep coming, and the last
+        checkpoint succeeded."""
+        assert self.ingest is not None
+        counts = self.ingest.engine.counts
+        bars = sum(s.bars for s in self.ingest.engine.state.values())
+        status = (f"frames {counts['frames']:,}, bars {bars:,}, lag p99 "
+                  f"{self.ingest.lag.quantile(0.99):.1f} ms, checkpoints {self.checkpoints}")
+        if self.checkpoint_failures:
+            status += (f", CHECKPOINT FAILING ({self.checkpoint_failures} in a row: "
+                       f"{self.checkpoint_error})")
+        return self.live(pump) and not self.checkpoint_failures, status
+
+    def live(self, pump: asyncio.Task[None]) -> bool:
+        """The pump runs and frames (or connection attempts) came within ``STALL_AFTER``."""
         assert self.ingest is not None
         counts = self.ingest.engine.counts
         seen = counts["frames"] + sum(v for k, v in counts.items() if k.startswith("feed_"))
         if seen != self._activity[0]:
             self._activity = (seen, time.monotonic())
-        stalled = time.monotonic() - self._activity[1] > STALL_AFTER
-        bars = sum(s.bars for s in self.ingest.engine.state.values())
-        status = (f"frames {counts['frames']:,}, bars {bars:,}, lag p99 "
-                  f"{self.ingest.lag.quantile(0.99):.1f} ms, checkpoints {self.checkpoints}")
-        return not pump.done() and not stalled, status
+        return not pump.done() and time.monotonic() - self._activity[1] <= STALL_AFTER
 
     async def _checkpointer(self) -> None:
         while True:
             await asyncio.sleep(self.options.checkpoint_every)
+            self.try_checkpoint()
+
+    def try_checkpoint(self) -> bool:
+        """:meth:`checkpoint`; a failure — the storage (a full disk), or anything else (state the
+        codec refuses) — is logged at once, turns health red and halts trading until a
+        checkpoint succeeds again (rows that could not be written wait in memory for the next
+        one); after ``store.watchdog_failures`` in a row the watchdog starves. Returns whether
+        it succeeded."""
+        try:
             self.checkpoint()
+        except Exception as exc:  # every failure is told; none ends the checkpointer
+            failure = storage_failure(exc, str(self.options.db_path))
+            self.checkpoint_failures += 1
+            self.checkpoint_error = str(failure or f"{type(exc).__name__}: {exc}")
+            log.error("checkpoint_failed", error=self.checkpoint_error,
+                      failures=self.checkpoint_failures, exc_info=failure is None)
+            if self.broker is not None:
+                self.broker.halted = f"checkpoint failing: {self.checkpoint_error}"
+            if self.metrics is not None:
+                self.metrics.set_health(False, self.checkpoint_failures)
+            return False
+        if self.checkpoint_failures:
+            log.info("checkpoint_recovered", after_failures=self.checkpoint_failures)
+            self.checkpoint_failures, self.checkpoint_error = 0, ""
+            if self.broker is not None:
+                self.broker.halted = ""
+            if self.metrics is not None:
+                self.metrics.set_health(True, 0)
+        return True
 
     def checkpoint(self) -> None:
-        """Flush every buffered row, then write the engine state and the feed cursor."""
+        """Flush every buffered row and sync the recording, then write the engine state and the
+        feed cursor: a checkpoint never covers a row or a recorded frame that is not on disk."""
         assert self.ingest is not None and self.store is not None
         engine = self.ingest.engine
         if engine.batch is not None:
@@ -420,9 +526,11 @@ class Daemon:
         self.store.flush()
         if self.broker is not None and self.broker.store is not None:
             self.broker.store.flush()  # orders and fills before the checkpoint that counts them
-        state = pickle.dumps({"state": engine.state, "counts": dict(engine.counts),
-                              "config": as_dict(self.config),
-                              "broker": self.broker.state() if self.broker else None})
+        if self.ingest.recorder is not None:
+            self.ingest.recorder.sync()  # every frame the cursor below covers is in the file
+        state = codec.dumps({"state": engine.state, "counts": dict(engine.counts),
+                             "config": as_dict(self.config),
+                             "broker": self.broker.state() if self.broker else None})
         checkpoints.save(self.store.db, self.store.run_id, ts_wall=time.time_ns(),
                          ts_event=engine.last_ts, cursors=_cursors_out(engine.gate.cursors()),
                          state=state)
@@ -441,16 +549,26 @@ class Daemon:
             await self.metrics.stop()
         if self.live_broker is not None:
             await self.live_broker.close()  # orders in flight answered (bounded) and booked
+        failure: StorageError | None = None
         try:
             self.checkpoint()
-        finally:
-            engine = self.ingest.engine
-            engine.close(drain=False)
             if self.ingest.recorder is not None:
                 self.ingest.recorder.close()
-            self.store.close("finished", engine.summary())
+            self.store.close("finished", self.ingest.engine.summary())
             self.store.db.conn.close()
+        except STORAGE_ERRORS as exc:
+            failure = storage_failure(exc, str(self.options.db_path))
+            if failure is None:
+                raise
+            self.reserve.release()
+            self.store.abandon(str(failure))  # the run: failed (the reserve's space takes it)
+            log.error("daemon_failed", error=str(failure), checkpoints=self.checkpoints)
+        finally:
+            self.ingest.engine.close(drain=False)
+            self.reserve.release()
             log.info("daemon_stopped", checkpoints=self.checkpoints)
+        if failure is not None:
+            raise failure
 
 
 def _cursors_out(cursors: dict[tuple[str, str], int]) -> dict[str, int]:

@@ -22,7 +22,8 @@ reads as a counter reset. The engine lag histogram is fed every frame, so it is 
 :class:`LagHistogram` that buffers lags and bins them with numpy in batches (a list append per
 frame instead of a locked ``Histogram.observe``). The rest are ordinary metrics set as things
 happen: the fit duration histogram, model versions, equity, position, heartbeat and
-feed-connected gauges.
+feed-connected gauges, and the health gauges (``ares_healthy``: 0 while the daemon is unhealthy —
+a stalled feed, or a checkpoint that failed; ``ares_checkpoint_failures``: failed in a row).
 
 >>> m = Metrics()
 >>> m.observe_engine({"frames": 10, "rejected": 1, "feed_disconnected": 2}, {"BTCUSDT": 4})
@@ -196,6 +197,12 @@ class Metrics:
                                   "Wall time of the loop's last healthy beat.", registry=reg)
         self.feed_connected = Gauge("ares_feed_connected", "1 while the websocket is connected.",
                                     registry=reg)
+        self.healthy = Gauge("ares_healthy", "1 while the daemon is healthy: the pump runs, frames "
+                             "come, the last checkpoint succeeded.", registry=reg)
+        self.checkpoint_failures = Gauge("ares_checkpoint_failures",
+                                         "Checkpoints failed in a row (0: the last succeeded).",
+                                         registry=reg)
+        self.healthy.set(1)
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -237,6 +244,11 @@ class Metrics:
     def heartbeat(self, ts: float | None = None) -> None:
         """Record a healthy beat at ``ts`` (Unix seconds; now by default)."""
         self.heartbeat_ts.set(time.time() if ts is None else ts)
+
+    def set_health(self, healthy: bool, checkpoint_failures: int = 0) -> None:
+        """Set the daemon's health (1 or 0) and its checkpoint failures in a row."""
+        self.healthy.set(1 if healthy else 0)
+        self.checkpoint_failures.set(checkpoint_failures)
 
     def set_feed_connected(self, connected: bool) -> None:
         """Set whether the websocket is connected (exposed as 1 or 0)."""

@@ -15,6 +15,11 @@ b'{"stream":"btcusdt@aggTrade","data":{"e":"agg'
 >>> trade.trade_id, trade.price, trade.is_agg, trade.ts_event
 (7, 1.5, True, 1723161255342000000)
 
+A fetch is bounded by wall time (``max_seconds``) and request weight, never by an item count: it
+pages on while REST has the data. With an ``on_page`` callback each page's frames go to the caller
+as they arrive (the daemon feeds them to the engine and checkpoints as it goes), so memory stays one
+page however long the range; a cancelled fetch has delivered whole pages only.
+
 Limits: request weight is tracked from the ``X-MBX-USED-WEIGHT-1M`` header (the documented weight
 when absent) and the backfiller waits for the next minute rather than exceed
 ``max_weight_per_minute``. HTTP 429 waits ``Retry-After`` seconds (else backs off exponentially)
@@ -41,7 +46,7 @@ from ares_stream.feed import RawFrame
 from ares_stream.feed.gate import BackfillRequest
 
 __all__ = [
-    "BackfillRequest", "BackfillResult", "Backfiller",
+    "BackfillRequest", "BackfillResult", "Backfiller", "OnPage",
     "agg_trade_frame", "kline_frame", "trade_frame",
 ]  # fmt: skip
 
@@ -66,16 +71,21 @@ _MINUTE_MARGIN_S = 0.05  # wait this far past the minute so the server's window 
 
 _encode = msgspec.json.Encoder().encode
 
+OnPage = Callable[[list[RawFrame]], None]
+"""Takes one page's synthetic frames, in order, as soon as they arrive."""
+
 
 @dataclass
 class BackfillResult:
-    """Synthetic frames, in id/time order, covering a prefix of the range (all when complete)."""
+    """Synthetic frames, in id/time order, covering a prefix of the range (all when complete);
+    with an ``on_page`` callback they went to it and ``frames`` stays empty."""
 
     request: BackfillRequest
     frames: list[RawFrame] = field(default_factory=list)
     complete: bool = False
-    reason: str = ""  # why incomplete: "rate_limited", "ip_banned", "not_available", "http 400"…
+    reason: str = ""  # why incomplete: "not_available", "time_limit", "rate_limited", "http 400"…
     requests: int = 0
+    items: int = 0  # frames fetched: in ``frames``, or given to ``on_page``
 
 
 class _Stop(Exception):
@@ -123,7 +133,8 @@ class Backfiller:
 
     ``rest_url`` is the API root (the default for the market when None), e.g. a local
     exchange's ``http://127.0.0.1:PORT``. Requests are serialised, so concurrent fetches share
-    one weight budget. ``stats``: ``requests``, ``items``, ``retries``, ``rate_limited``
+    one weight budget; ``max_seconds`` (None: no bound) ends a fetch that has paged on that
+    long (reason ``time_limit``). ``stats``: ``requests``, ``items``, ``retries``, ``rate_limited``
     (429 answers), ``banned`` (418 answers), ``weight_used`` (documented weight sent),
     ``weight_waits`` (waits for the next minute's budget).
     """
@@ -135,7 +146,7 @@ class Backfiller:
         market: str = "spot",
         max_weight_per_minute: int = 3000,
         max_retries: int = 5,
-        max_items: int = 100_000,
+        max_seconds: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if market not in DEFAULT_URLS:
@@ -144,7 +155,7 @@ class Backfiller:
         self.market = market
         self.max_weight_per_minute = max_weight_per_minute
         self.max_retries = max_retries
-        self.max_items = max_items
+        self.max_seconds = max_seconds
         self.sleep = sleep
         self.stats: dict[str, int] = dict.fromkeys(
             ("requests", "items", "retries", "rate_limited", "banned", "weight_used",
@@ -172,45 +183,67 @@ class Backfiller:
             await self._client.close_connection()
             self._client = None
 
-    async def fetch(self, request: BackfillRequest) -> BackfillResult:
-        """Page through the request's range; an incomplete result says why it stopped."""
+    async def fetch(self, request: BackfillRequest, on_page: OnPage | None = None
+                    ) -> BackfillResult:
+        """Page through the request's range while REST has it, within ``max_seconds``; an
+        incomplete result says why it stopped. ``on_page`` takes each page's frames as they come
+        (its exceptions are the caller's: they propagate)."""
         result = BackfillResult(request)
         page = self._kline_page if request.kind == "kline_time" else self._id_page
-        cursor = request.first_missing
-        try:
-            if request.kind not in KINDS:
-                raise _Stop(f"unknown kind {request.kind!r}")
-            while cursor <= request.last_missing:
-                cursor = await page(request, cursor, result)
-            result.complete = True
-        except _Stop as stop:
-            result.reason = str(stop)
-        except (KeyError, IndexError, TypeError) as exc:  # a malformed REST item
-            result.reason = f"bad_response: {type(exc).__name__}: {exc}"
-        self.stats["items"] += len(result.frames)
+        cursor, started = request.first_missing, time.monotonic()
+        if request.kind not in KINDS:
+            result.reason = f"unknown kind {request.kind!r}"
+        while not result.reason and cursor <= request.last_missing:
+            frames: list[RawFrame] = []
+            try:
+                cursor = await page(request, cursor, result, frames)
+            except _Stop as stop:
+                result.reason = str(stop)
+            except (KeyError, IndexError, TypeError) as exc:  # a malformed REST item
+                result.reason = f"bad_response: {type(exc).__name__}: {exc}"
+            self._deliver(result, frames, on_page)
+            more = not result.reason and cursor <= request.last_missing
+            if more and self._over_time(started):
+                result.reason = "time_limit"
+        result.complete = not result.reason
         return result
 
-    async def _id_page(self, request: BackfillRequest, cursor: int, result: BackfillResult) -> int:
-        """One page of trades or aggregate trades from id ``cursor``; returns the next cursor."""
+    def _deliver(self, result: BackfillResult, frames: list[RawFrame],
+                 on_page: OnPage | None) -> None:
+        result.items += len(frames)
+        self.stats["items"] += len(frames)
+        if on_page is None:
+            result.frames.extend(frames)
+        elif frames:
+            on_page(frames)
+
+    def _over_time(self, started: float) -> bool:
+        return self.max_seconds is not None and time.monotonic() - started >= self.max_seconds
+
+    async def _id_page(self, request: BackfillRequest, cursor: int, result: BackfillResult,
+                       frames: list[RawFrame]) -> int:
+        """One page of trades or aggregate trades from id ``cursor`` into ``frames``; returns
+        the next cursor."""
         agg = request.kind == "agg_id"
-        limit = min(PAGE, request.last_missing - cursor + 1, self._items_left(result))
+        limit = min(PAGE, request.last_missing - cursor + 1)
         items, ts_init = await self._call(request, result, fromId=cursor, limit=limit)
         key, make = ("a", agg_trade_frame) if agg else ("id", trade_frame)
-        if not result.frames and items and cursor < items[0][key] <= request.last_missing:
-            cursor = items[0][key]  # the history begins later than asked: not a hole
+        first = cursor == request.first_missing
+        if first and items and cursor < items[0][key] <= request.last_missing:
+            cursor = items[0][key]  # REST's history begins later: from there (the gate judges)
         start = cursor
         for item in items:
             if item[key] != cursor or cursor > request.last_missing:
                 break  # a hole at the source, or past the range
-            result.frames.append(RawFrame(ts_init, make(request.symbol, item)))
+            frames.append(RawFrame(ts_init, make(request.symbol, item)))
             cursor += 1
         return self._after_page(cursor, request, cursor - start < limit)
 
-    async def _kline_page(
-        self, request: BackfillRequest, cursor: int, result: BackfillResult
-    ) -> int:
-        """One page of closed klines opening at or after ``cursor`` (ns); returns the next one."""
-        limit = min(PAGE, self._items_left(result))
+    async def _kline_page(self, request: BackfillRequest, cursor: int, result: BackfillResult,
+                          frames: list[RawFrame]) -> int:
+        """One page of closed klines opening at or after ``cursor`` (ns) into ``frames``; returns
+        the next cursor."""
+        limit = PAGE
         start_cursor = cursor
         start_ms = -(-cursor // _NS_PER_MS)
         rows, ts_init = await self._call(
@@ -225,7 +258,7 @@ class Backfiller:
             if close_ns >= ts_init - _CLOCK_SKEW_NS:
                 raise _Stop("not_available")  # still open: its final values do not exist yet
             frame = kline_frame(request.symbol, request.interval, row)
-            result.frames.append(RawFrame(ts_init, frame))
+            frames.append(RawFrame(ts_init, frame))
             cursor = close_ns + _NS_PER_MS
         return self._after_page(cursor, request, len(rows) < limit or cursor == start_cursor)
 
@@ -234,12 +267,6 @@ class Backfiller:
         if cursor <= request.last_missing and short:
             raise _Stop("not_available")
         return cursor
-
-    def _items_left(self, result: BackfillResult) -> int:
-        left = self.max_items - len(result.frames)
-        if left <= 0:
-            raise _Stop("max_items")
-        return left
 
     # ---- one request, with limits and retries ----------------------------------------------
 

@@ -9,7 +9,12 @@ the last id (or kline open time) it let through:
   processes :attr:`Gate.gap` first, then the item. Live (``backfill=True``) the item is **held**,
   with everything after it of the same key, and a :class:`BackfillRequest` is queued; the daemon
   fetches the missing items over REST and calls :meth:`Gate.resolve`, which releases, in order,
-  the backfilled items, a ``Gap`` for whatever could not be filled, then the held items.
+  the backfilled items, a ``Gap`` for whatever could not be filled, then the held items. A long
+  backfill comes in parts: :meth:`Gate.advance` takes each part at once (the cursor moves through
+  it, so a checkpoint then covers it) and leaves the held items held; ``resolve`` ends it.
+
+A ``Gap`` stands only for what REST did not serve: ids it skips (its history begins later than
+asked) and the rest of a range it no longer has; an open-ended catch-up has no rest.
 
 Gap markers from a recording advance the cursor, so the jump that follows a marker is not a second
 gap. A checkpointed cursor (``cursors``) makes the first live item after a restart a gap too.
@@ -84,10 +89,12 @@ class Gate:
         self.warmup_klines = warmup_klines if backfill else 0
         self.warming: set[BackfillRequest] = set()
         self.live_from: dict[str, int] = {}
+        self._steps: dict[tuple[str, str], int] = {
+            k: INTERVALS.get(k[1].partition(":")[2]) or 1 for k in (cursors or {})
+        }  # a restored kline cursor steps by its interval
         self._seqs: dict[tuple[str, str], IdSequence] = {
-            k: IdSequence(last=v) for k, v in (cursors or {}).items()
+            k: IdSequence(last=v, step=self._steps[k]) for k, v in (cursors or {}).items()
         }
-        self._steps: dict[tuple[str, str], int] = {}
         self.held: dict[tuple[str, str], Held] = {}
         self.requests: list[BackfillRequest] = []
         self.gap: Gap | None = None
@@ -171,35 +178,38 @@ class Gate:
             if seq.last is None or key in self.held:
                 continue
             kind, _, interval = key[1].partition(":")
-            step = self._steps.get(key) or INTERVALS.get(interval) or 1
-            out.append(BackfillRequest(key[0], kind, seq.last + step, OPEN_END, interval))
+            out.append(BackfillRequest(key[0], kind, seq.last + self._step(key), OPEN_END,
+                                       interval))
         return out
+
+    def _step(self, key: tuple[str, str]) -> int:
+        return self._steps.get(key) or INTERVALS.get(key[1].partition(":")[2]) or 1
 
     def take_requests(self) -> list[BackfillRequest]:
         """The backfill requests queued since the last call."""
         out, self.requests = self.requests, []
         return out
 
+    def advance(self, request: BackfillRequest, filled: list[Item]) -> list[Item]:
+        """A part of a backfill before the rest: its new items, in order (a Gap first where REST
+        skipped ids), at once. The items held behind the gap stay held and the unfilled rest
+        makes no Gap: the last part goes to :meth:`resolve`."""
+        return self._accept(request, self._seqs[request.key], filled)
+
     def resolve(self, request: BackfillRequest, filled: list[Item],
                 complete: bool) -> list[Item]:
         """Release, in order: backfilled items, a Gap for the unfilled rest, then the held items.
 
-        ``filled`` are the decoded backfill items (event, ts_init, raw frame) in id order. Items
-        outside the requested range or already seen are dropped. A held item that opens a new
-        gap is held again behind a new request.
+        ``filled`` are the decoded backfill items (event, ts_init, raw frame) in id order (the
+        last part, after :meth:`advance` took the others). Items outside the requested range or
+        already seen are dropped. A held item that opens a new gap is held again behind a new
+        request.
         """
         key = request.key
         held = self.held.pop(key, None)
         waiting = held.items if held is not None else []
         seq = self._seqs[key]
-        out: list[Item] = []
-        if request in self.warming and filled:  # history starts wherever the exchange has it
-            seq.last = _ident(filled[0][0]) - self._steps.get(key, 1)
-        for item in filled:
-            ident = _ident(item[0])
-            if request.first_missing <= ident <= request.last_missing and seq.check(ident) == OK:
-                out.append(item)
-                self.counts["backfilled"] += 1
+        out = self._accept(request, seq, filled)
         open_end = request.last_missing == OPEN_END
         if request in self.warming:  # a cold start's history: partial is fine, no gap
             self.warming.discard(request)
@@ -211,9 +221,31 @@ class Gate:
         out.extend(self._release(key, waiting))
         return out
 
+    def _accept(self, request: BackfillRequest, seq: IdSequence, filled: list[Item]) -> list[Item]:
+        """The new items of ``filled`` in the range; ids REST skipped before one are a Gap
+        (a cold start's history may begin anywhere: no Gap)."""
+        out: list[Item] = []
+        step, warming = self._step(request.key), request in self.warming
+        for item in filled:
+            ident, last = _ident(item[0]), seq.last
+            if not request.first_missing <= ident <= request.last_missing:
+                continue
+            missing = seq.check(ident)
+            if missing == DUPLICATE:
+                continue
+            if missing > 0 and not warming and last is not None:
+                ev = item[0]
+                gap = Gap(request.symbol, ev.ts_event, ev.ts_init, request.kind, last + step,
+                          ident - step)
+                out.append((gap, item[1], None))
+                self.counts["unfilled"] += 1
+            out.append(item)
+            self.counts["backfilled"] += 1
+        return out
+
     def _unfilled(self, request: BackfillRequest, seq: IdSequence,
                   waiting: list[Item]) -> tuple[Any, int, None]:
-        step = self._steps.get(request.key, 1)
+        step = self._step(request.key)
         first = request.first_missing if seq.last is None else max(seq.last + step,
                                                                    request.first_missing)
         seq.last = request.last_missing

@@ -365,11 +365,11 @@ class OnlineLearner:
     ValueError: model 'hat' does not do regression; use one of linreg, hatr, arfr
     """
 
-    # class defaults: learners pickled before these attributes existed still load and run
+    # class defaults: learners saved before these attributes existed still load and run
     _restarts = _challenged = n_swaps = 0
     _challenger: Any = None
     _edge = 0.0
-    options: Mapping[str, Any] = MappingProxyType({})  # older pickles: fresh models get defaults
+    options: Mapping[str, Any] = MappingProxyType({})  # older states: fresh models get defaults
 
     def __init__(
         self,

@@ -1,10 +1,13 @@
-"""The model registry: boosters as UBJSON, River learners as pickles, one champion per kind.
+"""The model registry: boosters as UBJSON, River learners in the codec's format, one champion
+per kind.
 
 Every model is a row of ``models`` (SQL in :mod:`ares_stream.store.models`): its lineage (parent,
 version per ``(symbol, kind)``), training range and rows, parameters, ordered feature list and
 hash, the library versions that wrote it, metrics and status. Boosters are stored with
-``save_raw("ubj")`` and never pickled. River learners are pickled (the blob stays inside the state
-directory) and refused on load when the installed River is not the one that wrote them.
+``save_raw("ubj")`` and never pickled. River learners are stored with :mod:`ares_stream.codec`
+(format ``codec-v1``: data that cannot run code when loaded) and refused on load when the
+installed River is not the one that wrote them. A learner an earlier version stored as a pickle
+is never loaded (:class:`~ares_stream.errors.UnsafeFormatError`).
 
 >>> import river
 >>> from structlog.testing import capture_logs
@@ -15,7 +18,7 @@ directory) and refused on load when the installed River is not the one that wrot
 >>> logs[0]["event"], logs[0]["model_id"]
 ('model_registered', 1)
 >>> (rec.kind, rec.version, rec.how, rec.format, rec.versions["river"] == river.__version__)
-('river', 1, 'online', 'pickle', True)
+('river', 1, 'online', 'codec-v1', True)
 >>> reg.load_river(rec.id)
 {'w': 1.0}
 
@@ -26,7 +29,6 @@ Boosters expire: :meth:`Registry.prune` deletes the bytes of each symbol's boost
 from __future__ import annotations
 
 import builtins
-import pickle
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,7 +39,8 @@ import numpy as np
 import river
 import structlog
 
-from ares_stream.errors import AresError
+from ares_stream import codec
+from ares_stream.errors import AresError, UnsafeFormatError
 from ares_stream.learners import booster as bst
 from ares_stream.store import models
 from ares_stream.store.db import StoreError
@@ -46,8 +49,10 @@ from ares_stream.store.models import ModelPruned, ModelRecord, Pruning
 if TYPE_CHECKING:
     import sqlite_utils
 
-__all__ = ["ModelPruned", "ModelRecord", "PruneResult", "Pruning", "Registry", "RegistryError",
-           "RiverVersionError"]
+__all__ = ["RIVER_FORMAT", "ModelPruned", "ModelRecord", "PruneResult", "Pruning", "Registry",
+           "RegistryError", "RiverVersionError", "UnsafeFormatError"]
+
+RIVER_FORMAT = f"codec-v{codec.VERSION}"  # the format column of a River learner
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +67,7 @@ class RegistryError(AresError):
 
 
 class RiverVersionError(AresError):
-    """A River learner was pickled by another River version than the one installed."""
+    """A River learner was saved by another River version than the one installed."""
 
 
 @dataclass(frozen=True)
@@ -139,31 +144,43 @@ class Registry:
                    metrics: Mapping[str, float] | None = None, features: Sequence[str] = (),
                    rows: int | None = None, parent: int | None = None,
                    status: str = "candidate") -> ModelRecord:
-        """Checkpoint a River learner (pickled); ``rows`` defaults to its ``n_learned``."""
+        """Checkpoint a River learner (the codec); ``rows`` defaults to its ``n_learned``."""
         kind = type(learner)
         record = models.insert(
             self.db, symbol=symbol, kind="river", created=created,
             rows=int(getattr(learner, "n_learned", 0) if rows is None else rows), how="online",
             params={"class": f"{kind.__module__}.{kind.__qualname__}"}, features=features,
-            feature_hash=bst.feature_hash(features), versions=river_versions(), format="pickle",
-            blob=pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL), parent=parent,
+            feature_hash=bst.feature_hash(features), versions=river_versions(),
+            format=RIVER_FORMAT, blob=codec.dumps(learner), parent=parent,
             metrics=metrics, status=status, run_id=self.run_id)
         log.info("model_registered", model_id=record.id, symbol=symbol, kind="river",
                  version=record.version, status=status)
         return record
 
     def load_river(self, model_id: int) -> object:
-        """Unpickle a River learner, refusing one written by another River version."""
+        """A River learner, decoded by the codec; refused when another River version wrote it,
+        or an earlier ares-stream stored it as a pickle."""
         record = self.get(model_id)
-        if record.kind != "river" or record.format != "pickle":
+        if record.kind != "river":
             raise RegistryError(f"model {model_id} is a {record.kind} model, not a River learner")
+        if record.format == "pickle":
+            raise UnsafeFormatError(
+                f"model {model_id} was stored as a pickle by an earlier version of ares-stream: "
+                "an unsafe format (a pickle can run code when loaded), so it will not be loaded. "
+                "Start the learner fresh; what is saved from now on is stored safely.")
+        if record.format != RIVER_FORMAT:
+            raise RegistryError(f"model {model_id} is stored as {record.format!r}; this version "
+                                f"reads River learners stored as {RIVER_FORMAT!r}")
         saved = record.versions.get("river", "unknown")
         if saved != river.__version__:
             raise RiverVersionError(
                 f"model {model_id} was saved by river {saved}; this is river {river.__version__}:"
-                f" a pickled learner cannot be trusted across versions. Let the online learner "
+                f" a learner's state cannot be trusted across versions. Let the online learner "
                 f"start fresh (or install river {saved} to load it).")
-        return pickle.loads(models.blob(self.db, model_id))
+        try:
+            return codec.loads(models.blob(self.db, model_id))
+        except codec.CodecError as exc:
+            raise codec.CodecError(f"model {model_id}: {exc}") from None
 
     def get(self, model_id: int) -> ModelRecord:
         """The record of ``model_id``; raises :class:`StoreError` when there is none."""
@@ -231,7 +248,7 @@ class Registry:
 
 
 def river_versions() -> dict[str, str]:
-    """The river, numpy and Python versions a River learner is pickled with."""
+    """The river, numpy and Python versions a River learner is saved with."""
     return {"river": river.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 

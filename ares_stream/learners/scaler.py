@@ -72,7 +72,7 @@ class RunningStandardScaler(base.Transformer):
     {'x': 5.0}
     """
 
-    # class defaults: scalers pickled before these options existed still load, unbounded
+    # class defaults: scalers saved before these options existed still load, unbounded
     clip: float | None = None
     warmup: int = 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ares_stream.errors import AresError
@@ -38,17 +38,21 @@ def default_out(db_path: str | Path, run_id: int) -> Path:
 
 def write_report(db_path: str | Path, out_dir: str | Path | None = None, *,
                  run_id: int | None = None, since: int | None = None, last: int | None = None,
-                 rolling: int = 500, extra: Sequence[tuple[str, str, str]] = ()) -> Path:
+                 rolling: int = 500, extra: Sequence[tuple[str, str, str]] = (),
+                 warn: Callable[[str], None] | None = None) -> Path:
     """Write the report of run ``run_id`` (the newest if None) of ``db_path`` into ``out_dir``;
     returns ``report.html``'s path. ``since`` (ns) or ``last`` (ns before the run's newest bar)
     restrict it to a window of event time; ``extra`` sections (id, title, plain text) open the
-    page (the demo's findings against its simulator)."""
+    page (the demo's findings against its simulator). ``warn`` is told, in one line, when the
+    database fails its integrity check (the page says so too)."""
     from ares_stream.report import data as report_data
     from ares_stream.report import figures, html
 
     if not Path(db_path).is_file():
         raise AresError(f"{db_path}: no such database")
     loaded = report_data.load(db_path, run_id, since, last)
+    if loaded.run.integrity and warn is not None:
+        warn(report_data.integrity_warning(loaded.run))
     out = Path(out_dir) if out_dir is not None else default_out(db_path, loaded.run.id)
     images = figures.render(loaded, rolling=rolling)
     page = html.page(loaded, images, extra=extra)

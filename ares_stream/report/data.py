@@ -3,7 +3,8 @@
 The database is opened read-only (a running daemon's file is read through its WAL), the run is
 the newest unless named, and ``since`` (event time, ns) restricts the report to a window — the
 daemon's daily report covers the last day. Positions are rebuilt from every fill of the run, so a
-window starts with the position it inherited.
+window starts with the position it inherited. A file from a newer ares-stream is refused; one
+that fails SQLite's ``quick_check`` is reported as far as it reads, and says so (``integrity``).
 
 >>> position_steps(np.array([5, 9, 12]), np.array(["BUY", "SELL", "BUY"], dtype=object),
 ...                np.array([2.0, 0.5, 1.0]))
@@ -32,9 +33,9 @@ from ares_stream.report.model import (
     Validation,
 )
 from ares_stream.store import history
-from ares_stream.store.status import open_readonly
+from ares_stream.store.status import integrity, open_readonly
 
-__all__ = ["NoSuchRun", "load", "position_steps"]
+__all__ = ["NoSuchRun", "integrity_warning", "load", "position_steps"]
 
 RECENT_VALIDATIONS = 20  # decisions listed in the report (newest last)
 _COUNTED_KINDS = ("gap", "rejected", "disconnected", "connect_failed", "silence", "error_frame",
@@ -66,6 +67,7 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
         sc, dr = history.scores(conn, rid, lo), history.drifts(conn, rid, lo)
         decisions = [_validation(v) for v in history.validations(conn, rid, lo)]
         hl, totals = history.health(conn, rid, lo), history.health_totals(conn, rid)
+        info.integrity = integrity(conn)
     equity = Equity(_time(eq["ts_event"]), eq["equity"], eq["drawdown"], eq["fees"])
     keep = fl["ts_event"] >= lo
     fills = Fills(_time(fl["ts_event"][keep]), fl["symbol"][keep], fl["side"][keep],
@@ -80,7 +82,15 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
     data = ReportData(info, equity, prices, fills, scores, drift, promotions,
                       decisions[-RECENT_VALIDATIONS:], health, {})
     data.summary = metrics.summary(data, run["config"])
+    if info.integrity:
+        data.summary["notes"].insert(0, f"{integrity_warning(info)}.")
     return data
+
+
+def integrity_warning(info: RunInfo) -> str:
+    """One line saying that the database failed its integrity check, and how."""
+    return (f"{info.db_path} fails SQLite's integrity check ({info.integrity[0]}); the report "
+            "shows what could be read")
 
 
 def _time(ns: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ class RunInfo:
     ended_at: int | None
     since: np.datetime64 | None = None  # the report covers event times from here (None: all)
     sources: list[str] = field(default_factory=list)
+    integrity: list[str] = field(default_factory=list)  # what SQLite's quick_check found wrong
 
 
 @dataclass

@@ -23,7 +23,8 @@ KEEP = 3
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One saved checkpoint: wall and event time (ns), the feed cursors, the pickled state."""
+    """One saved checkpoint: wall and event time (ns), the feed cursors, the engine state in
+    :mod:`ares_stream.codec`'s format (never a pickle)."""
     run_id: int
     ts_wall: int
     ts_event: int
@@ -55,7 +56,11 @@ def latest(db: sqlite_utils.Database, run_id: int) -> Checkpoint | None:
 
 
 def resumable_run(db: sqlite_utils.Database, mode: str) -> int | None:
-    """The newest run of ``mode`` that did not end cleanly (a crash or a kill): to resume."""
-    row = db.conn.execute("SELECT id FROM runs WHERE mode = ? AND status IN ('running', 'failed')"
-                          " ORDER BY id DESC LIMIT 1", (mode,)).fetchone()
+    """The newest run of ``mode`` that did not end cleanly (a crash or a kill): to resume. A
+    ``failed`` one only if it has a checkpoint: a start that failed before its run got one (a
+    taken port, an exchange refusing a live start) left nothing to resume."""
+    row = db.conn.execute("SELECT id FROM runs WHERE mode = ? AND (status = 'running' OR "
+                          "(status = 'failed' AND EXISTS (SELECT 1 FROM checkpoints c "
+                          "WHERE c.run_id = runs.id))) ORDER BY id DESC LIMIT 1",
+                          (mode,)).fetchone()
     return None if row is None else int(row[0])

@@ -108,7 +108,7 @@ MIGRATIONS: list[str] = [
         versions TEXT NOT NULL,        -- JSON: library versions that wrote the blob
         metrics TEXT NOT NULL DEFAULT '{}',
         status TEXT NOT NULL,          -- candidate | champion | retired
-        format TEXT NOT NULL,          -- ubjson (xgboost) | pickle (river, state directory only)
+        format TEXT NOT NULL,          -- ubjson (xgboost) | codec-v1 (river; pickle: refused)
         blob BLOB NOT NULL,
         run_id INTEGER
     );
@@ -190,7 +190,7 @@ MIGRATIONS: list[str] = [
         ts_wall INTEGER NOT NULL,
         ts_event INTEGER NOT NULL,
         cursors TEXT NOT NULL,         -- JSON: the feed cursor (last id / kline time per stream)
-        state BLOB NOT NULL            -- engine state (learners, features, labels): pickle
+        state BLOB NOT NULL            -- engine state (learners, features, labels): the codec
     );
     CREATE INDEX fills_client ON fills(client_id);
     """,

@@ -85,7 +85,7 @@ class ModelRecord:
     versions: dict[str, str]
     metrics: dict[str, Any]
     status: str  # candidate | champion | retired
-    format: str  # ubjson | pickle
+    format: str  # ubjson (xgboost) | codec-v1 (river) | pickle (earlier versions: refused)
     run_id: int | None
     size: int  # bytes of the model blob (of the deleted one, once pruned)
     pruned: bool  # its bytes were deleted to save space; the record stays
@@ -150,7 +150,7 @@ def get(db: sqlite_utils.Database, model_id: int) -> ModelRecord | None:
 
 
 def blob(db: sqlite_utils.Database, model_id: int) -> bytes:
-    """The stored model bytes (UBJSON for xgboost, a pickle for river); pruned: ModelPruned."""
+    """The stored model bytes (UBJSON for xgboost, the codec for river); pruned: ModelPruned."""
     row = db.conn.execute("SELECT blob, pruned, symbol, kind, version FROM models WHERE id = ?",
                           (model_id,)).fetchone()
     if row is None:

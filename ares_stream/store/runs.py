@@ -15,8 +15,10 @@ crash loses at most the rows of one flush interval and never corrupts the file (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sqlite3
 import time
 from typing import Any
 
@@ -128,6 +130,28 @@ class RunStore:
         self._predictions.clear()
         self._outcomes.clear()
         self._other.clear()
+
+    def abandon(self, reason: str) -> bool:
+        """The storage failed: mark the run ``failed`` with ``reason``, writing nothing else (the
+        rows still waiting are dropped), and close the connection. Best effort — a full disk may
+        refuse even that one row; returns whether it was written."""
+        self._predictions.clear()
+        self._outcomes.clear()
+        self._other.clear()
+        conn = self.db.conn
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+            with conn:
+                conn.execute("UPDATE runs SET ended_at = ?, status = 'failed', summary = ? "
+                             "WHERE id = ?", (time.time_ns(), json.dumps({"error": reason}),
+                                              self.run_id))
+            return True
+        except sqlite3.Error:
+            return False
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def close(self, status: str, summary: dict[str, Any]) -> None:
         """Flush, then record how the run ended and its summary."""

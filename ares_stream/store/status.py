@@ -3,37 +3,45 @@
 Nothing is created or changed beside the file: it is opened ``mode=ro`` through the WAL of the
 daemon that has it open, or ``immutable=1`` when no WAL is there (a stopped daemon). Each query
 returns plain dicts and lists; a table that an older schema lacks reads as empty, so a partly
-built database answers "none yet" rather than failing.
+built database answers "none yet" rather than failing. A file from a newer ares-stream (its
+``user_version`` past :data:`~ares_stream.store.db.MIGRATIONS`) is refused, naming both versions;
+:func:`integrity` runs SQLite's ``quick_check``, and a query that meets a corrupt page reads as
+empty too, so a damaged file still shows what can be read (the caller warns).
 
 >>> from ares_stream.store.db import open_db
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "s.db"); open_db(path).conn.close()
 >>> with open_readonly(path) as conn:
-...     (latest_run(conn), feed_health_counts(conn), champions(conn), equity_summary(conn))
-(None, {'gaps': 0, 'rejected': 0, 'reconnects': 0, 'lag_episodes': 0}, [], None)
+...     (latest_run(conn), feed_health_counts(conn)["gaps"], champions(conn), integrity(conn))
+(None, 0, [], [])
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ares_stream.store.db import StoreError
+from ares_stream.store.db import MIGRATIONS, StoreError
 
-__all__ = ["MissingDatabase", "champions", "drift_summary", "equity_summary",
-           "feed_health_counts", "last_validations", "latest_run", "newest_checkpoint_wall",
-           "newest_data_time", "newest_prediction_init", "open_readonly", "positions",
-           "schema_version"]
+__all__ = ["MissingDatabase", "NewerDatabase", "champions", "drift_summary", "equity_summary",
+           "feed_health_counts", "integrity", "last_validations", "latest_health", "latest_run",
+           "newest_checkpoint_wall", "newest_data_time", "newest_prediction_init",
+           "open_readonly", "positions", "schema_version"]
 
 # when an incident happened: its event time, or its receive time for those without one
 # (connection notices, rejected frames and lag episodes carry ts_event = 0)
 _INCIDENT_TIME = "CASE WHEN ts_event > 0 THEN ts_event ELSE ts_init END"
 # status name -> (feed_health kind, what is summed: rows are incidents, count is frames)
+# (duplicates dropped, REST 429s and 418s: rows of the daemon's counters, each the count since
+# the previous one — see ares_stream/daemon/counters.py)
 _HEALTH_KINDS = {"gaps": ("gap", "COUNT(*)"), "rejected": ("rejected", "SUM(count)"),
-                 "reconnects": ("disconnected", "COUNT(*)"), "lag_episodes": ("lag", "COUNT(*)")}
+                 "reconnects": ("disconnected", "COUNT(*)"), "lag_episodes": ("lag", "COUNT(*)"),
+                 "duplicates": ("duplicates", "SUM(count)"),
+                 "rate_limited": ("rate_limited", "SUM(count)"), "banned": ("banned", "SUM(count)")}
 
 
 class MissingDatabase(StoreError):
@@ -42,6 +50,15 @@ class MissingDatabase(StoreError):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         super().__init__(f"{path}: no such database (pass --db FILE, e.g. state/paper.db)")
+
+
+class NewerDatabase(StoreError):
+    """The file's schema is newer than this code knows: reading it could only mislead."""
+
+    def __init__(self, path: str | Path, version: int) -> None:
+        self.version = version
+        super().__init__(f"{path}: database schema version {version} is newer than this "
+                         f"ares-stream knows ({len(MIGRATIONS)}); upgrade ares-stream to read it")
 
 
 @contextmanager
@@ -60,6 +77,8 @@ def open_readonly(path: str | Path) -> Iterator[sqlite3.Connection]:
         raise StoreError(f"{path}: cannot be read: {exc}") from None
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if (version := schema_version(conn)) > len(MIGRATIONS):
+            raise NewerDatabase(path, version)
         yield conn
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable ares-stream database: {exc}") from None
@@ -72,6 +91,21 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
+def integrity(conn: sqlite3.Connection, limit: int = 5) -> list[str]:
+    """What SQLite's ``quick_check`` finds wrong (up to ``limit`` lines); [] when the file is
+    whole. It reads every page: on a large file it takes a while (about a second per GB)."""
+    try:
+        found = [str(r[0]) for r in conn.execute(f"PRAGMA quick_check({int(limit)})")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    return [] if found == ["ok"] else found
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """A corrupt page (SQLITE_CORRUPT), as opposed to a mistake in a query."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == 11 or "malformed" in str(exc)
+
+
 def _has(conn: sqlite3.Connection, table: str) -> bool:
     sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
     return conn.execute(sql, (table,)).fetchone() is not None
@@ -81,7 +115,12 @@ def _one(conn: sqlite3.Connection, table: str, sql: str, args: tuple[Any, ...] =
     """The first column of the first row, or None (also when the table does not exist)."""
     if not _has(conn, table):
         return None
-    row = conn.execute(sql, args).fetchone()
+    try:
+        row = conn.execute(sql, args).fetchone()
+    except sqlite3.DatabaseError as exc:
+        if not _corrupt(exc):
+            raise
+        return None  # a damaged table reads as empty; integrity() says why
     return None if row is None else row[0]
 
 
@@ -89,9 +128,14 @@ def _dicts(conn: sqlite3.Connection, table: str, sql: str,
            args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     if not _has(conn, table):
         return []
-    cur = conn.execute(sql, args)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    try:
+        cur = conn.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if not _corrupt(exc):
+            raise
+        return []  # a damaged table reads as empty; integrity() says why
 
 
 def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -99,6 +143,16 @@ def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
     rows = _dicts(conn, "runs", "SELECT id, mode, status, started_at, ended_at, "
                   "(SELECT COUNT(*) FROM runs) AS runs FROM runs ORDER BY id DESC LIMIT 1")
     return rows[0] if rows else None
+
+
+def run_error(conn: sqlite3.Connection, run_id: int) -> str | None:
+    """Why run ``run_id`` failed, as its summary says (``{"error": …}``), or None."""
+    summary = _one(conn, "runs", "SELECT summary FROM runs WHERE id = ?", (run_id,))
+    try:
+        error = json.loads(summary).get("error") if summary else None
+    except (ValueError, AttributeError):
+        return None
+    return str(error) if error else None
 
 
 def newest_checkpoint_wall(conn: sqlite3.Connection) -> int | None:
@@ -130,6 +184,13 @@ def feed_health_counts(conn: sqlite3.Connection, since: int | None = None) -> di
               f"{_INCIDENT_TIME} > ?)"
         out[name] = int(_one(conn, "feed_health", sql, (kind, since, since)) or 0)
     return out
+
+
+def latest_health(conn: sqlite3.Connection, kind: str) -> dict[str, Any] | None:
+    """The newest ``feed_health`` row of ``kind`` (run_id, ts_init, count, detail), or None."""
+    found = _dicts(conn, "feed_health", "SELECT run_id, ts_init, count, detail FROM feed_health "
+                   "WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,))
+    return found[0] if found else None
 
 
 def startup_notes(conn: sqlite3.Connection, run_id: int) -> list[dict[str, Any]]:

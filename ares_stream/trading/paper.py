@@ -121,6 +121,8 @@ class PaperBroker:
         self.equity = cfg.starting_cash
         self.blocked: Counter[str] = Counter()  # orders refused by a risk limit, by reason
         self.risk = Risk(cfg, cfg.starting_cash)
+        self.halted = ""  # why the daemon forbids new orders now ('' : it does not), e.g. a
+        # failing checkpoint: orders that cannot be recorded are not sent
         self._pending: list[Order] = []
         self._book: dict[str, tuple[float, float, int]] = {}  # bid, ask, ts_event
         self._last: dict[str, float] = {}  # last price per symbol
@@ -210,6 +212,9 @@ class PaperBroker:
 
     def _decide(self, bar: Bar, p: float, blocked: str, now: int) -> None:
         sym, price = bar.symbol, bar.close
+        if self.halted:
+            self._block(sym, bar.ts_event, self.halted)
+            return
         if price <= 0.0 or any(o.symbol == sym for o in self._pending):
             return
         pos = self.positions.get(sym)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
 import threading
 import time
@@ -92,11 +93,13 @@ def has_id(engine: CaptureEngine, last: int) -> Callable[[], bool]:
 
 async def pump_until(engine: Engine, rest_url: str, done: Callable[[], bool], *,
                      recorder: Any = None, clock: Any = None,
+                     checkpoint: Callable[[], None] | None = None,
                      timeout: float = 2 * DEADLINE) -> WsFeed:
     """The live path (websocket, REST backfill, the engine) until ``done()``; its feed."""
     feed_ = WsFeed(ws_settings(engine.config), reconnect_delays=backoff(0.02, cap=0.1))
     async with Backfiller(rest_url) as backfiller:
         run = Ingest(engine, feed_, backfiller, recorder, clock)
+        run.checkpoint = checkpoint
         feed_.on_notice = run.on_notice
         task = asyncio.create_task(run.run())
         try:
@@ -215,6 +218,35 @@ def test_rest_429_during_backfill_is_waited_out(tape: Tape) -> None:
         ingest(tape, Faults(drop_every=1500, max_drops=1, rest_429=2)))
     check_exact(engine, tape)
     assert stats["rest_429"] == 2 and engine.gate.counts["unfilled"] == 0
+
+
+def test_catch_up_checkpoints_as_it_goes_exactly_at_what_was_consumed(tape: Tape) -> None:
+    """A catch-up of the whole tape over REST (the exchange broadcast it before we connected)
+    calls the checkpoint hook every ``backfill_checkpoint_items`` items; at every call the
+    gate's cursor is exactly the last id the engine consumed, and all arrive once, in order."""
+    key = (SYMBOL, "agg_id")
+
+    async def main() -> tuple[CaptureEngine, list[tuple[int, int, int]]]:
+        async with LocalExchange(tape, ping_interval=None, start_on_subscribe=False) as ex:
+            await asyncio.wait_for(ex.done.wait(), DEADLINE)
+            cfg = live_config(ex, backfill_checkpoint_items=500)
+            gate = Gate(backfill=True, cursors={key: tape_ids(tape)[0] - 1})
+            engine = CaptureEngine(cfg, ListSink(), gate=gate)
+            saved: list[tuple[int, int, int]] = []
+
+            def checkpoint() -> None:
+                saved.append((gate.cursors()[key], engine.ids[-1], len(engine.ids)))
+
+            await pump_until(engine, ex.rest_url, has_id(engine, tape_ids(tape)[-1]),
+                             checkpoint=checkpoint)
+            return engine, saved
+
+    engine, saved = asyncio.run(main())
+    check_exact(engine, tape)
+    assert len(saved) >= len(tape_ids(tape)) // 1_000  # every page of 1,000 is past 500
+    assert all(cursor == last for cursor, last, _ in saved)
+    counts = [n for _, _, n in saved]
+    assert all(b - a >= 500 for a, b in itertools.pairwise(counts))
 
 
 def test_unfillable_gap_is_recorded_not_hidden(tape: Tape) -> None:

@@ -43,11 +43,6 @@ recordings_dir = "{recordings}"
 """
 
 
-@pytest.fixture(scope="module")
-def tape(tmp_path_factory: pytest.TempPathFactory) -> Tape:
-    path = tmp_path_factory.mktemp("dtape") / "sim.gz"
-    write_recording(path, seconds=1800, seed=21, symbol=SYMBOL)
-    return Tape.from_recording([path])
 
 
 def start(urls: dict[str, str], tmp: Path, *extra: str, streams: str = "aggTrade,bookTicker",
@@ -541,9 +536,9 @@ def test_live_daemon_trades_on_the_exchange_and_reconciles(tape: Tape, tmp_path:
         (qty,) = conn.execute("select qty from positions where symbol = ?", (SYMBOL,)).fetchone()
         state = conn.execute("select state from checkpoints order by id desc limit 1").fetchone()
     assert modes == {"live"}
-    import pickle
+    from ares_stream import codec
 
-    broker = pickle.loads(state[0])["broker"]
+    broker = codec.loads(state[0])["broker"]
     assert broker["cash"] == pytest.approx(balances["USDT"], abs=1e-6)
     assert qty == pytest.approx(balances["SIM"], abs=1e-9)
     for secret in (API_KEY, API_SECRET):

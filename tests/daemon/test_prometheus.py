@@ -56,10 +56,12 @@ def test_scrape_exposes_every_metric_with_the_ares_prefix() -> None:
     assert names == {"ares_frames", "ares_rejected_frames", "ares_gaps", "ares_reconnects",
                      "ares_predictions", "ares_drift_events", "ares_engine_lag_seconds",
                      "ares_fit_duration_seconds", "ares_model_version", "ares_equity",
-                     "ares_position", "ares_heartbeat_timestamp_seconds", "ares_feed_connected"}
+                     "ares_position", "ares_heartbeat_timestamp_seconds", "ares_feed_connected",
+                     "ares_healthy", "ares_checkpoint_failures"}
     got = samples(text)
     assert got[("ares_frames_total", ())] == 0
     assert got[("ares_feed_connected", ())] == 0
+    assert got[("ares_healthy", ())] == 1 and got[("ares_checkpoint_failures", ())] == 0
 
 
 def test_values_and_labels_after_updates() -> None:
@@ -77,8 +79,10 @@ def test_values_and_labels_after_updates() -> None:
         metrics.set_position("BTCUSDT", 0.015)
         metrics.heartbeat(1_700_000_000.5)
         metrics.set_feed_connected(True)
+        metrics.set_health(False, 2)
         return samples((await scrape(port))[2])
     got = serving(test)
+    assert got[("ares_healthy", ())] == 0 and got[("ares_checkpoint_failures", ())] == 2
     assert got[("ares_frames_total", ())] == 1200
     assert got[("ares_rejected_frames_total", ())] == 3
     assert got[("ares_gaps_total", ())] == 2

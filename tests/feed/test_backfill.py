@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ares_stream.events import Kline, Trade
+from ares_stream.events import Gap, Kline, Trade
 from ares_stream.feed import RawFrame, backfill
 from ares_stream.feed.backfill import (
     Backfiller,
@@ -24,6 +24,7 @@ from ares_stream.feed.backfill import (
     trade_frame,
 )
 from ares_stream.feed.binance import Decoder
+from ares_stream.feed.gate import HOLD, Gate
 from ares_stream.feed.recording import RecordingSource
 from ares_stream.sim.exchange import Faults, LocalExchange, Tape
 from tests.conftest import DEADLINE, shared_path
@@ -229,12 +230,63 @@ def test_the_weight_budget_makes_the_backfiller_wait_for_the_next_minute() -> No
     assert len(sleeps.waits) in (2, 3) and all(0 < w <= 60.05 for w in sleeps.waits)
 
 
-def test_max_items_caps_a_huge_range() -> None:
-    """A range larger than max_items stops 'max_items' after exactly that many frames."""
-    request = BackfillRequest("BTCUSDT", "agg_id", 1, 10**9)
-    result = run(fill(agg_frames(1_500), request, max_items=1_200))
-    assert not result.complete and result.reason == "max_items" and len(result.frames) == 1_200
-    assert result.requests == 2
+async def fill_gate(frames: list[RawFrame], cursor: int, live: int, **options: Any
+                    ) -> tuple[list[Any], BackfillResult, list[int]]:
+    """A live agg trade ``live`` held behind a gap after ``cursor``, filled from an exchange over
+    ``frames`` page by page (each page into the gate at once, as the daemon does): what the gate
+    released, in order; the fetch's result; the size of each page."""
+    gate = Gate(backfill=True, cursors={("BTCUSDT", "agg_id"): cursor})
+    assert gate.admit(Trade("BTCUSDT", 0, 0, live, 1.0, 1.0, False, True)) == HOLD
+    (request,) = gate.take_requests()
+    out: list[Any] = []
+    pages: list[int] = []
+
+    def on_page(page: list[RawFrame]) -> None:
+        pages.append(len(page))
+        out.extend(ev for ev, _, _ in gate.advance(request, [(e, 0, None) for e in decoded(page)]))
+
+    async with exchange(frames) as ex, Backfiller(ex.rest_url, **options) as backfiller:
+        result = await backfiller.fetch(request, on_page)
+    out.extend(ev for ev, _, _ in gate.resolve(request, [], result.complete))
+    return out, result, pages
+
+
+def test_a_huge_gap_is_filled_to_the_end_page_by_page() -> None:
+    """250,000 missing ids (no item-count cap) come back whole, page by page into the gate:
+    each id once, in order, then the held live one; no Gap, and no frame kept in memory."""
+    out, result, pages = run(fill_gate(agg_frames(250_001), 0, 250_001))
+    assert result.complete and result.reason == "" and result.items == 250_000
+    assert result.frames == [] and pages == [1000] * 250
+    assert [type(ev) for ev in out] == [Trade] * 250_001
+    assert [ev.trade_id for ev in out] == list(range(1, 250_002))
+
+
+def test_a_fetch_has_no_item_cap() -> None:
+    """Without ``on_page`` too, a 250,000-id range comes back whole: never 'max_items'."""
+    request = BackfillRequest("BTCUSDT", "agg_id", 1, 250_000)
+    result = run(fill(agg_frames(250_000), request))
+    assert result.complete and result.reason == "" and result.requests == 250
+    assert [e.trade_id for e in decoded(result.frames)] == list(range(1, 250_001))
+
+
+def test_what_rest_lacks_at_either_end_is_a_gap_and_only_that() -> None:
+    """REST's history begins at 5,001 and ends at 12,000 in a hole of 1-14,999: Gaps of exactly
+    1-5,000 and 12,001-14,999, every id REST has in between, then the held live one."""
+    out, result, _ = run(fill_gate(agg_frames(7_000, start_id=5_001), 0, 15_000))
+    assert not result.complete and result.reason == "not_available"
+    gaps = [(ev.first_missing, ev.last_missing) for ev in out if type(ev) is Gap]
+    assert gaps == [(1, 5_000), (12_001, 14_999)]
+    assert type(out[0]) is Gap and type(out[-2]) is Gap
+    trades = [ev.trade_id for ev in out if type(ev) is Trade]
+    assert trades == [*range(5_001, 12_001), 15_000]
+
+
+def test_a_fetch_stops_at_its_time_limit_after_a_whole_page() -> None:
+    """``max_seconds`` bounds a fetch by wall time: past it, no further page ('time_limit')."""
+    request = BackfillRequest("BTCUSDT", "agg_id", 1, 3_000)
+    result = run(fill(agg_frames(3_000), request, max_seconds=0.0))
+    assert not result.complete and result.reason == "time_limit"
+    assert result.requests == 1 and len(result.frames) == result.items == 1_000
 
 
 def test_a_client_error_is_reported_without_retry() -> None:

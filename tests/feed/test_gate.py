@@ -161,3 +161,37 @@ def test_cold_start_warms_up_from_history_without_a_gap() -> None:
     assert not any(type(ev) is Gap for ev, _, _ in out)
     assert g.live_from == {"X": t(1000).ts_event}
     assert g.admit(t(1001)) == PASS
+
+
+def test_a_backfill_in_parts_moves_the_cursor_and_keeps_the_held_items() -> None:
+    """Parts of a backfill pass at once (the cursor, what a checkpoint saves, moves through
+    them; duplicates dropped) while the live items stay held; the last part releases them."""
+    g = Gate(backfill=True, cursors={("X", "agg_id"): 0})
+    assert g.admit(t(10)) == HOLD
+    (req,) = g.take_requests()
+    assert ids(g.advance(req, [(t(i), 0, None) for i in (1, 2, 3, 4)])) == [1, 2, 3, 4]
+    assert g.cursors() == {("X", "agg_id"): 4} and g.holding() == 1
+    assert ids(g.advance(req, [(t(3), 0, None), (t(5), 0, None)])) == [5]
+    out = g.resolve(req, [(t(i), 0, None) for i in (6, 7, 8, 9)], complete=True)
+    assert ids(out) == [6, 7, 8, 9, 10] and not any(type(ev) is Gap for ev, _, _ in out)
+    assert g.holding() == 0 and g.admit(t(11)) == PASS
+
+
+def test_ids_rest_skips_are_a_gap_of_exactly_those() -> None:
+    """A backfill whose REST history begins later than asked: a Gap for the ids it skipped,
+    then every item it has (none dropped), then the held item."""
+    g = Gate(backfill=True, cursors={("X", "agg_id"): 0})
+    g.admit(t(10))
+    (req,) = g.take_requests()
+    out = g.resolve(req, [(t(i), 0, None) for i in (4, 5, 6, 7, 8, 9)], complete=True)
+    gap = out[0][0]
+    assert type(gap) is Gap and (gap.first_missing, gap.last_missing) == (1, 3)
+    assert ids(out) == [4, 5, 6, 7, 8, 9, 10]
+
+
+def test_a_restored_kline_cursor_steps_by_its_interval() -> None:
+    """After a restart the next closed kline passes (no gap of a ns-stepped cursor), and the
+    catch-up asks from the next open time."""
+    g = Gate(backfill=True, cursors={("X", "kline_time:1m"): 5 * M})
+    assert g.catch_up_requests()[0].first_missing == 6 * M
+    assert g.admit(k(6)) == PASS and g.admit(k(7)) == PASS

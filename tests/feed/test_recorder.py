@@ -83,6 +83,20 @@ def test_flushed_lines_survive_a_crash(tmp_path: Path) -> None:
     writer.close()
 
 
+def test_sync_makes_every_line_written_so_far_readable_and_durable(tmp_path: Path) -> None:
+    """``sync`` (before each daemon checkpoint) flushes the pending lines to the file and fsyncs
+    it, however recently the interval flush ran: a copy taken right after reads them all."""
+    frames = _noisy(1_500)
+    writer = RecordingWriter(tmp_path / "rec", clock=FakeClock())  # the interval never passes
+    for ts, data in frames:
+        writer.write(ts, data)
+    writer.sync()
+    crashed = shutil.copy(writer.files[0], tmp_path / "crashed.gz")
+    assert list(RecordingSource([crashed])) == frames
+    assert writer.stats["syncs"] == 1 and writer.stats["flushes"] == 1
+    writer.close()
+
+
 def test_a_cut_file_reads_as_a_prefix_of_what_was_written(tmp_path: Path) -> None:
     """Cut at any of 300 random byte offsets, a file (several sync points) reads as a prefix."""
     frames = _noisy(4_000)

@@ -13,6 +13,8 @@ import river
 import xgboost as xgb
 from structlog.testing import capture_logs
 
+from ares_stream import codec
+from ares_stream.errors import UnsafeFormatError
 from ares_stream.learners import booster as bst
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.registry import (
@@ -125,13 +127,13 @@ def test_river_round_trip(tmp_path: Path) -> None:
     assert isinstance(back, OnlineLearner)
     x = {"ret_1": 2.0, "vol": 1.0}
     assert back.predict(x) == learner.predict(x) and back.n_learned == 50
-    assert (rec.kind, rec.how, rec.format, rec.rows) == ("river", "online", "pickle", 50)
+    assert (rec.kind, rec.how, rec.format, rec.rows) == ("river", "online", "codec-v1", 50)
     assert rec.versions["river"] == river.__version__
     assert rec.feature_hash == bst.feature_hash(["ret_1", "vol"])
 
 
 def test_river_from_another_version_is_refused(tmp_path: Path) -> None:
-    """A learner pickled by another River version is refused with a message naming both."""
+    """A learner saved by another River version is refused with a message naming both."""
     reg = registry(tmp_path)
     rec = reg.save_river("BTCUSDT", OnlineLearner("logreg", horizon=1), created=T0)
     models.set_versions(reg.db, rec.id, rec.versions | {"river": "0.19.0"})
@@ -139,6 +141,58 @@ def test_river_from_another_version_is_refused(tmp_path: Path) -> None:
         reg.load_river(rec.id)
     assert str(err.value).startswith(
         f"model {rec.id} was saved by river 0.19.0; this is river {river.__version__}: ")
+
+
+def test_river_blob_is_the_codec_not_pickle(tmp_path: Path) -> None:
+    """The stored learner is the codec's envelope, which pickle cannot load."""
+    reg = registry(tmp_path)
+    rec = reg.save_river("BTCUSDT", OnlineLearner("hat", task="classification"), created=T0)
+    blob = models.blob(reg.db, rec.id)
+    assert not blob.startswith(b"\x80") and b"ares-codec" in blob[:32]
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(blob)
+    assert isinstance(codec.loads(blob), OnlineLearner)
+
+
+class Marker:
+    """Pickles to a call of os.system that creates a file: what a tampered row would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        import os
+        return os.system, (f"touch {self.path}",)
+
+
+def test_a_pickled_learner_of_an_earlier_version_is_refused_unloaded(tmp_path: Path) -> None:
+    """A River learner stored as a pickle (the format of earlier versions) is refused with
+    UnsafeFormatError saying so, and its pickle never runs."""
+    reg = registry(tmp_path)
+    marker = tmp_path / "ran"
+    rec = models.insert(
+        reg.db, symbol="BTCUSDT", kind="river", created=T0, rows=0, how="online",
+        params={}, features=[], feature_hash=bst.feature_hash([]),
+        versions={"river": river.__version__}, format="pickle",
+        blob=pickle.dumps(Marker(marker)), parent=None, metrics=None, status="candidate",
+        run_id=None)
+    with pytest.raises(UnsafeFormatError, match=r"stored as a pickle by an earlier version.*"
+                                                r"will not be loaded"):
+        reg.load_river(rec.id)
+    assert not marker.exists()
+    assert isinstance(reg.load_river(reg.save_river("BTCUSDT", OnlineLearner("logreg"),
+                                                    created=T0).id), OnlineLearner)
+
+
+def test_a_tampered_learner_blob_is_refused(tmp_path: Path) -> None:
+    """A River blob that does not verify is a CodecError naming the model."""
+    reg = registry(tmp_path)
+    rec = reg.save_river("BTCUSDT", OnlineLearner("logreg"), created=T0)
+    blob = bytearray(models.blob(reg.db, rec.id))
+    blob[-3] ^= 0xFF
+    reg.db.conn.execute("UPDATE models SET blob = ? WHERE id = ?", (bytes(blob), rec.id))
+    with pytest.raises(codec.CodecError, match=f"model {rec.id}: checksum mismatch"):
+        reg.load_river(rec.id)
 
 
 def test_kinds_are_not_confused(tmp_path: Path, tb: bst.TrainedBooster) -> None:

@@ -183,3 +183,31 @@ def test_a_database_from_before_the_booster_column_still_reports(tmp_path: Path)
     data = load(db)
     assert data.scores.label.size == 49 and np.isnan(data.scores.booster).all()
     assert write_report(db, tmp_path / "out").is_file()
+
+
+def test_a_newer_schema_is_refused_and_a_damaged_file_reported_with_a_warning(
+        replayed: tuple[Path, Path, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``report`` refuses a database of a newer schema in one line naming both versions (exit
+    2); a file with a damaged checkpoints table is reported with one warning line, and the page
+    says so."""
+    import shutil
+
+    from tests.test_status import corrupt_table, newer_schema
+
+    newer = tmp_path / "newer.db"
+    version = newer_schema(newer)
+    assert main(["report", str(newer), "--out", str(tmp_path / "n")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"database schema version {version} is newer than this " \
+        f"ares-stream knows ({len(MIGRATIONS)})" in err
+    damaged = tmp_path / "damaged.db"
+    shutil.copy(replayed[0], damaged)
+    corrupt_table(damaged, "checkpoints")
+    assert main(["report", str(damaged), "--out", str(tmp_path / "d")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"ares-stream report: warning: {damaged} fails SQLite's integrity "
+                          "check (") and err.count("\n") == 1
+    page = (tmp_path / "d" / "report.html").read_text(encoding="utf-8")
+    assert "fails SQLite&#x27;s integrity check" in page or "fails SQLite's integrity check" in page
+    assert all(f'id="{sid}"' in page for sid in SECTIONS)

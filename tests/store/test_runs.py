@@ -57,3 +57,17 @@ def test_close_records_status_summary_and_health(tmp_path: Path) -> None:
     assert db.execute("select count(*) from drift_events").fetchone()[0] == 1
     kinds = db.execute("select kind, count from feed_health order by id").fetchall()
     assert kinds == [("gap", 10), ("rejected", 1)]
+
+
+def test_abandon_marks_the_run_failed_and_writes_nothing_else(tmp_path: Path) -> None:
+    """The storage failed: the waiting rows are dropped, the run is marked failed with the
+    reason, and the connection is closed."""
+    import sqlite3
+
+    store = make(tmp_path)
+    store.prediction(Prediction("X", 1, 1, "m", 1, 0.5, 0.5, 1.0))
+    assert store.abandon("cannot write r.db: database or disk is full")
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert conn.execute("select count(*) from predictions").fetchone()[0] == 0
+        status, summary = conn.execute("select status, summary from runs").fetchone()
+    assert status == "failed" and "disk is full" in summary

@@ -203,6 +203,19 @@ def test_an_order_in_flight_blocks_new_decisions() -> None:
     assert b.orders == 1
 
 
+def test_a_halted_broker_sends_no_order_until_the_halt_is_lifted() -> None:
+    """The daemon halts the broker while its checkpoints fail (an order that cannot be recorded
+    is not sent): bars that would trade are blocked, with the reason counted; lifted, it trades."""
+    b = PaperBroker(replace(BPS, slippage_bps=0.0), None)
+    b.halted = "checkpoint failing: cannot write paper.db"
+    for k in range(1, 4):
+        step(b, T0 + k * MIN, 100.0, 0.9)
+    assert b.orders == 0 and b.blocked["checkpoint failing: cannot write paper.db"] == 3
+    b.halted = ""
+    step(b, T0 + 4 * MIN, 100.0, 0.9)
+    assert b.orders == 1
+
+
 def test_buy_is_cut_to_the_cash_available() -> None:
     """A BUY bigger than the cash (fee included) fills for what the cash pays."""
     b = PaperBroker(replace(BPS, starting_cash=500.0, slippage_bps=0.0), None)
