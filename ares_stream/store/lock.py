@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from ares_stream.store.db import StoreError
 
 __all__ = ["DatabaseInUse", "DatabaseLock", "holder", "lock_path"]
+
+_PROBE_GRACE_S = 0.5
 
 
 class DatabaseInUse(StoreError):
@@ -64,7 +67,7 @@ class DatabaseLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(fd)
         except BlockingIOError:
             os.close(fd)
             raise DatabaseInUse(self.db_path, _read_pid(self.path)) from None
@@ -110,6 +113,21 @@ def holder(db_path: str | Path) -> int | None:
     finally:
         os.close(fd)
     return None
+
+
+def _lock(fd: int) -> None:
+    """``flock(LOCK_EX | LOCK_NB)``, tried for :data:`_PROBE_GRACE_S`: a :func:`holder` probe
+    holds a shared lock for an instant, which must not refuse a daemon starting then (an owner
+    holds it for good, so a refusal costs only this grace)."""
+    deadline = time.monotonic() + _PROBE_GRACE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _read_pid(path: Path) -> int | None:

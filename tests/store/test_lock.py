@@ -72,3 +72,22 @@ def test_an_in_memory_database_needs_no_lock() -> None:
     with DatabaseLock(":memory:") as lock:
         assert not lock.held
     assert not Path(":memory:.lock").exists()
+
+
+def test_a_status_probe_at_the_moment_of_acquiring_does_not_refuse_the_owner(
+        tmp_path: Path) -> None:
+    """``holder`` probes with a shared lock for an instant; a daemon acquiring then still gets
+    the database (it retries through the probe), while a real holder still refuses it."""
+    import fcntl
+    import threading
+
+    db = tmp_path / "paper.db"
+    lock_path(db).write_text("")
+    fd = os.open(lock_path(db), os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a probe that lasts 50 ms (real ones: microseconds)
+    timer = threading.Timer(0.05, os.close, (fd,))
+    timer.start()
+    lock = DatabaseLock(db).acquire()
+    timer.join()
+    assert lock.held
+    lock.release()
