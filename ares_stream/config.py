@@ -409,3 +409,48 @@ def _check_task_model(cfg: Config, source: str) -> None:
 def as_dict(cfg: Config) -> dict[str, Any]:
     """The config as plain data (for the ``runs`` table)."""
     return dataclasses.asdict(cfg)
+
+
+STATE_KEYS = ("bars", "features", "labels", "learner", "drift", "feed.streams", "feed.endpoint",
+              "feed.time_unit")  # what shapes the engine's learned state (a checkpoint's)
+
+
+def state_changes(stored: Any, cfg: Config) -> list[str]:
+    """The settings among :data:`STATE_KEYS` on which ``stored`` (a checkpoint's
+    :func:`as_dict`) and ``cfg`` differ: the checkpoint's engine state (bar builders, features,
+    labels, learner) cannot be resumed under them. A key ``stored`` lacks — one a newer version
+    added — counts only when ``cfg`` moves it from its default; one only ``stored`` has — a
+    removed option — does not. Trading limits, metrics, the store, the batch learner's own
+    settings do not touch that state, so changing them keeps it.
+
+    >>> stored = as_dict(Config())
+    >>> del stored["learner"]["shrink"]  # a checkpoint from before the key existed
+    >>> stored["trading"]["fee_bps"] = 99.0
+    >>> state_changes(stored, Config())
+    []
+    >>> state_changes(stored, replace_values(Config(), {"learner": {"lr": 0.5}}))
+    ['learner.lr']
+    >>> state_changes(None, Config())
+    ['(no config in the checkpoint)']
+    """
+    if not isinstance(stored, dict):
+        return ["(no config in the checkpoint)"]
+    now, default = as_dict(cfg), as_dict(Config())
+    changed = []
+    for key in STATE_KEYS:
+        section, _, name = key.partition(".")
+        new = now[section] if not name else {name: now[section][name]}
+        old = stored.get(section)
+        if not isinstance(old, dict):
+            changed.append(key)
+            continue
+        for k, value in new.items():
+            was = old[k] if k in old else default[section][k]
+            if _plain(was) != _plain(value):
+                changed.append(f"{section}.{k}")
+    return changed
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists alike (a stored config went through JSON or the codec)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value

@@ -61,7 +61,7 @@ import structlog
 from ares_stream import codec
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
-from ares_stream.config import Config, as_dict, load_config
+from ares_stream.config import Config, as_dict, load_config, state_changes
 from ares_stream.daemon import counters, startup
 from ares_stream.daemon.ingest import Ingest, build_ingest
 from ares_stream.daemon.prometheus import Metrics
@@ -339,8 +339,10 @@ class Daemon:
             log.error("checkpoint_refused", reason=str(exc),
                       action="cold start of the engine state")
             return
-        if saved.get("config") != as_dict(self.config):
-            log.warning("checkpoint_config_changed", action="cold start of the engine state")
+        changed = state_changes(saved.get("config"), self.config)
+        if changed:  # only what shapes the learned state: trading limits etc. keep it
+            log.warning("checkpoint_config_changed", changed=changed,
+                        action="cold start of the engine state")
             return
         engine = self.ingest.engine
         engine.state = saved["state"]

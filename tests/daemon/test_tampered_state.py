@@ -104,3 +104,63 @@ def _checkpoints(db: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def _start_with(urls: dict[str, str], tmp: Path, extra_toml: str) -> subprocess.Popen[str]:
+    from tests.daemon.test_lifecycle import CONFIG
+
+    cfg = tmp / "changed.toml"
+    cfg.write_text(CONFIG.format(recordings=tmp / "recordings") + extra_toml)
+    return subprocess.Popen(
+        [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams", "aggTrade",
+         "--ws-url", urls["ws"], "--rest-url", urls["rest"], "--db", str(tmp / "paper.db"),
+         "--config", str(cfg), "--log-json", "--checkpoint-every", "0.3"],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
+        stderr=(tmp / "daemon.log").open("a"), text=True)
+
+
+def test_a_restart_keeps_the_learned_state_unless_what_shapes_it_changed(
+        tape: Tape, tmp_path: Path) -> None:
+    """After a crash, an upgrade's new config key or new trading limits keep the checkpoint's
+    engine state (the prediction counter goes on); a changed learner setting starts it cold and
+    says which."""
+    db = tmp_path / "paper.db"
+    log = tmp_path / "daemon.log"
+
+    def crash(proc: subprocess.Popen[str], starts: int) -> bytes:
+        wait_for("this start's READY", lambda: log.read_text().count('"daemon_started"') >= starts)
+        n = _newest_checkpoint(db)
+        wait_for("a checkpoint of this start", lambda: _newest_checkpoint(db) > n)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        with sqlite3.connect(db) as conn:
+            return bytes(conn.execute("SELECT state FROM checkpoints ORDER BY id DESC LIMIT 1"
+                                      ).fetchone()[0])
+
+    with exchange_in_thread(tape, rate=400, faults=Faults()) as urls:
+        proc = _start_with(urls, tmp_path, "")
+        wait_for_predictions(db, 5)
+        first = crash(proc, 1)
+        with sqlite3.connect(db) as conn:  # as if written by a version without these keys
+            saved = codec.loads(first)
+            del saved["config"]["store"]["watchdog_failures"], saved["config"]["learner"]["shrink"]
+            conn.execute("UPDATE checkpoints SET state = ?", (codec.dumps(saved),))
+        kept = crash(_start_with(urls, tmp_path, "[trading]\nmax_daily_loss = 123.0\n"), 2)
+        assert '"checkpoint_config_changed"' not in log.read_text()
+        proc = _start_with(urls, tmp_path, "[learner]\nlr = 0.05\n")
+        wait_for("the cold start", lambda: logged(tmp_path, '"checkpoint_config_changed"'))
+        proc.send_signal(signal.SIGTERM)
+        err = finish(proc, tmp_path)
+    assert proc.returncode == 0, err[-2000:]
+    changed = next(line for line in err.splitlines() if '"checkpoint_config_changed"' in line)
+    assert '"learner.lr"' in changed and "trading" not in changed
+    then, now = codec.loads(first)["state"][SYMBOL], codec.loads(kept)["state"][SYMBOL]
+    assert now.predictions > then.predictions > 0  # resumed, not restarted from 0
+
+
+def _newest_checkpoint(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("SELECT coalesce(max(id), 0) FROM checkpoints").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
