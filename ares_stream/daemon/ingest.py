@@ -137,6 +137,8 @@ class Ingest:
     async def _pump(self, max_frames: int | None, task: asyncio.Task[None]) -> None:
         """The live hot loop: take what is queued without awaiting, await only when empty."""
         queue, engine, frames = self.feed.queue, self.engine, 0
+        if self.catch_up_due and not self.caught_up:
+            await self._catch_up()  # a restart's REST catch-up first: its warm-up, timed whole
         while not self.stopping.is_set():
             try:
                 frame = queue.get_nowait()

@@ -21,6 +21,7 @@ from ares_stream.config import load_config
 from ares_stream.replay import run_replay
 from ares_stream.sim.exchange import LocalExchange, Tape
 from ares_stream.sim.simulator import write_recording
+from ares_stream.status import status_report
 from tests.conftest import wait_until
 from tests.daemon.test_lifecycle import (
     SYMBOL,
@@ -146,6 +147,8 @@ def test_a_restart_loop_progresses_through_a_large_backlog_and_loses_nothing(
         err = finish(proc, tmp_path)
     assert proc.returncode == 0, err[-2000:]
     assert "max_items" not in err and '"backfill_checkpointed"' in err
+    warmup = status_report(db)["startup"]["warmup"]  # the whole REST catch-up, timed
+    assert warmup["how"] == "restart" and warmup["items"] == last - cursors[-1], warmup
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
         assert conn.execute("select count(*) from feed_health where kind = 'gap'"
@@ -185,3 +188,4 @@ def test_sigterm_during_a_long_catch_up_stops_promptly_with_its_progress_saved(
     assert behind < saved <= cursor(db) < last
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("select status from runs").fetchall() == [("finished",)]
+
