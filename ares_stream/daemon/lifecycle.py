@@ -499,7 +499,7 @@ class Daemon:
         try:
             self.checkpoint()
         except Exception as exc:  # every failure is told; none ends the checkpointer
-            failure = storage_failure(exc, str(self.options.db_path))
+            failure = storage_failure(exc, self._written())
             self.checkpoint_failures += 1
             self.checkpoint_error = str(failure or f"{type(exc).__name__}: {exc}")
             log.error("checkpoint_failed", error=self.checkpoint_error,
@@ -508,6 +508,8 @@ class Daemon:
                 self.broker.halted = f"checkpoint failing: {self.checkpoint_error}"
             if self.metrics is not None:
                 self.metrics.set_health(False, self.checkpoint_failures)
+            if self._recording_failed():  # lines may be lost from it: end, resume from the
+                self.request_stop("the recording failed")  # last checkpoint it holds whole
             return False
         if self.checkpoint_failures:
             log.info("checkpoint_recovered", after_failures=self.checkpoint_failures)
@@ -517,6 +519,17 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.set_health(True, 0)
         return True
+
+    def _recording_failed(self) -> bool:
+        rec = self.ingest.recorder if self.ingest is not None else None
+        return rec is not None and rec.failed is not None
+
+    def _written(self) -> str:
+        """What a storage failure failed to write: the recording, or the database."""
+        if self._recording_failed():
+            assert self.ingest is not None and self.ingest.recorder is not None
+            return f"the recording in {self.ingest.recorder.directory}"
+        return str(self.options.db_path)
 
     def checkpoint(self) -> None:
         """Flush every buffered row and sync the recording, then write the engine state and the
@@ -559,7 +572,7 @@ class Daemon:
             self.store.close("finished", self.ingest.engine.summary())
             self.store.db.conn.close()
         except STORAGE_ERRORS as exc:
-            failure = storage_failure(exc, str(self.options.db_path))
+            failure = storage_failure(exc, self._written())
             if failure is None:
                 raise
             self.reserve.release()

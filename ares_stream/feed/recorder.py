@@ -30,6 +30,7 @@ every id (a restart's overlap is fine, a hole is not).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import time
@@ -80,6 +81,7 @@ class RecordingWriter:
         self._pending_bytes = 0
         self._last_flush = clock()
         self._closed = False
+        self.failed: OSError | None = None  # the write that failed the writer (see flush)
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, ts_init: int, data: bytes) -> None:
@@ -110,19 +112,33 @@ class RecordingWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Make every line written so far readable from the file, even after a SIGKILL."""
+        """Make every line written so far readable from the file, even after a SIGKILL.
+
+        A write the OS refuses (a full disk) fails the writer for good: lines may be lost from
+        the file, so no later flush or sync may claim the recording whole (each raises that
+        error again) — the daemon ends and resumes from its last synced checkpoint."""
         self._last_flush = self.clock()
+        if self.failed is not None:
+            raise self.failed
         if self._gzip is None:
             return
-        self._compress()
-        self._gzip.flush()  # Z_SYNC_FLUSH, then the file object's flush: a write(2) to the OS
+        try:
+            self._compress()
+            self._gzip.flush()  # Z_SYNC_FLUSH, then the file object's flush: a write(2) to the OS
+        except OSError as exc:
+            self.failed = exc
+            raise
         self.stats["flushes"] += 1
 
     def sync(self) -> None:
         """:meth:`flush`, then ``fsync``: every line written so far survives a power cut too."""
         self.flush()
         if self._raw is not None:
-            os.fsync(self._raw.fileno())
+            try:
+                os.fsync(self._raw.fileno())
+            except OSError as exc:
+                self.failed = exc
+                raise
             self.stats["syncs"] += 1
 
     def close(self) -> None:
@@ -178,12 +194,17 @@ class RecordingWriter:
             return path, raw
 
     def _close_file(self) -> None:
-        if self._gzip is None or self._raw is None:
+        gz, raw = self._gzip, self._raw
+        if gz is None or raw is None:
             return
-        self.flush()
-        self._gzip.close()  # writes the trailer; does not close the file object it was given
-        self._raw.close()
-        self._gzip = self._raw = None
+        try:
+            if self.failed is None:  # a failed writer's file is left as the OS has it
+                self.flush()
+                gz.close()  # writes the trailer; does not close the file object it was given
+        finally:
+            self._gzip = self._raw = None
+            with contextlib.suppress(OSError):
+                raw.close()
 
 
 def _sync_dir(directory: Path) -> None:

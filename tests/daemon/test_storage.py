@@ -212,3 +212,42 @@ def test_storage_failures_are_told_apart_from_other_errors() -> None:
     assert storage_failure(OSError(errno.EDQUOT, "Disk quota exceeded")) is not None
     assert storage_failure(sqlite3.OperationalError("no such table: runs")) is None
     assert storage_failure(PermissionError(errno.EACCES, "denied")) is None
+
+
+def test_a_full_recording_disk_ends_the_daemon_with_one_line(
+        tape: Tape, tmp_path: Path, small_disk: Path) -> None:
+    """The recordings' disk fills up (the database's does not): the recording cannot hold what
+    the next checkpoint would cover, so the daemon ends — exit 1, one line naming the disk, no
+    traceback — and its run is marked failed; the newest checkpoint is still one whose frames
+    are all recorded."""
+    db = tmp_path / "paper.db"
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(CONFIG.format(recordings=small_disk / "recordings"))
+    with exchange_in_thread(tape, rate=300, faults=Faults()) as urls:
+        proc = subprocess.Popen(
+            [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams", "aggTrade",
+             "--ws-url", urls["ws"], "--rest-url", urls["rest"], "--db", str(db), "--config",
+             str(cfg), "--log-json", "--checkpoint-every", "0.3"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp_path / "daemon.log").open("a"),
+            text=True)
+        try:
+            wait_for_predictions(db, 3)
+            fill(small_disk)
+            wait_for("the daemon to end", lambda: proc.poll() is not None)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            err = finish(proc, tmp_path)
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last == (f"ares-stream run: error: cannot write the recording in {small_disk}/"
+                    "recordings: No space left on device (is the disk full?)"), last
+    assert '"reason": "the recording failed"' in err
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        status, summary = conn.execute("select status, summary from runs").fetchone()
+    assert status == "failed" and "No space left" in summary
+    (small_disk / "filler").unlink()
+    ids, _ = recorded_ids(small_disk / "recordings")
+    missing = set(range(min(ids), newest_cursor(db) + 1)) - set(ids)
+    assert not missing, f"{len(missing)} ids the checkpoint covers are not recorded"
