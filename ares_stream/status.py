@@ -95,14 +95,15 @@ def status_report(db_path: str | Path, now_ns: int | None = None) -> dict[str, A
         since = None if window_end is None else window_end - HOUR_NS
         run, positions = sql.latest_run(conn), sql.positions(conn)
         startup_info = None if run is None else _startup(sql.startup_notes(conn, run["id"]))
+        checkpoint = sql.newest_checkpoint_wall(conn)
         return {
             "schema": SCHEMA, "db": str(db_path), "schema_version": sql.schema_version(conn),
             "now_ns": now,
-            "heartbeat": _heartbeat(sql.newest_checkpoint_wall(conn),
+            "heartbeat": _heartbeat(checkpoint,
                                     sql.newest_prediction_init(conn), now),
             "run": None if run is None else _ns(run, "started_at", "ended_at"),
             "startup": startup_info,
-            "health": _health(run, startup_info, sql.newest_checkpoint_wall(conn), now,
+            "health": _health(run, startup_info, checkpoint, now,
                               holder(db_path), None if run is None else
                               sql.run_error(conn, run["id"])),
             "integrity": {"ok": not problems, "problems": problems},

@@ -34,6 +34,7 @@ time of the period's end as ``ts_init``, like connection notices.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from typing import Protocol
@@ -88,7 +89,9 @@ class FeedCounters:
 
 def period_lag(lag: LagStats, frames: int) -> dict[str, float]:
     """p50, p99 and max (ms) of the newest ``frames`` lag samples, and how many they are."""
-    newest = np.fromiter(lag.samples, dtype=np.int64, count=len(lag.samples))[-frames:]
+    frames = min(frames, len(lag.samples))  # only those: not the whole deque, on the loop
+    newest = np.fromiter(itertools.islice(reversed(lag.samples), frames), dtype=np.int64,
+                         count=frames)
     p50, p99 = np.quantile(newest, (0.5, 0.99), method="lower") / 1e6
     return {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3),
             "max_ms": round(float(newest.max()) / 1e6, 3), "frames": int(newest.size)}

@@ -212,9 +212,7 @@ class Daemon:
         hours = self.config.report.every_hours
         if hours <= 0:
             return
-        if self.ingest.clock is None:
-            self.ingest.clock = LiveClock()
-        self.ingest.clock.every("report", hours * 3600.0, self.write_report)
+        self._clock().every("report", hours * 3600.0, self.write_report)
 
     def write_report(self, now_ns: int) -> Path | None:
         """Write the report of what came since the previous one (the first: the whole run) in a
@@ -296,10 +294,15 @@ class Daemon:
         ``feed_health`` every checkpoint period (:mod:`ares_stream.daemon.counters`), on the
         ingest's clock (one is made if nothing else needed one)."""
         assert self.ingest is not None
+        self._clock().every("feed_counters", self.options.checkpoint_every,
+                            counters.for_ingest(self.ingest).record, run_in_executor=False)
+
+    def _clock(self) -> LiveClock:
+        """The ingest's APScheduler clock (batch learning's), made if nothing needed one yet."""
+        assert self.ingest is not None
         if self.ingest.clock is None:
             self.ingest.clock = LiveClock()
-        self.ingest.clock.every("feed_counters", self.options.checkpoint_every,
-                                counters.for_ingest(self.ingest).record, run_in_executor=False)
+        return self.ingest.clock
 
     def _publish(self) -> None:
         assert self.metrics is not None and self.ingest is not None
