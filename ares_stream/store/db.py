@@ -222,6 +222,29 @@ MIGRATIONS: list[str] = [
         OR id IN (SELECT challenger_id FROM validations WHERE promoted = 1);
     CREATE INDEX models_stored ON models(symbol, kind, version) WHERE pruned IS NULL;
     """,
+    # 7: what each model uses and why each order was sent: per-feature importance stored with
+    # the model (boosters: gain share and mean |SHAP|; River: standardized coefficients), and
+    # the top SHAP contributions of the booster prediction behind each order.
+    """
+    CREATE TABLE model_importance (
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        feature TEXT NOT NULL,
+        gain REAL,                     -- share of the booster's total gain (sums to 1)
+        shap REAL,                     -- mean |SHAP| on (a seeded sample of) the training rows
+        coef REAL,                     -- River: coefficient on the standardized input
+        PRIMARY KEY (model_id, feature)
+    ) WITHOUT ROWID;
+    CREATE TABLE order_reasons (
+        client_id TEXT NOT NULL REFERENCES orders(client_id),
+        rank INTEGER NOT NULL,         -- 1 = largest |contribution|
+        run_id INTEGER,
+        model_id INTEGER,              -- the booster whose prediction caused the order
+        feature TEXT NOT NULL,
+        value REAL,                    -- the feature's value at the bar
+        contribution REAL NOT NULL,    -- SHAP contribution to the margin (log-odds)
+        PRIMARY KEY (client_id, rank)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
