@@ -8,7 +8,7 @@ by the same code. A database newer than this code is refused with a clear messag
 >>> schema_version(db) == len(MIGRATIONS)
 True
 >>> sorted(db.table_names())[:6]
-['buffer', 'checkpoints', 'drift_events', 'equity', 'feed_health', 'fills']
+['buffer', 'checkpoints', 'drift_events', 'equity', 'feature_drift', 'feed_health']
 """
 
 from __future__ import annotations
@@ -244,6 +244,23 @@ MIGRATIONS: list[str] = [
         contribution REAL NOT NULL,    -- SHAP contribution to the margin (log-odds)
         PRIMARY KEY (client_id, rank)
     ) WITHOUT ROWID;
+    """,
+    # 8: feature drift: each scheduled comparison of a feature's recent window with the
+    # champion's training window (PSI, two-sample KS).
+    """
+    CREATE TABLE feature_drift (
+        run_id INTEGER,
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- event time of the check (newest recent row <= it), ns
+        feature TEXT NOT NULL,
+        psi REAL,                      -- NULL: too few finite values to measure
+        ks REAL,
+        reference_rows INTEGER NOT NULL,
+        recent_rows INTEGER NOT NULL,
+        drifted INTEGER NOT NULL,      -- 1: psi above drift.psi_threshold
+        model_id INTEGER               -- the booster whose training window was the reference
+    );
+    CREATE INDEX feature_drift_symbol ON feature_drift(symbol, ts_event);
     """,
 ]
 

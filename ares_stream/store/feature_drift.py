@@ -1,0 +1,63 @@
+"""The ``feature_drift`` table: every scheduled comparison of a feature's recent window with the
+champion's training window (:mod:`ares_stream.validation.drift` computes them).
+
+>>> from ares_stream.store.db import open_db
+>>> db = open_db(":memory:")
+>>> insert(db, [DriftRow(1, "BTCUSDT", 60, "ret_1", 0.31, 0.2, 900, 300, True, 4)])
+1
+>>> [(r.feature, r.psi, r.drifted) for r in recent(db, "BTCUSDT")]
+[('ret_1', 0.31, True)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import sqlite_utils
+
+__all__ = ["DriftRow", "insert", "recent"]
+
+
+class DriftRow(NamedTuple):
+    """One feature's comparison at one check."""
+
+    run_id: int | None
+    symbol: str
+    ts_event: int
+    feature: str
+    psi: float | None  # None (NaN in memory): not measured
+    ks: float | None
+    reference_rows: int
+    recent_rows: int
+    drifted: bool
+    model_id: int | None
+
+
+_COLUMNS = ("run_id, symbol, ts_event, feature, psi, ks, reference_rows, recent_rows, drifted, "
+            "model_id")
+_INSERT = f"INSERT INTO feature_drift ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_RECENT = (f"SELECT {_COLUMNS} FROM feature_drift WHERE symbol = ? "
+           "ORDER BY ts_event DESC, rowid LIMIT ?")
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else float(v)
+
+
+def insert(db: sqlite_utils.Database, rows: Sequence[DriftRow]) -> int:
+    """Write one check's rows in one transaction; returns how many."""
+    params = [(*r[:4], _num(r.psi), _num(r.ks), r.reference_rows, r.recent_rows,
+               int(r.drifted), r.model_id) for r in rows]
+    conn = db.conn
+    with conn:
+        conn.execute("BEGIN")
+        conn.executemany(_INSERT, params)
+    return len(params)
+
+
+def recent(db: sqlite_utils.Database, symbol: str, limit: int = 1000) -> list[DriftRow]:
+    """The symbol's newest rows, newest check first."""
+    cur = db.conn.execute(_RECENT, (symbol, limit))
+    return [DriftRow(*r[:8], bool(r[8]), r[9]) for r in cur]
