@@ -5,6 +5,8 @@ process boundary and never hold the engine's GIL: XGBoost fits, and the walk-for
 re-validation (River is pure Python; in a thread it would stall the engine).
 
 - :func:`train` continues the lineage (warm start or refresh) or refits on the window;
+  every booster a job returns carries its importance per feature (gain share, mean |SHAP| on
+  the window's rows, :mod:`ares_stream.learners.importance`) in ``meta["importance"]``;
 - :func:`validate` runs the purged walk-forward over the buffer window for every candidate, picks
   the challenger, asks the promotion gate, and — when the winning challenger is the refit recipe —
   fits the model that will be promoted on the whole window.
@@ -26,6 +28,7 @@ import numpy as np
 
 from ares_stream.config import Config
 from ares_stream.learners import booster as bst
+from ares_stream.learners import importance
 from ares_stream.learners.online import make_model, model_options
 from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
@@ -81,8 +84,18 @@ def train(window: Window, since: int, parent: Blob | None, settings: bst.Booster
         tb = bst.update(from_blob(parent), window.X[new], window.y[new], window.ts[new],
                         window.features, settings, X_window=window.X, y_window=window.y,
                         ts_window=window.ts, force_refit=force_refit)
-    blob = to_blob(tb)
+    blob = explained(tb, window)
     blob.meta["fit_s"] = time.perf_counter() - started
+    return blob
+
+
+def explained(tb: bst.TrainedBooster, window: Window) -> Blob:
+    """The booster as a :class:`Blob` with its importance on the window's rows (at most
+    :data:`~ares_stream.learners.importance.SAMPLE`, seeded); ``meta["explain_s"]``: its cost."""
+    started = time.perf_counter()
+    blob = to_blob(tb)
+    blob.meta["importance"] = importance.booster_importance(tb, window.X)
+    blob.meta["explain_s"] = time.perf_counter() - started
     return blob
 
 
@@ -152,7 +165,7 @@ def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings
     decision = _decide(results, summary, spec)
     # the refit recipe's model on the whole window: promoted when it won, else the lineage's
     # next booster (a fresh fit every validation, as a daily refit on a trailing window)
-    refit = to_blob(bst.fit(window.X, window.y, window.ts, window.features, settings))
+    refit = explained(bst.fit(window.X, window.y, window.ts, window.features, settings), window)
     return ValidationOutcome(decision, results, walkforward.fold_table(results), refit, summary,
                              edges)
 

@@ -385,7 +385,8 @@ class BatchLearner:
         parent = p.context.get("parent")
         tb = jobs.from_blob(blob)
         rec = self.registry.add_booster(p.symbol, tb, created=ts,
-                                        parent=parent.model_id if parent is not None else None)
+                                        parent=parent.model_id if parent is not None else None,
+                                        importance=blob.meta.get("importance"))
         sb.lineage.append(jobs.Blob(blob.data, blob.meta, rec.id))
         del sb.lineage[:-_TIMELINE]  # validation looks at the newest _TIMELINE only
         self.registry.prune(p.symbol, keep=self.cfg.keep_models)  # the champions stay
@@ -446,7 +447,8 @@ class BatchLearner:
         it), weighted by the recipe's validated skill: a fresh fit every validation."""
         assert out.refit is not None
         tb = sb.refit_tb = jobs.from_blob(out.refit)
-        rec = self.registry.add_booster(symbol, tb, created=ts)
+        rec = self.registry.add_booster(symbol, tb, created=ts,
+                                        importance=out.refit.meta.get("importance"))
         sb.lineage.append(jobs.Blob(out.refit.data, out.refit.meta, rec.id))
         del sb.lineage[:-_TIMELINE]
         sb.trained_through = max(sb.trained_through, tb.train_end)
@@ -458,7 +460,8 @@ class BatchLearner:
                  ts: int) -> int | None:
         if out.decision.challenger == "xgb_refit" and out.refit is not None:
             tb = sb.refit_tb = jobs.from_blob(out.refit)
-            rec = self.registry.add_booster(p.symbol, tb, created=ts)
+            rec = self.registry.add_booster(p.symbol, tb, created=ts,
+                                            importance=out.refit.meta.get("importance"))
             blob = jobs.Blob(out.refit.data, out.refit.meta, rec.id)
             sb.lineage.append(blob)
             sb.trained_through = tb.train_end

@@ -42,6 +42,8 @@ import structlog
 from ares_stream import codec
 from ares_stream.errors import AresError, UnsafeFormatError
 from ares_stream.learners import booster as bst
+from ares_stream.learners.importance import FeatureImportance, river_coefficients
+from ares_stream.store import importance as imp_store
 from ares_stream.store import models
 from ares_stream.store.db import StoreError
 from ares_stream.store.models import ModelPruned, ModelRecord, Pruning
@@ -120,14 +122,18 @@ class Registry:
 
     def add_booster(self, symbol: str, tb: bst.TrainedBooster, *, created: int,
                     parent: int | None = None, status: str = "candidate",
-                    metrics: Mapping[str, float] | None = None) -> ModelRecord:
-        """Record a trained booster (UBJSON blob) as the next xgboost version of ``symbol``."""
+                    metrics: Mapping[str, float] | None = None,
+                    importance: Mapping[str, FeatureImportance] | None = None) -> ModelRecord:
+        """Record a trained booster (UBJSON blob) as the next xgboost version of ``symbol``,
+        with its per-feature ``importance`` when given (measured in the worker, beside the fit)."""
         record = models.insert(
             self.db, symbol=symbol, kind="xgboost", created=created, rows=tb.rows, how=tb.how,
             params=tb.params, features=tb.features, feature_hash=tb.feature_hash,
             versions=tb.versions, format="ubjson", blob=bst.to_ubjson(tb), parent=parent,
             train_start=tb.train_start, train_end=tb.train_end, n_trees=tb.n_trees,
             metrics=metrics, status=status, run_id=self.run_id)
+        if importance:
+            self.record_importance(record.id, importance)
         log.info("model_registered", model_id=record.id, symbol=symbol, kind="xgboost",
                  version=record.version, how=tb.how, trees=tb.n_trees, status=status)
         return record
@@ -144,7 +150,9 @@ class Registry:
                    metrics: Mapping[str, float] | None = None, features: Sequence[str] = (),
                    rows: int | None = None, parent: int | None = None,
                    status: str = "candidate") -> ModelRecord:
-        """Checkpoint a River learner (the codec); ``rows`` defaults to its ``n_learned``."""
+        """Checkpoint a River learner (the codec); ``rows`` defaults to its ``n_learned``. The
+        coefficients of its linear model on standardized inputs, if it has one, are its
+        importance rows."""
         kind = type(learner)
         record = models.insert(
             self.db, symbol=symbol, kind="river", created=created,
@@ -153,6 +161,10 @@ class Registry:
             feature_hash=bst.feature_hash(features), versions=river_versions(),
             format=RIVER_FORMAT, blob=codec.dumps(learner), parent=parent,
             metrics=metrics, status=status, run_id=self.run_id)
+        coefs = river_coefficients(learner, features)
+        if coefs:
+            self.record_importance(record.id, {f: FeatureImportance(coef=c)
+                                               for f, c in coefs.items()})
         log.info("model_registered", model_id=record.id, symbol=symbol, kind="river",
                  version=record.version, status=status)
         return record
@@ -181,6 +193,16 @@ class Registry:
             return codec.loads(models.blob(self.db, model_id))
         except codec.CodecError as exc:
             raise codec.CodecError(f"model {model_id}: {exc}") from None
+
+    def record_importance(self, model_id: int,
+                          importance: Mapping[str, FeatureImportance]) -> None:
+        """Store a model's per-feature importance (a feature given again replaces its row)."""
+        imp_store.write(self.db, model_id, [(f, i.gain, i.shap, i.coef)
+                                            for f, i in importance.items()])
+
+    def importance(self, model_id: int) -> builtins.list[dict[str, Any]]:
+        """A model's importance rows, most important first (``store.importance.of_model``)."""
+        return imp_store.of_model(self.db, model_id)
 
     def get(self, model_id: int) -> ModelRecord:
         """The record of ``model_id``; raises :class:`StoreError` when there is none."""
