@@ -3,8 +3,9 @@
 :func:`build_engine` gives the engine its collaborators at construction — the batch learner when
 the config enables it (in a worker process; replay applies its jobs on event time, live on wall
 time) — and the broker the caller built (the paper broker of a replay or of the paper daemon,
-the live broker; none for ``ares-stream record``). :meth:`Engine.close
-<ares_stream.engine.Engine.close>` tears it down.
+the live broker; none for ``ares-stream record``), and the broker the batch learner's
+:meth:`~ares_stream.batch.learner.BatchLearner.reasons` (why each order was sent).
+:meth:`Engine.close <ares_stream.engine.Engine.close>` tears it down.
 """
 
 from __future__ import annotations
@@ -26,5 +27,7 @@ def build_engine(config: Config, store: Any, *, replay: bool, learn: bool = True
     batch: BatchLearner | None = None
     if learn:
         batch = for_run(config, store, replay=replay)
+    if batch is not None and broker is not None and hasattr(broker, "explain"):
+        broker.explain = batch.reasons  # an order stores why its bar's booster predicted so
     return Engine(config, store, gate=gate, recorder=recorder, learn=learn, batch=batch,
                   broker=broker)

@@ -51,7 +51,7 @@ from typing import Any
 import structlog
 
 from ares_stream import logs
-from ares_stream.batch import jobs, worker
+from ares_stream.batch import featuredrift, jobs, worker
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
@@ -59,6 +59,7 @@ from ares_stream.features.pipeline import feature_set
 from ares_stream.learners import booster as bst
 from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.ensemble import OnlinePool, ensemble
+from ares_stream.learners.importance import TOP_K, Reason, contributions
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
 from ares_stream.store.models import ModelPruned
@@ -111,11 +112,13 @@ class SymbolBatch:
     busy: set[str] = field(default_factory=set)
     newest_tb: tuple[int | None, bst.TrainedBooster] | None = None  # lineage[-1], loaded
     refit_tb: bst.TrainedBooster | None = None  # the last validation's whole-window refit
+    refit_id: int | None = None  # its model id
     skill: dict[str, float] = field(default_factory=dict)  # river|champion|lineage -> LL gain
     edge: dict[str, Edge] = field(default_factory=dict)  # ... -> after-cost edge
     validations: int = 0  # validations applied
     earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
     pool: OnlinePool = field(default_factory=OnlinePool)  # online learner vs refit, learned live
+    last_x: dict[str, float] | None = None  # the features of the last bar blended (reasons)
 
 
 class BatchLearner:
@@ -138,6 +141,9 @@ class BatchLearner:
         self.validate_every = _ns(self.cfg.validate_every)
         self.apply_delay = _ns(self.cfg.apply_delay)
         self.max_age = _ns(self.cfg.champion_max_age)
+        self.feature_every = _ns(config.drift.feature_every)  # 0: no feature drift check
+        self.watch = featuredrift.Watch()
+        self.feature_psi: dict[tuple[str, str], float] = {}  # (symbol, feature) -> last PSI
         self.require_edge = config.trading.require_edge
         self.now = 0  # event time of the newest bar (submissions count apply_delay from it)
         self.symbols: dict[str, SymbolBatch] = {}
@@ -145,7 +151,8 @@ class BatchLearner:
         self.clock = ReplayClock() if replay else None  # live: a LiveClock calls periodic()
         self.counts: dict[str, int] = {"trained": 0, "refits": 0, "warm_starts": 0,
                                        "refreshes": 0, "validations": 0, "promotions": 0,
-                                       "skipped_busy": 0}
+                                       "skipped_busy": 0, "feature_checks": 0,
+                                       "feature_drifts": 0}
         self.fits: deque[tuple[str, str, float]] = deque(maxlen=1000)  # (symbol, how, seconds)
 
     # -- inputs from the engine ---------------------------------------------------------------
@@ -201,6 +208,8 @@ class BatchLearner:
         elif kind == "validate" and (
                 sb.buffer.added_since(sb.validated_through) >= self.cfg.validate_rows):
             self.submit_validation(symbol, at)
+        elif kind == "features":
+            self.submit_features(symbol, at)
 
     def proba(self, symbol: str, x: dict[str, float]) -> float | None:
         """The champion booster's P(label = 1) for ``x``; None without a champion."""
@@ -224,6 +233,8 @@ class BatchLearner:
         with a validated edge after costs, or why none (module docstring)."""
         sb = self.symbols.get(symbol)
         booster = self.proba(symbol, x)
+        if sb is not None:
+            sb.last_x = x  # a reference: explained only if an order follows (:meth:`reasons`)
         if sb is None:
             return Blend(p_online, booster, p_online if not self.require_edge else math.nan,
                          self.blocked(symbol))
@@ -249,6 +260,22 @@ class BatchLearner:
         if not edged:
             return Blend(forecast, booster, math.nan, self.blocked(symbol))
         return Blend(forecast, booster, ensemble(edged, forecast), "")
+
+    def reasons(self, symbol: str, k: int = TOP_K) -> tuple[int | None, list[Reason]] | None:
+        """Why the last blended bar of ``symbol`` predicted what it did: the booster's id and
+        the ``k`` largest SHAP contributions of its prediction — the champion's, else the
+        lineage booster the forecast used; None without one. Asked by the broker only when the
+        bar sends an order (exact TreeSHAP on one row: a fraction of a millisecond)."""
+        sb = self.symbols.get(symbol)
+        if sb is None or sb.last_x is None:
+            return None
+        if sb.champion_tb is not None and sb.champion is not None:
+            return sb.champion.model_id, contributions(sb.champion_tb, sb.last_x, k)
+        newest = self._newest(sb)
+        if newest is None:
+            return None
+        model_id = sb.refit_id if newest is sb.refit_tb else sb.lineage[-1].model_id
+        return model_id, contributions(newest, sb.last_x, k)
 
     def _weights(self, sb: SymbolBatch) -> dict[str, float]:
         """Each model's weight: its skill (0 for an expired champion, or a model not there)."""
@@ -346,6 +373,23 @@ class BatchLearner:
         self._pending(symbol, "validate", future, ts, champion=sb.champion,
                       candidate=sb.lineage[-1] if sb.lineage else None)
 
+    def submit_features(self, symbol: str, ts: int) -> None:
+        """Submit a feature drift check: the newest ``drift.feature_window`` rows against the
+        champion's (before one, the newest booster's) training rows
+        (:mod:`ares_stream.batch.featuredrift`). Skipped while one runs or the windows are not
+        there yet."""
+        sb = self._symbol(symbol)
+        ref = sb.champion or (sb.lineage[-1] if sb.lineage else None)
+        if ("features" in sb.busy or ref is None or ref.model_id is None
+                or ref.meta["feature_hash"] != sb.buffer.feature_hash):
+            return
+        w = featuredrift.windows(sb.buffer, int(ref.meta["train_start"]),
+                                 int(ref.meta["train_end"]), self.config.drift.feature_window)
+        if w is not None:
+            future = self.executor.submit(featuredrift.check, w, sb.buffer.features,
+                                          self.config.drift.psi_threshold)
+            self._pending(symbol, "features", future, ts, model_id=ref.model_id)
+
     def _pending(self, symbol: str, kind: str, future: Future[Any], ts: int,
                  **context: Any) -> None:
         self.symbols[symbol].busy.add(kind)
@@ -379,7 +423,20 @@ class BatchLearner:
             self.counts[f"{p.kind}_failed"] = self.counts.get(f"{p.kind}_failed", 0) + 1
             log.error("job_failed", job=p.kind, symbol=p.symbol, error=repr(exc))
             return
-        (self._apply_train if p.kind == "train" else self._apply_validation)(sb, p, result, ts)
+        apply = {"train": self._apply_train, "validate": self._apply_validation,
+                 "features": self._apply_features}[p.kind]
+        apply(sb, p, result, ts)
+
+    def _apply_features(self, sb: SymbolBatch, p: Pending, results: Any, ts: int) -> None:
+        """Store a feature drift check; enough drifted features make a drift event of detector
+        "features" and an early refit, as an upward ADWIN drift does (:meth:`on_drift`)."""
+        self.counts["feature_checks"] += 1
+        self.feature_psi.update({(p.symbol, r.feature): r.psi for r in results})
+        if featuredrift.record(self.registry.db, self.registry.run_id, p.symbol, p.submitted,
+                               results, p.context["model_id"], self.config.drift,
+                               self.watch):
+            self.counts["feature_drifts"] += 1
+            self.on_drift(p.symbol, ts)
 
     def _apply_train(self, sb: SymbolBatch, p: Pending, blob: jobs.Blob, ts: int) -> None:
         parent = p.context.get("parent")
@@ -449,6 +506,7 @@ class BatchLearner:
         tb = sb.refit_tb = jobs.from_blob(out.refit)
         rec = self.registry.add_booster(symbol, tb, created=ts,
                                         importance=out.refit.meta.get("importance"))
+        sb.refit_id = rec.id
         sb.lineage.append(jobs.Blob(out.refit.data, out.refit.meta, rec.id))
         del sb.lineage[:-_TIMELINE]
         sb.trained_through = max(sb.trained_through, tb.train_end)
@@ -462,6 +520,7 @@ class BatchLearner:
             tb = sb.refit_tb = jobs.from_blob(out.refit)
             rec = self.registry.add_booster(p.symbol, tb, created=ts,
                                             importance=out.refit.meta.get("importance"))
+            sb.refit_id = rec.id
             blob = jobs.Blob(out.refit.data, out.refit.meta, rec.id)
             sb.lineage.append(blob)
             sb.trained_through = tb.train_end
@@ -493,9 +552,11 @@ class BatchLearner:
             sb = self.symbols[symbol] = SymbolBatch(buffer)
             if self.clock is not None:
                 for kind, every in (("train", self.update_every),
-                                    ("validate", self.validate_every)):
-                    self.clock.every(f"{kind}:{symbol}", every,
-                                     functools.partial(self._timed, symbol, kind))
+                                    ("validate", self.validate_every),
+                                    ("features", self.feature_every)):
+                    if every > 0:
+                        self.clock.every(f"{kind}:{symbol}", every,
+                                         functools.partial(self._timed, symbol, kind))
             champ = self.registry.champion(symbol)
             if champ is not None:
                 tb = self.registry.load_booster(champ.id)

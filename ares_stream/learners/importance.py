@@ -81,9 +81,10 @@ def booster_importance(tb: bst.TrainedBooster, X: np.ndarray, *, sample: int = S
 
 def _gain_shares(tb: bst.TrainedBooster) -> dict[str, float]:
     """Each feature's share of the total gain (0 for one never split on; all 0 for a stump)."""
-    score = tb.booster.get_score(importance_type="total_gain")
+    raw = tb.booster.get_score(importance_type="total_gain")  # a float per feature used
+    score = {f: float(v) for f, v in raw.items() if isinstance(v, int | float)}
     total = sum(score.values())
-    return {f: float(score.get(f, 0.0)) / total if total > 0 else 0.0 for f in tb.features}
+    return {f: score.get(f, 0.0) / total if total > 0 else 0.0 for f in tb.features}
 
 
 def contributions(tb: bst.TrainedBooster, x: Mapping[str, float],

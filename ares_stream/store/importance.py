@@ -65,7 +65,8 @@ def of_models(db: sqlite_utils.Database, model_ids: Sequence[int]) -> list[dict[
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def reasons(db: sqlite_utils.Database, run_id: int | None = None) -> dict[str, list[dict[str, Any]]]:
+def reasons(db: sqlite_utils.Database,
+            run_id: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """Each order's reasons (of one run, or all), by client id, rank first to last."""
     cur = db.conn.execute(
         "SELECT client_id, rank, model_id, feature, value, contribution FROM order_reasons "

@@ -35,11 +35,13 @@ The reading helpers serve ``ares-stream status``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import sqlite_utils
 
 from ares_stream.store.db import write_batches
+from ares_stream.store.importance import INSERT_REASON
 
 _INSERT_ORDER = (
     "INSERT OR IGNORE INTO orders (run_id, client_id, symbol, side, qty, type, ts_event, "
@@ -53,6 +55,19 @@ _INSERT_FILL = (  # one fill per order (the paper broker fills an order at one t
     "INSERT INTO fills (run_id, client_id, symbol, side, qty, price, fee, ts_event, slippage_bps) "
     "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM fills WHERE client_id = ?)"
 )
+
+
+class Reason(Protocol):
+    """One feature's part in a prediction (:class:`ares_stream.learners.importance.Reason`)."""
+
+    @property
+    def feature(self) -> str: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def contribution(self) -> float: ...
+
+
 _INSERT_EQUITY = (
     "INSERT OR REPLACE INTO equity (run_id, ts_event, cash, positions_value, equity, drawdown, "
     "fees) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -80,6 +95,7 @@ class TradingStore:
         self._equity: list[tuple[Any, ...]] = []
         self._positions: dict[str, tuple[Any, ...]] = {}
         self._gates: list[tuple[Any, ...]] = []
+        self._reasons: list[tuple[Any, ...]] = []
 
     def order(self, client_id: str, symbol: str, side: str, qty: float, ts_event: int,
               ts_submit: int, *, mode: str, type: str = "MARKET") -> None:
@@ -117,11 +133,16 @@ class TradingStore:
         self._gates.append((self.run_id, symbol, ts_event, int(trading), reason, self.run_id,
                             symbol, ts_event))
 
+    def reasons(self, client_id: str, model_id: int | None, reasons: Sequence[Reason]) -> None:
+        """Why an order was sent: the top contributions of ``model_id``'s prediction, ranked."""
+        self._reasons.extend((client_id, rank, self.run_id, model_id, r.feature, r.value,
+                              r.contribution) for rank, r in enumerate(reasons, 1))
+
     @property
     def pending(self) -> int:
         """Rows waiting for :meth:`flush`."""
         return (len(self._orders) + len(self._status) + len(self._fills) + len(self._equity)
-                + len(self._positions) + len(self._gates))
+                + len(self._positions) + len(self._gates) + len(self._reasons))
 
     def flush(self) -> None:
         """Write every waiting row in one transaction."""
@@ -130,8 +151,9 @@ class TradingStore:
         write_batches(self.db, [(_INSERT_ORDER, self._orders), (_INSERT_FILL, self._fills),
                                 (_UPDATE_ORDER, self._status), (_INSERT_EQUITY, self._equity),
                                 (_UPSERT_POSITION, list(self._positions.values())),
-                                (_INSERT_GATE, self._gates)])
-        for rows in (self._orders, self._status, self._fills, self._equity, self._gates):
+                                (_INSERT_GATE, self._gates), (INSERT_REASON, self._reasons)])
+        for rows in (self._orders, self._status, self._fills, self._equity, self._gates,
+                     self._reasons):
             rows.clear()
         self._positions.clear()
 

@@ -28,6 +28,11 @@ nothing is bought. The **signal gate** of each symbol — trading, or flat and w
 (``signal_gate_changed``) and stored (``signal_gate``) once per change, not per bar; it is part of
 :meth:`PaperBroker.state`, so a restart writes no duplicate row.
 
+**Why each trade**: given ``explain`` (the batch learner's :meth:`reasons
+<ares_stream.batch.learner.BatchLearner.reasons>`), an order a bar's decision sends stores the
+top SHAP contributions of the booster prediction behind it (``order_reasons``); they are computed
+only then, never per bar. A kill switch's sale has none.
+
 Client ids are deterministic: ``<symbol>-<bar ts_event>`` (``r<run>-`` in front within a run,
 ``-k<n>`` behind for a kill-switch sale). Paper mode imports no exchange client at all.
 
@@ -65,7 +70,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -73,12 +78,14 @@ import structlog
 
 from ares_stream.config import Config, TradingConfig
 from ares_stream.events import NS_PER_MS, Bar, BookTop, Trade
+from ares_stream.learners.importance import Reason
 from ares_stream.rule import MIN_NOTIONAL, Rule, adverse
 from ares_stream.store.trading import TradingStore
 from ares_stream.trading.risk import Risk
 
 log = structlog.get_logger("ares_stream.trading")
 
+Explain = Callable[[str], "tuple[int | None, list[Reason]] | None"]  # symbol -> (model, reasons)
 
 
 @dataclass
@@ -132,6 +139,8 @@ class PaperBroker:
         self._latency = round(cfg.latency_ms * NS_PER_MS)
         self._book_age = round(cfg.book_max_age_ms * NS_PER_MS)
         self._prefix = "" if self.run_id is None else f"r{self.run_id}-"
+        self.explain: Explain | None = None  # why the symbol's last bar predicted what it did
+        self._deciding = False  # an order now sent comes from a bar's prediction
 
     # -- events -----------------------------------------------------------------------------
 
@@ -230,8 +239,12 @@ class PaperBroker:
             self._block(sym, bar.ts_event, reason)
             return
         side = "BUY" if delta > 0.0 else "SELL"
-        self._submit(Order(f"{self._prefix}{sym}-{bar.ts_event}", sym, side, abs(delta),
-                           bar.ts_event, now))
+        self._deciding = True
+        try:
+            self._submit(Order(f"{self._prefix}{sym}-{bar.ts_event}", sym, side, abs(delta),
+                               bar.ts_event, now))
+        finally:
+            self._deciding = False
 
     def _block(self, symbol: str, ts_event: int, reason: str) -> None:
         self.blocked[reason] += 1
@@ -245,8 +258,17 @@ class PaperBroker:
         if self.store is not None:
             self.store.order(o.client_id, o.symbol, o.side, o.qty, o.ts_event, o.ts_submit,
                              mode="paper")
+            self._explain(o)
         log.info("order_submitted", client_id=o.client_id, symbol=o.symbol, side=o.side,
                  qty=o.qty, ts_submit=o.ts_submit)
+
+    def _explain(self, o: Order) -> None:
+        """Store the reasons of the prediction that sent ``o`` (after its order row)."""
+        if self.explain is None or self.store is None or not self._deciding:
+            return
+        why = self.explain(o.symbol)
+        if why is not None:
+            self.store.reasons(o.client_id, why[0], why[1])
 
     # -- fills ------------------------------------------------------------------------------
 

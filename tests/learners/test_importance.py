@@ -65,7 +65,7 @@ def test_contributions_name_the_top_features_of_one_row() -> None:
     tb, X = _one_signal(seed=4)
     x = dict(zip(FEATURES, X[0], strict=True))
     top = imp.contributions(tb, x, k=2)
-    assert [r.feature for r in top][0] == "signal" and len(top) == 2
+    assert top[0].feature == "signal" and len(top) == 2
     assert top[0].value == x["signal"]
     assert abs(top[0].contribution) >= abs(top[1].contribution)
     full = imp.contributions(tb, x, k=len(FEATURES))
