@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="heartbeat, feed health, models, positions, PnL")
     status.add_argument("--db", type=Path, help="database (default: state/live.db or paper.db)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    explain = sub.add_parser("explain", help="what a model uses: its features ranked by mean "
+                             "|SHAP| and gain share, and their ranks across its last versions")
+    explain.add_argument("--db", type=Path, help="database (default: the newest under state/)")
+    which = explain.add_mutually_exclusive_group()
+    which.add_argument("--model", type=int, help="this model id (default: each symbol's champion "
+                       "booster, else its newest)")
+    which.add_argument("--symbol", help="only this symbol")
+    explain.add_argument("--last", type=int, default=5, help="versions of the lineage whose "
+                         "ranks are shown (default: 5)")
     validate = sub.add_parser("validate", help="re-validate the models of a database now")
     validate.add_argument("--db", type=Path, help="database (default: the newest under state/)")
     validate.add_argument("--symbol", help="only this symbol")
@@ -344,6 +353,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return main_status(args.db, args.json)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``ares-stream explain``: the importance ranking of a model (or each symbol's champion)."""
+    from ares_stream.report.explain import explain
+    from ares_stream.store.db import open_db
+
+    db = open_db(_database(args.db))
+    symbol = args.symbol.upper() if args.symbol else None
+    print(explain(db, model_id=args.model, symbol=symbol, last=args.last))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """``ares-stream models [list]``: print the model registry of a database (or of one symbol);
     ``models prune``: delete the bytes of the boosters past the newest of each symbol."""
@@ -471,8 +491,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
-            "validate": cmd_validate, "status": cmd_status, "simulate": cmd_simulate,
-            "sim-exchange": cmd_sim_exchange, "report": cmd_report}
+            "validate": cmd_validate, "explain": cmd_explain, "status": cmd_status,
+            "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
