@@ -113,6 +113,10 @@ class DriftConfig:
     warm_samples: int = 500  # recent samples a fresh learner is warmed on after an upward drift
     policy: str = "adwin"  # adwin: restart on an upward ADWIN drift | timer | never
     timer_bars: int = 200  # policy = "timer": restart every this many labelled bars
+    feature_every: str = "1h"  # feature drift check period (event time); "0s": no check
+    feature_window: int = 500  # recent labelled rows compared with the champion's training rows
+    psi_threshold: float = 0.25  # a feature drifted when its PSI is above this (docs/drift.md)
+    features_drifted: int = 2  # drifted features that make a "features" drift event
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,11 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.labels.threshold_bps >= 0, "labels.threshold_bps must be >= 0"),
         (cfg.drift.delta > 0, "drift.delta must be > 0"),
         (cfg.drift.timer_bars >= 1, "drift.timer_bars must be >= 1"),
+        (cfg.drift.feature_every == "0s" or _INTERVAL.fullmatch(cfg.drift.feature_every)
+         is not None, "drift.feature_every: \"0s\" or a positive number and s, m, h or d"),
+        (cfg.drift.feature_window >= 50, "drift.feature_window must be >= 50"),
+        (cfg.drift.psi_threshold > 0, "drift.psi_threshold must be > 0"),
+        (cfg.drift.features_drifted >= 1, "drift.features_drifted must be >= 1"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
         (cfg.store.watchdog_failures >= 1, "store.watchdog_failures must be >= 1"),
         (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),
@@ -411,8 +420,10 @@ def as_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-STATE_KEYS = ("bars", "features", "labels", "learner", "drift", "feed.streams", "feed.endpoint",
-              "feed.time_unit")  # what shapes the engine's learned state (a checkpoint's)
+STATE_KEYS = ("bars", "features", "labels", "learner", "drift.enabled", "drift.delta",
+              "drift.warm_samples", "drift.policy", "drift.timer_bars", "feed.streams",
+              "feed.endpoint", "feed.time_unit")  # what shapes the engine's learned state
+# (a checkpoint's); the feature drift check's settings (drift.feature_*, psi_threshold) do not
 
 
 def state_changes(stored: Any, cfg: Config) -> list[str]:

@@ -423,9 +423,10 @@ class BatchLearner:
             self.counts[f"{p.kind}_failed"] = self.counts.get(f"{p.kind}_failed", 0) + 1
             log.error("job_failed", job=p.kind, symbol=p.symbol, error=repr(exc))
             return
-        apply = {"train": self._apply_train, "validate": self._apply_validation,
-                 "features": self._apply_features}[p.kind]
-        apply(sb, p, result, ts)
+        if p.kind == "features":
+            self._apply_features(sb, p, result, ts)
+        else:
+            (self._apply_train if p.kind == "train" else self._apply_validation)(sb, p, result, ts)
 
     def _apply_features(self, sb: SymbolBatch, p: Pending, results: Any, ts: int) -> None:
         """Store a feature drift check; enough drifted features make a drift event of detector

@@ -17,7 +17,9 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-__all__ = ["DriftRow", "insert", "recent"]
+from ares_stream.events import DriftDetected
+
+__all__ = ["DriftRow", "insert", "insert_event", "recent"]
 
 
 class DriftRow(NamedTuple):
@@ -38,6 +40,8 @@ class DriftRow(NamedTuple):
 _COLUMNS = ("run_id, symbol, ts_event, feature, psi, ks, reference_rows, recent_rows, drifted, "
             "model_id")
 _INSERT = f"INSERT INTO feature_drift ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT = ("INSERT INTO drift_events (run_id, symbol, ts_event, ts_init, detector, mean_before, "
+          "mean_after, samples_seen, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RECENT = (f"SELECT {_COLUMNS} FROM feature_drift WHERE symbol = ? "
            "ORDER BY ts_event DESC, rowid LIMIT ?")
 
@@ -60,4 +64,14 @@ def insert(db: sqlite_utils.Database, rows: Sequence[DriftRow]) -> int:
 def recent(db: sqlite_utils.Database, symbol: str, limit: int = 1000) -> list[DriftRow]:
     """The symbol's newest rows, newest check first."""
     cur = db.conn.execute(_RECENT, (symbol, limit))
-    return [DriftRow(*r[:8], bool(r[8]), r[9]) for r in cur]
+    return [DriftRow._make((*r[:8], bool(r[8]), r[9])) for r in cur]
+
+
+def insert_event(db: sqlite_utils.Database, run_id: int | None, d: DriftDetected) -> None:
+    """Write one drift event now (detector "features": ``mean_before`` holds the PSI threshold,
+    ``mean_after`` the largest PSI of the check, ``samples_seen`` the recent rows compared)."""
+    conn = db.conn
+    with conn:
+        conn.execute("BEGIN")
+        conn.execute(_EVENT, (run_id, d.symbol, d.ts_event, d.ts_init, d.detector,
+                              d.mean_before, d.mean_after, d.samples_seen, d.action))
