@@ -312,9 +312,11 @@ def batch_clock(batch: BatchLearning | None) -> LiveClock | None:
     if not isinstance(batch, BatchLearner):
         return None
     clock = LiveClock()
-    for kind, every in (("train", batch.update_every), ("validate", batch.validate_every)):
-        clock.every(f"batch_{kind}", every / 1e9, functools.partial(batch.periodic, kind),
-                    run_in_executor=False)
+    for kind, every in (("train", batch.update_every), ("validate", batch.validate_every),
+                        ("features", batch.feature_every)):
+        if every > 0:
+            clock.every(f"batch_{kind}", every / 1e9, functools.partial(batch.periodic, kind),
+                        run_in_executor=False)
     return clock
 
 

@@ -331,6 +331,8 @@ class Daemon:
                 self.metrics.set_model_version(sym, "champion", sb.champion.model_id)
             if sb.lineage and sb.lineage[-1].model_id is not None:
                 self.metrics.set_model_version(sym, "booster", sb.lineage[-1].model_id)
+        for (sym, feature), psi in batch.feature_psi.items():
+            self.metrics.set_feature_psi(sym, feature, psi)
 
     def _restore(self, ckpt: checkpoints.Checkpoint) -> None:
         assert self.ingest is not None

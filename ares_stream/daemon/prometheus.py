@@ -191,6 +191,10 @@ class Metrics:
                                    "Model version by kind: river = online model replacements, "
                                    "booster = newest booster id, champion = champion id.",
                                    ["symbol", "kind"], registry=reg)
+        self.feature_psi = Gauge("ares_feature_psi",
+                                 "PSI of a feature's recent window against the champion's "
+                                 "training window, at the last feature drift check.",
+                                 ["symbol", "feature"], registry=reg)
         self.equity = Gauge("ares_equity", "Account equity, quote asset.", registry=reg)
         self.position = Gauge("ares_position", "Position, base asset.", ["symbol"], registry=reg)
         self.heartbeat_ts = Gauge("ares_heartbeat_timestamp_seconds",
@@ -232,6 +236,10 @@ class Metrics:
     def set_model_version(self, symbol: str, kind: str, version: int) -> None:
         """Set ``symbol``'s model version of ``kind``: river, booster or champion."""
         self.model_version.labels(symbol=symbol, kind=kind).set(version)
+
+    def set_feature_psi(self, symbol: str, feature: str, psi: float) -> None:
+        """Set ``symbol``'s last PSI of ``feature`` (NaN: too few values to measure)."""
+        self.feature_psi.labels(symbol=symbol, feature=feature).set(psi)
 
     def set_equity(self, value: float) -> None:
         """Set the account equity, in the quote asset."""

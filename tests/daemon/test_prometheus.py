@@ -55,7 +55,8 @@ def test_scrape_exposes_every_metric_with_the_ares_prefix() -> None:
              if not f.name.endswith("_created")}  # prometheus_client's creation-time series
     assert names == {"ares_frames", "ares_rejected_frames", "ares_gaps", "ares_reconnects",
                      "ares_predictions", "ares_drift_events", "ares_engine_lag_seconds",
-                     "ares_fit_duration_seconds", "ares_model_version", "ares_equity",
+                     "ares_fit_duration_seconds", "ares_model_version", "ares_feature_psi",
+                     "ares_equity",
                      "ares_position", "ares_heartbeat_timestamp_seconds", "ares_feed_connected",
                      "ares_healthy", "ares_checkpoint_failures"}
     got = samples(text)
@@ -205,3 +206,14 @@ def test_stop_is_idempotent_and_start_twice_is_refused() -> None:
         await metrics.stop()
         await metrics.stop()
     asyncio.run(body())
+
+
+def test_feature_psi_gauge_per_symbol_and_feature() -> None:
+    """ares_feature_psi carries the last PSI of each (symbol, feature) the daemon set."""
+    async def test(metrics: Metrics, port: int) -> Samples:
+        metrics.set_feature_psi("BTCUSDT", "flow_imb", 0.31)
+        metrics.set_feature_psi("BTCUSDT", "vol", 0.02)
+        return samples((await scrape(port))[2])
+    got = serving(test)
+    assert got[("ares_feature_psi", (("feature", "flow_imb"), ("symbol", "BTCUSDT")))] == 0.31
+    assert got[("ares_feature_psi", (("feature", "vol"), ("symbol", "BTCUSDT")))] == 0.02
