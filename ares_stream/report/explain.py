@@ -25,13 +25,14 @@ rank  feature   gain share  mean |SHAP|  rank in v1
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from ares_stream.errors import AresError
 from ares_stream.store import importance, models
 from ares_stream.store.models import ModelRecord
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["LAST", "ExplainError", "explain", "ranking"]
 
