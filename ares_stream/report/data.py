@@ -24,18 +24,21 @@ from ares_stream.report import summary as metrics
 from ares_stream.report.model import (
     Drift,
     Equity,
+    FeatureDrift,
     Fills,
     Health,
+    Importance,
     Prices,
     ReportData,
     RunInfo,
     Scores,
+    Uses,
     Validation,
 )
 from ares_stream.store import history
 from ares_stream.store.status import integrity, open_readonly
 
-__all__ = ["NoSuchRun", "integrity_warning", "load", "position_steps"]
+__all__ = ["NoSuchRun", "integrity_warning", "load", "position_steps", "shap_shares"]
 
 RECENT_VALIDATIONS = 20  # decisions listed in the report (newest last)
 _COUNTED_KINDS = ("gap", "rejected", "disconnected", "connect_failed", "silence", "error_frame",
@@ -67,20 +70,23 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
         sc, dr = history.scores(conn, rid, lo), history.drifts(conn, rid, lo)
         decisions = [_validation(v) for v in history.validations(conn, rid, lo)]
         hl, totals = history.health(conn, rid, lo), history.health_totals(conn, rid)
+        uses = _uses(history.importance(conn, rid), history.features_drifted(conn, rid, lo),
+                     history.order_reasons(conn, rid))
         info.integrity = integrity(conn)
     equity = Equity(_time(eq["ts_event"]), eq["equity"], eq["drawdown"], eq["fees"])
     keep = fl["ts_event"] >= lo
     fills = Fills(_time(fl["ts_event"][keep]), fl["symbol"][keep], fl["side"][keep],
-                  fl["qty"][keep], fl["price"][keep], fl["fee"][keep])
+                  fl["qty"][keep], fl["price"][keep], fl["fee"][keep], fl["client_id"][keep])
     scores = Scores(_time(sc["ts_event"]), sc["label"], sc["river"], sc["booster"],
                     sc["ensemble"])
-    drift = Drift(_time(dr["ts_event"]), dr["symbol"], dr["mean_before"], dr["mean_after"])
+    drift = Drift(_time(dr["ts_event"]), dr["symbol"], dr["mean_before"], dr["mean_after"],
+                  dr["detector"])
     health = Health(_time(hl["ts"]), hl["kind"], hl["count"], hl["detail"],
                     _health_totals(hl, run.get("summary", {}).get("counts") or totals))
     promotions = [v for v in decisions if v.promoted]
     info.symbols = info.symbols or [p.symbol for p in prices]
     data = ReportData(info, equity, prices, fills, scores, drift, promotions,
-                      decisions[-RECENT_VALIDATIONS:], health, {})
+                      decisions[-RECENT_VALIDATIONS:], health, {}, uses)
     data.summary = metrics.summary(data, run["config"])
     if info.integrity:
         data.summary["notes"].insert(0, f"{integrity_warning(info)}.")
@@ -129,6 +135,37 @@ def position_steps(ts: np.ndarray, side: np.ndarray, qty: np.ndarray) -> np.ndar
     """The base quantity held after each fill (fills in time order, starting flat)."""
     signed = np.where(side == "BUY", qty, -qty).astype(np.float64)
     return np.cumsum(signed) if ts.size else np.array([], dtype=np.float64)
+
+
+def _uses(imp: dict[str, np.ndarray], fd: dict[str, np.ndarray],
+          why: dict[str, np.ndarray]) -> Uses:
+    """The section "What the models use" from its three queries."""
+    champions = {str(s): int(m) for s, m, c in zip(imp["symbol"], imp["model_id"],
+                                                   imp["champion"], strict=True) if c}
+    importance = Importance(imp["symbol"], imp["version"], imp["model_id"], imp["feature"],
+                            shap_shares(imp["model_id"], imp["shap"]), imp["gain"], imp["shap"])
+    drifted = FeatureDrift(_time(fd["ts_event"]), fd["symbol"], fd["feature"], fd["psi"],
+                           fd["ks"])
+    reasons: dict[str, list[tuple[str, float | None, float]]] = {}
+    for cid, feature, value, contribution in zip(*why.values(), strict=True):
+        reasons.setdefault(str(cid), []).append(
+            (str(feature), None if np.isnan(value) else float(value), float(contribution)))
+    return Uses(importance, champions, drifted, reasons)
+
+
+def shap_shares(model_id: np.ndarray, shap: np.ndarray) -> np.ndarray:
+    """Each row's mean |SHAP| as a share of its model's total (NaN where not measured).
+
+    >>> shap_shares(np.array([1, 1, 2]), np.array([3.0, 1.0, np.nan]))
+    array([0.75, 0.25,  nan])
+    """
+    finite = np.where(np.isfinite(shap), shap, 0.0)
+    _, group = np.unique(model_id, return_inverse=True)
+    totals = np.bincount(group, weights=finite) if group.size else np.array([])
+    total = totals[group] if group.size else np.array([], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.isfinite(shap) & (total > 0), shap / np.where(total > 0, total, 1),
+                        np.nan)
 
 
 def _validation(row: dict[str, Any]) -> Validation:

@@ -1,5 +1,6 @@
-"""The report's four figures as PNG bytes: equity and drawdown, price with position and fills,
-the learners' rolling scores, and feed health.
+"""The report's figures as PNG bytes: equity and drawdown, price with position and fills, the
+learners' rolling scores, feed health, and (drawn by :mod:`.uses`) booster importance across
+versions and the drift timeline.
 
 Drawn on :class:`~matplotlib.figure.Figure` with the Agg canvas only, never pyplot: pyplot keeps a
 global figure registry that is not thread-safe, and the daemon renders in a worker thread. Long
@@ -11,7 +12,8 @@ data: the axes then carry a centred message saying what is missing.
 >>> run = RunInfo(1, "replay", "finished", "state.db", "1s", 10**9, [], 0, None)
 >>> empty = ReportData(run, Equity(), [], Fills(), Scores(), Drift(), [], [], Health(), {})
 >>> {k: v[:4] for k, v in render(empty).items()}  # doctest: +NORMALIZE_WHITESPACE
-{'equity': b'\\x89PNG', 'price': b'\\x89PNG', 'learners': b'\\x89PNG', 'feed_health': b'\\x89PNG'}
+{'equity': b'\\x89PNG', 'price': b'\\x89PNG', 'learners': b'\\x89PNG', 'feed_health': b'\\x89PNG',
+ 'importance': b'\\x89PNG', 'drift_timeline': b'\\x89PNG'}
 """
 
 from __future__ import annotations
@@ -50,12 +52,17 @@ Span = tuple[np.datetime64, np.datetime64] | None  # first and last event time o
 
 
 def render(data: ReportData, *, rolling: int = 500) -> dict[str, bytes]:
-    """PNG bytes of the ``equity``, ``price``, ``learners`` and ``feed_health`` figures."""
+    """PNG bytes of the ``equity``, ``price``, ``learners`` and ``feed_health`` figures, and of
+    ``importance`` and ``drift_timeline`` (:mod:`.uses`)."""
+    from . import uses  # it draws with this module's helpers: imported here, not in a cycle
+
     span = time_span(data)
     feed_span, own_clock = health_span(data.health, span)
     return {"equity": _png(_equity(data, span)), "price": _png(_price(data, span)),
             "learners": _png(_learners(data, span, rolling)),
-            "feed_health": _png(_feed_health(data.health, feed_span, own_clock))}
+            "feed_health": _png(_feed_health(data.health, feed_span, own_clock)),
+            "importance": _png(uses.importance_heatmap(data)),
+            "drift_timeline": _png(uses.drift_timeline(data, span))}
 
 
 def decimate(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS,

@@ -25,13 +25,17 @@ import numpy as np
 import ares_stream
 
 from .figures import time_span
-from .model import ReportData, Validation
+from .model import ReportData, Uses, Validation
 
-__all__ = ["cell", "page"]
+__all__ = ["cell", "page", "reason"]
 
 MAX_DECISIONS = 20  # rows of the recent decisions table
 MAX_INCIDENTS = 20  # rows of the recent incidents table
 MAX_DETAIL = 120  # characters of an incident's detail
+MAX_FILLS = 50  # rows of the last fills table
+MAX_DRIFTED = 30  # rows of the drifted features table
+MAX_RANKED = 12  # features of a champion's ranking
+WHY_TOP = 3  # contributions in a fill's "why"
 FOLD_COLUMNS = ("fold", "candidate", "n", "log_loss", "brier", "roc_auc", "accuracy",
                 "total_return", "sharpe", "max_drawdown", "hit_rate")
 _FOLD_FORMAT = {"fold": "int", "n": "int", "candidate": "text", "sharpe": "ratio"}
@@ -47,6 +51,14 @@ _FIGURES = {  # key: (section id, heading, alt text, what to look for)
                  "accuracy of the River learner, the booster and the ensemble",
                  "Lines below the dotted baseline beat guessing the base rate; red dashed lines "
                  "are detected drift, green lines model promotions."),
+    "importance": ("uses", "What the models use", "Heatmap of each symbol's booster versions "
+                   "by the mean |SHAP| share of their top features", "Each column is a booster "
+                   "version, each row a feature; brighter cells carry more of the model's mean "
+                   "|SHAP| — look for a stable top feature and for sudden reorderings."),
+    "drift_timeline": ("uses", "What the models use", "Timeline of drifted features and of loss "
+                       "drifts", "Purple dots: a feature's recent window moved away from the "
+                       "champion's training window (PSI); red dashed lines: the loss drifted "
+                       "(ADWIN), dotted: a feature drift event asked for an early refit."),
     "feed_health": ("feed-health", "Feed health", "Cumulative feed gaps, reconnects and "
                     "rejected frames over time", "Flat lines mean a clean feed; each step is "
                     "an incident, and the strip below marks other notices."),
@@ -81,7 +93,8 @@ def page(data: ReportData, figures: dict[str, bytes], *,
             *(_section(sid, heading, f"<pre>{_esc(text)}</pre>")
               for sid, heading, text in opening), _summary(data),
             _figure_section(figures, "equity"), _figure_section(figures, "price"),
-            _figure_section(figures, "learners"), _validation(data.validations),
+            _figure_section(figures, "learners"), _uses(data, figures),
+            _validation(data.validations),
             _figure_section(figures, "feed_health", _health(data))]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -148,7 +161,8 @@ def _slug(text: str) -> str:
 
 def _nav(first: list[tuple[str, str]]) -> str:
     links = [*first, ("summary", "Summary"), ("equity", "Equity"), ("price", "Price"),
-             ("learners", "Learners"), ("validation", "Validation"), ("feed-health", "Feed")]
+             ("learners", "Learners"), ("uses", "Models use"), ("validation", "Validation"),
+             ("feed-health", "Feed")]
     return "<nav>" + "".join(f'<a href="#{i}">{_esc(t)}</a>' for i, t in links) + "</nav>"
 
 
@@ -256,15 +270,101 @@ def _models(s: dict[str, Any]) -> str:
 # -- figures, validation, feed health ----------------------------------------------------------
 
 def _figure_section(figures: dict[str, bytes], key: str, *after: str) -> str:
-    sid, heading, alt, caption = _FIGURES[key]
+    sid, heading, _, _ = _FIGURES[key]
+    return _section(sid, heading, _figure(figures, key), *after)
+
+
+def _figure(figures: dict[str, bytes], key: str) -> str:
+    _, _, alt, caption = _FIGURES[key]
     png = figures.get(key)
     if png is None:
-        shown = '<p class="muted">Figure not available.</p>'
-    else:
-        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        shown = (f'<figure><img id="fig-{key}" alt="{_esc(alt)}" src="{uri}">'
-                 f"<figcaption>{_esc(caption)}</figcaption></figure>")
-    return _section(sid, heading, shown, *after)
+        return '<p class="muted">Figure not available.</p>'
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return (f'<figure><img id="fig-{key}" alt="{_esc(alt)}" src="{uri}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+# -- what the models use -----------------------------------------------------------------------
+
+def _none_yet(what: str) -> str:
+    return f'<p class="muted">{_esc(what)}: none yet.</p>'
+
+
+def _uses(data: ReportData, figures: dict[str, bytes]) -> str:
+    u = data.uses
+    has_importance = bool(np.isfinite(u.importance.share).any())
+    has_drift = bool(u.feature_drift.time.size or data.drifts.time.size)
+    return _section("uses", "What the models use",
+                    "<h3>Importance across booster versions</h3>",
+                    _figure(figures, "importance") if has_importance
+                    else _none_yet("Booster importance"), _champions(u),
+                    "<h3>Drifted features and loss drifts</h3>",
+                    _figure(figures, "drift_timeline") if has_drift else "",
+                    _drifted(data), f"<h3>Last {MAX_FILLS} fills and why (newest first)</h3>",
+                    _fills(data))
+
+
+def _champions(u: Uses) -> str:
+    """Each symbol's champion booster: its features by mean |SHAP|, with gain share."""
+    imp, parts = u.importance, []
+    for symbol, model_id in sorted(u.champions.items()):
+        at = imp.model_id == model_id
+        head = f"{symbol}: champion booster v{int(imp.version[at][0])} (model {model_id})"
+        rows = [[cell(i, "int"), str(f), cell(sh, "pct0"), cell(s), cell(g, "pct0")]
+                for i, (f, sh, s, g) in enumerate(zip(
+                    imp.feature[at], imp.share[at], imp.shap[at], imp.gain[at], strict=True), 1)]
+        parts.append(f"<h3>{_esc(head)}</h3>\n" + _table(
+            ["Rank", "Feature", "|SHAP| share", "Mean |SHAP|", "Gain share"],
+            rows[:MAX_RANKED], numeric=(0, 2, 3, 4)))
+    return "\n".join(parts) if parts else _none_yet("Champion booster ranking")
+
+
+def _drifted(data: ReportData) -> str:
+    """Drifted features (newest first) beside the run's drift events."""
+    fd, dr = data.uses.feature_drift, data.drifts
+    rows = [[_when(fd.time[i]), str(fd.symbol[i]), "feature drifted", str(fd.feature[i]),
+             f"PSI {cell(fd.psi[i])}, KS {cell(fd.ks[i])}"] for i in range(len(fd.time))]
+    detector = dr.detector if dr.detector.size == dr.time.size else np.full(dr.time.size, "adwin")
+    rows += [[_when(dr.time[i]), str(dr.symbol[i]), f"drift event ({detector[i]})", "",
+              _event_detail(str(detector[i]), dr.mean_before[i], dr.mean_after[i])]
+             for i in range(len(dr.time))]
+    if not rows:
+        return _none_yet("Feature drift and loss drift")
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return _table(["Time", "Symbol", "What", "Feature", "Measure"], rows[:MAX_DRIFTED])
+
+
+def _event_detail(detector: str, before: float, after: float) -> str:
+    if detector == "features":
+        return f"largest PSI {cell(after)} (threshold {cell(before)})"
+    return f"mean loss {cell(before)} → {cell(after)}"
+
+
+def _fills(data: ReportData) -> str:
+    f, why = data.fills, data.uses.reasons
+    if not f.time.size:
+        return _none_yet("Fills")
+    cids = f.client_id if f.client_id.size == f.time.size else np.full(f.time.size, "")
+    last = range(len(f.time) - 1, max(-1, len(f.time) - 1 - MAX_FILLS), -1)
+    rows = [[_when(f.time[i]), str(f.symbol[i]), str(f.side[i]), cell(f.qty[i], "num"),
+             cell(f.price[i], "money"), cell(f.fee[i], "num"), reason(why.get(str(cids[i])))]
+            for i in last]
+    return _table(["Time", "Symbol", "Side", "Qty", "Price", "Fee", "Why (top SHAP)"], rows,
+                  numeric=(3, 4, 5))
+
+
+def reason(contributions: list[tuple[str, float | None, float]] | None) -> str:
+    """A fill's "why": its order's top contributions as ``feature=value (+contribution)``.
+
+    >>> reason([("flow_imb", 0.79, 1.3136), ("ret_1", None, -0.25)])
+    'flow_imb=0.79 (+1.314), ret_1=n/a (-0.250)'
+    >>> reason(None)
+    'no reasons stored'
+    """
+    if not contributions:
+        return "no reasons stored"
+    return ", ".join(f"{name}={'n/a' if v is None else f'{v:.4g}'} ({c:+.3f})"
+                     for name, v, c in contributions[:WHY_TOP])
 
 
 def _validation(decisions: list[Validation]) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Drift", "Equity", "Fills", "Health", "Prices", "ReportData", "RunInfo", "Scores",
-           "Validation"]
+__all__ = ["Drift", "Equity", "FeatureDrift", "Fills", "Health", "Importance", "Prices",
+           "ReportData", "RunInfo", "Scores", "Uses", "Validation"]
 
 
 def _times() -> np.ndarray:
@@ -71,6 +71,7 @@ class Fills:
     qty: np.ndarray = field(default_factory=_floats)
     price: np.ndarray = field(default_factory=_floats)
     fee: np.ndarray = field(default_factory=_floats)
+    client_id: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # order's
 
 
 @dataclass
@@ -90,11 +91,13 @@ class Scores:
 
 @dataclass
 class Drift:
-    """ADWIN drift events in time order: the symbol, the mean loss before and after the change."""
+    """Drift events in time order: the symbol, the mean loss before and after the change (ADWIN);
+    a "features" event holds the PSI threshold and the check's largest PSI there instead."""
     time: np.ndarray = field(default_factory=_times)
     symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     mean_before: np.ndarray = field(default_factory=_floats)
     mean_after: np.ndarray = field(default_factory=_floats)
+    detector: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # adwin…
 
 
 @dataclass
@@ -124,6 +127,43 @@ class Health:
 
 
 @dataclass
+class Importance:
+    """One row per (booster, feature) of a symbol's boosters, oldest version first: the model's
+    mean |SHAP| of the feature as a share of the model's total (rows of a model sum to 1)."""
+
+    symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    version: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
+    model_id: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
+    feature: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    share: np.ndarray = field(default_factory=_floats)  # mean |SHAP| / the model's sum
+    gain: np.ndarray = field(default_factory=_floats)  # share of the booster's gain
+    shap: np.ndarray = field(default_factory=_floats)  # mean |SHAP| (log-odds)
+
+
+@dataclass
+class FeatureDrift:
+    """Features a scheduled drift check found drifted (PSI past its threshold), in time order."""
+
+    time: np.ndarray = field(default_factory=_times)
+    symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    feature: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    psi: np.ndarray = field(default_factory=_floats)
+    ks: np.ndarray = field(default_factory=_floats)
+
+
+@dataclass
+class Uses:
+    """What the models use: booster importance across versions, each symbol's champion booster
+    (model id), drifted features, and why each order was sent (client id → ranked
+    ``(feature, value, contribution)``)."""
+
+    importance: Importance = field(default_factory=Importance)
+    champions: dict[str, int] = field(default_factory=dict)
+    feature_drift: FeatureDrift = field(default_factory=FeatureDrift)
+    reasons: dict[str, list[tuple[str, float | None, float]]] = field(default_factory=dict)
+
+
+@dataclass
 class ReportData:
     """Everything a report shows, as :mod:`.data` loads it for :mod:`.figures` and :mod:`.html`."""
     run: RunInfo
@@ -136,3 +176,4 @@ class ReportData:
     validations: list[Validation]  # the newest decisions (newest last), for the fold tables
     health: Health
     summary: dict[str, Any]  # see metrics.summary: return, sharpe, ... and how they were computed
+    uses: Uses = field(default_factory=Uses)  # importance, feature drift, why each order

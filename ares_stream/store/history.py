@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["closes", "drifts", "equity", "fills", "find_run", "health", "health_totals",
-           "newest_event", "runs", "scores", "validations"]
+__all__ = ["closes", "drifts", "equity", "features_drifted", "fills", "find_run", "health",
+           "health_totals", "importance", "newest_event", "order_reasons", "runs", "scores",
+           "validations"]
 
 # an incident's receive time; rows without one (backfill summaries) fall back to event time
 _HEALTH_TIME = "CASE WHEN ts_init > 0 THEN ts_init ELSE ts_event END"
@@ -109,10 +110,10 @@ def closes(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, n
 
 def fills(conn: sqlite3.Connection, run_id: int) -> dict[str, np.ndarray]:
     """Every fill of the run (also those before a report's window: positions start there)."""
-    return _columns(conn, "SELECT ts_event, symbol, side, qty, price, fee FROM fills "
+    return _columns(conn, "SELECT ts_event, symbol, side, qty, price, fee, client_id FROM fills "
                     "WHERE run_id IS ? ORDER BY ts_event, id", (run_id,),
                     {"ts_event": np.int64, "symbol": object, "side": object, "qty": float,
-                     "price": float, "fee": float})
+                     "price": float, "fee": float, "client_id": object})
 
 
 def scores(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, np.ndarray]:
@@ -130,10 +131,41 @@ def scores(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, n
 
 def drifts(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, np.ndarray]:
     """The run's drift events from event time ``since`` (ns) on, in time order."""
-    return _columns(conn, "SELECT ts_event, symbol, mean_before, mean_after FROM drift_events "
-                    "WHERE run_id = ? AND ts_event >= ? ORDER BY ts_event, id", (run_id, since),
-                    {"ts_event": np.int64, "symbol": object, "mean_before": float,
-                     "mean_after": float})
+    return _columns(conn, "SELECT ts_event, symbol, mean_before, mean_after, detector "
+                    "FROM drift_events WHERE run_id = ? AND ts_event >= ? ORDER BY ts_event, id",
+                    (run_id, since), {"ts_event": np.int64, "symbol": object,
+                                      "mean_before": float, "mean_after": float,
+                                      "detector": object})
+
+
+def importance(conn: sqlite3.Connection, run_id: int) -> dict[str, np.ndarray]:
+    """Every booster's importance rows (boosters of this run or an earlier one), by symbol and
+    version; ``champion`` is 1 on the rows of each symbol's champion booster."""
+    return _columns(conn, "SELECT m.symbol, m.version, m.id, i.feature, i.gain, i.shap, "
+                    "m.status = 'champion' FROM model_importance i JOIN models m "
+                    "ON m.id = i.model_id WHERE m.kind = 'xgboost' AND "
+                    "(m.run_id IS NULL OR m.run_id <= ?) ORDER BY m.symbol, m.version, "
+                    "coalesce(i.shap, -1) DESC, i.feature", (run_id,),
+                    {"symbol": object, "version": np.int64, "model_id": np.int64,
+                     "feature": object, "gain": float, "shap": float, "champion": np.int64})
+
+
+def features_drifted(conn: sqlite3.Connection, run_id: int,
+                     since: int = 0) -> dict[str, np.ndarray]:
+    """The run's feature drift results that crossed the threshold, in time order."""
+    return _columns(conn, "SELECT ts_event, symbol, feature, psi, ks FROM feature_drift "
+                    "WHERE run_id = ? AND ts_event >= ? AND drifted = 1 "
+                    "ORDER BY ts_event, feature", (run_id, since),
+                    {"ts_event": np.int64, "symbol": object, "feature": object, "psi": float,
+                     "ks": float})
+
+
+def order_reasons(conn: sqlite3.Connection, run_id: int) -> dict[str, np.ndarray]:
+    """Why each of the run's orders was sent: its top contributions, by client id then rank."""
+    return _columns(conn, "SELECT client_id, feature, value, contribution FROM order_reasons "
+                    "WHERE run_id = ? ORDER BY client_id, rank", (run_id,),
+                    {"client_id": object, "feature": object, "value": float,
+                     "contribution": float})
 
 
 def validations(conn: sqlite3.Connection, run_id: int, since: int = 0) -> list[dict[str, Any]]:

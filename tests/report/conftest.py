@@ -12,12 +12,15 @@ import pytest
 from ares_stream.report.model import (
     Drift,
     Equity,
+    FeatureDrift,
     Fills,
     Health,
+    Importance,
     Prices,
     ReportData,
     RunInfo,
     Scores,
+    Uses,
     Validation,
 )
 
@@ -49,7 +52,8 @@ def make_data(n: int = 3000, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
                    _validation(t[n // 2], symbols[-1], False, "<script>alert(1)</script>", None)]
     health = _health(rng, t)
     data = ReportData(run_info(list(symbols)), equity, prices, fills, scores, drifts,
-                      [v for v in validations if v.promoted], validations, health, {})
+                      [v for v in validations if v.promoted], validations, health, {},
+                      _uses(rng, t, symbols, fills))
     data.summary = summary(n, len(fills.time))
     return data
 
@@ -124,6 +128,31 @@ def _scores(rng: np.random.Generator, t: np.ndarray) -> Scores:
     booster[: len(t) // 3] = np.nan  # no champion booster yet
     ensemble = np.where(np.isnan(booster), river, (river + booster) / 2)
     return Scores(t, label, river, booster, ensemble)
+
+
+FEATURES = ("flow_imb", "ret_1", "vol_ewma", "spread_bps", "macd", "rsi_14", "book_imb",
+            "hl_range", "vwap_dev", "<b>odd</b>")
+
+
+def _uses(rng: np.random.Generator, t: np.ndarray, symbols: tuple[str, ...],
+          fills: Fills) -> Uses:
+    """Five booster versions per symbol, two feature drift checks, reasons for every fill."""
+    rows = [(s, v, 10 * i + v, f, rng.random()) for i, s in enumerate(symbols)
+            for v in range(1, 6) for f in FEATURES]
+    shap = np.array([r[4] for r in rows])
+    model = np.array([r[2] for r in rows], dtype=np.int64)
+    share = shap / np.array([shap[model == m].sum() for m in model])
+    imp = Importance(np.array([r[0] for r in rows], dtype=object),
+                     np.array([r[1] for r in rows], dtype=np.int64), model,
+                     np.array([r[3] for r in rows], dtype=object), share, share, shap)
+    at = np.repeat([len(t) // 3, 2 * len(t) // 3], 2) if len(t) else np.array([], dtype=int)
+    drifted = FeatureDrift(t[at], np.array([symbols[0]] * len(at), dtype=object),
+                           np.array(["vol_ewma", "<i>x</i>"] * (len(at) // 2), dtype=object),
+                           np.full(len(at), 0.4), np.full(len(at), 0.2))
+    fills.client_id = np.array([f"c{i}" for i in range(len(fills.time))], dtype=object)
+    reasons = {str(c): [("flow_imb", 0.5, 1.2), ("ret_1", None, -0.3), ("macd", 1e-4, 0.1),
+                        ("rsi_14", 55.0, 0.01)] for c in fills.client_id}
+    return Uses(imp, {s: 10 * i + 5 for i, s in enumerate(symbols)}, drifted, reasons)
 
 
 def _validation(time: np.datetime64, symbol: str, promoted: bool, reason: str,

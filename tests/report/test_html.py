@@ -20,7 +20,8 @@ from ares_stream.report.model import ReportData, Validation
 SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown",
             "price": "Price, position and fills",
             "learners": "Learners: rolling log loss and accuracy",
-            "validation": "Walk-forward validation", "feed-health": "Feed health"}
+            "uses": "What the models use", "validation": "Walk-forward validation",
+            "feed-health": "Feed health"}
 KEYS = ("equity", "price", "learners", "feed_health")
 FAKE = {k: b"\x89PNG\r\n\x1a\n" + k.encode() for k in KEYS}  # the page only embeds the bytes
 # an attribute or CSS that makes a browser fetch: anything but a PNG data URI or a #fragment
@@ -41,7 +42,7 @@ def _text(fragment: str) -> str:
 
 
 def test_every_section_heading_and_figure_is_on_the_page(full: ReportData) -> None:
-    """The six sections carry their headings in order, and each real figure is an ``<img>`` whose
+    """The seven sections carry their headings in order, and each real figure is an ``<img>`` whose
     data URI decodes to the PNG it was given."""
     figures = render(full)
     html = page(full, figures)
@@ -168,3 +169,17 @@ def test_feed_health_lists_totals_and_the_last_incidents(build: Build) -> None:
     section = _sections(page(data, FAKE))["feed-health"]
     assert "<td>frames</td> <td class=\"num\">1,234,567</td>" in section
     assert re.findall(r"<td>(d\d+)</td>", section) == [f"d{i}" for i in range(29, 9, -1)]
+
+
+def test_the_models_use_section_escapes_and_bounds_its_tables(full: ReportData) -> None:
+    """Each champion gets a ranking, drifted features sit beside the loss drifts, the fills
+    table shows the last 50 fills with the top 3 reasons of their order, and feature names
+    from the database are escaped."""
+    uses = _sections(page(full, render(full)))["uses"]
+    assert uses.count("champion booster v5") == 2 and "none yet" not in uses
+    assert "<td>vol_ewma</td>" in uses and "drift event (adwin)" in uses
+    assert "&lt;i&gt;x&lt;/i&gt;" in uses and "<i>x</i>" not in uses
+    assert "&lt;b&gt;odd&lt;/b&gt;" in uses and "<b>odd</b>" not in uses
+    why = re.findall(r"<td>(flow_imb=[^<]*)</td>", uses)
+    assert len(why) == 50 and set(why) == {"flow_imb=0.5 (+1.200), ret_1=n/a (-0.300), "
+                                           "macd=0.0001 (+0.100)"}

@@ -5,6 +5,7 @@ the end of ``ares-stream replay``."""
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import sqlite3
 import subprocess
@@ -26,8 +27,9 @@ DEMO = ROOT / "configs" / "demo.toml"
 SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown",
             "price": "Price, position and fills",
             "learners": "Learners: rolling log loss and accuracy",
-            "validation": "Walk-forward validation", "feed-health": "Feed health"}
-FIGURES = ("equity", "price", "learners", "feed_health")
+            "uses": "What the models use", "validation": "Walk-forward validation",
+            "feed-health": "Feed health"}
+FIGURES = ("equity", "price", "learners", "feed_health", "importance", "drift_timeline")
 SUMMARY_ROWS = ("Return", "Sharpe", "Sortino", "Max drawdown", "Calmar", "Hit rate", "Turnover",
                 "Fees")
 # anything that would make a browser fetch: a URL scheme, a protocol-relative or relative path
@@ -99,6 +101,36 @@ def test_summary_and_tables_show_what_the_run_did(replayed: tuple[Path, Path, st
     assert folds and all(f"<td>{row['candidate']}</td>" in sections["validation"] for row in folds)
 
 
+def test_the_models_use_section_shows_importance_drifted_features_and_why_each_fill(
+        replayed: tuple[Path, Path, str]) -> None:
+    """With batch learning on, "What the models use" ranks the champion booster's real features,
+    lists the features that drifted beside the loss drift, and gives each of the last 50 fills
+    the top 3 contributions its order stored (joined by client id)."""
+    db, html_path, _ = replayed
+    uses = _sections(html_path.read_text(encoding="utf-8"))["uses"]
+    conn = sqlite3.connect(db)
+    champion, names = conn.execute("SELECT id, features FROM models WHERE kind = 'xgboost' "
+                                   "AND status = 'champion'").fetchone()
+    first = conn.execute("SELECT feature FROM model_importance WHERE model_id = ? "
+                         "ORDER BY shap DESC LIMIT 1", (champion,)).fetchone()[0]
+    drifted = {r[0] for r in conn.execute("SELECT feature FROM feature_drift WHERE drifted = 1")}
+    fills = conn.execute("SELECT client_id FROM fills ORDER BY ts_event DESC, id DESC LIMIT 50"
+                         ).fetchall()
+    why = conn.execute("SELECT feature, value, contribution FROM order_reasons "
+                       "WHERE client_id = ? ORDER BY rank LIMIT 3", fills[0]).fetchall()
+    conn.close()
+    assert "none yet" not in uses and 'id="fig-importance"' in uses
+    assert f"(model {champion})" in uses and f'<td class="num">1</td> <td>{first}</td>' in uses
+    assert drifted and all(f"<td>{f}</td>" in uses for f in drifted)
+    assert "drift event (adwin)" in uses
+    rows = re.findall(r"<tr><td>[^<]+ UTC</td> <td>SIMUSDT</td> <td>(?:BUY|SELL)</td>.*?</tr>",
+                      uses)
+    assert len(rows) == len(fills) == 50
+    expected = ", ".join(f"{f}={v:.4g} ({c:+.3f})" for f, v, c in why)
+    assert f"<td>{expected}</td>" in rows[0]
+    assert len(why) == 3 and all(f in json.loads(names) for f, _, _ in why)
+
+
 def test_report_cli_on_a_database_a_run_and_a_window(replayed: tuple[Path, Path, str],
                                                      tmp_path: Path) -> None:
     """``ares-stream report DB``, ``DB:RUN`` and ``RUN --db DB --last 1h`` write reports; the
@@ -133,8 +165,8 @@ def test_user_mistakes_are_one_line_and_exit_2(replayed: tuple[Path, Path, str],
 
 
 def test_an_empty_run_and_an_empty_database_are_reported_clearly(tmp_path: Path) -> None:
-    """A run that recorded nothing renders (no trades, no predictions); a database without runs
-    is refused with a clear reason."""
+    """A run that recorded nothing renders (no trades, no predictions; importance, drifts and
+    fills say "none yet"); a database without runs is refused with a clear reason."""
     db = tmp_path / "empty.db"
     store = RunStore(open_db(db), mode="paper", config={}, sources=[])
     assert main(["report", str(tmp_path / "none.db")]) == 2
@@ -142,6 +174,10 @@ def test_an_empty_run_and_an_empty_database_are_reported_clearly(tmp_path: Path)
     page = path.read_text(encoding="utf-8")
     assert all(f'id="{sid}"' in page for sid in SECTIONS)
     assert "no trades" in page.lower()
+    uses = _sections(page)["uses"]
+    for what in ("Booster importance", "Champion booster ranking",
+                 "Feature drift and loss drift", "Fills"):
+        assert f"{what}: none yet." in uses, what
     store.db.conn.close()
     bare = tmp_path / "bare.db"
     open_db(bare).conn.close()
