@@ -117,6 +117,8 @@ class DriftConfig:
     feature_window: int = 500  # recent labelled rows compared with the champion's training rows
     psi_threshold: float = 0.25  # a feature drifted when its PSI is above this (docs/drift.md)
     features_drifted: int = 2  # drifted features that make a "features" drift event
+    psi_null_factor: float = 1.0  # ... and above this x the reference's own largest window PSI
+    reference_windows: int = 4  # no feature judged before the reference holds this many windows
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,8 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.drift.feature_window >= 50, "drift.feature_window must be >= 50"),
         (cfg.drift.psi_threshold > 0, "drift.psi_threshold must be > 0"),
         (cfg.drift.features_drifted >= 1, "drift.features_drifted must be >= 1"),
+        (cfg.drift.psi_null_factor >= 0, "drift.psi_null_factor must be >= 0"),
+        (cfg.drift.reference_windows >= 2, "drift.reference_windows must be >= 2"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
         (cfg.store.watchdog_failures >= 1, "store.watchdog_failures must be >= 1"),
         (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),

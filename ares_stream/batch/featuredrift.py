@@ -3,14 +3,19 @@
 Every ``drift.feature_every`` of event time (the batch learner's clock), per symbol:
 
 - the **reference** is the champion's training window — the buffered rows from its
-  ``train_start`` to its ``train_end`` (the newest booster's before a first champion), thinned
-  evenly to at most :data:`MAX_REFERENCE` rows; rows the buffer evicted are gone from it;
+  ``train_start`` to its ``train_end`` (the newest booster's before a first champion), its newest
+  :data:`MAX_REFERENCE` rows at most, consecutive (the noise-aware threshold slides windows along
+  it); rows the buffer evicted are gone from it;
 - the **recent** window is the newest ``drift.feature_window`` labelled rows after ``train_end``:
   no check until that many exist, so the two never overlap. A row enters the buffer when its label
   resolves, so every value a check reads is from before its event time (``horizon`` bars before);
 - the worker computes PSI and KS per feature (:func:`check`, :mod:`ares_stream.validation.drift`);
-  the result applies between bars like the other jobs. Each check stores every feature's row; when
-  at least ``drift.features_drifted`` features have a PSI above ``drift.psi_threshold``, a drift
+  the result applies between bars like the other jobs. A feature drifts when its PSI is above
+  ``drift.psi_threshold`` and above ``drift.psi_null_factor`` times the largest PSI of any
+  ``feature_window`` consecutive reference rows against the rest of the reference (its own noise,
+  autocorrelation and wander; none judged while the reference holds fewer than
+  ``drift.reference_windows`` windows). Each check stores every feature's row; when
+  at least ``drift.features_drifted`` features drifted, a drift
   event of detector ``"features"`` is recorded and the batch learner refits early, as after an
   upward ADWIN drift — once per episode: the watch re-arms when a check finds fewer drifted
   features or the reference model changes.
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ares_stream.batch")
 
-MAX_REFERENCE = 20_000  # reference rows compared (evenly thinned): PSI and KS cost O(n log n)
+MAX_REFERENCE = 50_000  # newest reference rows compared: PSI and KS cost O(n log n)
 
 
 @dataclass(frozen=True)
@@ -67,13 +72,14 @@ def windows(buffer: SampleBuffer, train_start: int, train_end: int,
     cut = int(np.searchsorted(ts, train_end, side="right"))
     if cut == 0:
         return None
-    step = -(-cut // MAX_REFERENCE)
-    return Windows(X[:cut:step], X[-recent_rows:], int(ts[-1]))
+    return Windows(X[max(0, cut - MAX_REFERENCE):cut], X[-recent_rows:], int(ts[-1]))
 
 
-def check(w: Windows, features: Sequence[str], psi_threshold: float) -> list[FeatureDrift]:
-    """The worker's job: every feature's PSI and KS, recent against reference."""
-    return compare(w.reference, w.recent, features, psi_threshold=psi_threshold)
+def check(w: Windows, features: Sequence[str], cfg: DriftConfig) -> list[FeatureDrift]:
+    """The worker's job: every feature's PSI and KS, recent against reference, and whether it
+    drifted (:func:`ares_stream.validation.drift.compare`)."""
+    return compare(w.reference, w.recent, features, psi_threshold=cfg.psi_threshold,
+                   null_factor=cfg.psi_null_factor, reference_windows=cfg.reference_windows)
 
 
 @dataclass

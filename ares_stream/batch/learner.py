@@ -387,7 +387,7 @@ class BatchLearner:
                                  int(ref.meta["train_end"]), self.config.drift.feature_window)
         if w is not None:
             future = self.executor.submit(featuredrift.check, w, sb.buffer.features,
-                                          self.config.drift.psi_threshold)
+                                          self.config.drift)
             self._pending(symbol, "features", future, ts, model_id=ref.model_id)
 
     def _pending(self, symbol: str, kind: str, future: Future[Any], ts: int,
