@@ -121,7 +121,7 @@ def test_the_models_use_section_shows_importance_drifted_features_and_why_each_f
     conn.close()
     assert "none yet" not in uses and 'id="fig-importance"' in uses
     assert f"(model {champion})" in uses and f'<td class="num">1</td> <td>{first}</td>' in uses
-    assert drifted and all(f"<td>{f}</td>" in uses for f in drifted)
+    assert all(f"<td>{f}</td>" in uses for f in drifted)  # how many: drift.* thresholds
     assert "drift event (adwin)" in uses
     rows = re.findall(r"<tr><td>[^<]+ UTC</td> <td>SIMUSDT</td> <td>(?:BUY|SELL)</td>.*?</tr>",
                       uses)
@@ -129,6 +129,27 @@ def test_the_models_use_section_shows_importance_drifted_features_and_why_each_f
     expected = ", ".join(f"{f}={v:.4g} ({c:+.3f})" for f, v, c in why)
     assert f"<td>{expected}</td>" in rows[0]
     assert len(why) == 3 and all(f in json.loads(names) for f, _, _ in why)
+
+
+def test_drifted_features_of_a_real_check_are_listed_with_their_psi(
+        replayed: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """The rows of a real feature drift check marked drifted (whatever the thresholds made of
+    this run) appear in the section's table with their PSI, and on the drift timeline."""
+    import shutil
+
+    db = tmp_path / "drifted.db"
+    shutil.copy(replayed[0], db)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE feature_drift SET drifted = 1 WHERE rowid IN "
+                     "(SELECT rowid FROM feature_drift ORDER BY ts_event, rowid LIMIT 3)")
+    rows = conn.execute("SELECT feature, psi FROM feature_drift WHERE drifted = 1").fetchall()
+    conn.close()
+    assert len(rows) == 3
+    uses = _sections(write_report(db, tmp_path / "out").read_text(encoding="utf-8"))["uses"]
+    assert 'id="fig-drift_timeline"' in uses
+    for feature, psi in rows:
+        assert re.search(rf"<td>feature drifted</td> <td>{feature}</td> <td>PSI {psi:.4f}", uses)
 
 
 def test_report_cli_on_a_database_a_run_and_a_window(replayed: tuple[Path, Path, str],
