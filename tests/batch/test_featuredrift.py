@@ -19,7 +19,7 @@ def replay(tmp: Path, vol_regimes: tuple[tuple[float, float], ...]) -> sqlite3.C
     write_recording(path, seconds=6 * 3600, seed=5, vol_regimes=vol_regimes,
                     concept=((0.0, 0.8),))
     cfg = replace_values(load_config(ROOT / "configs" / "demo.toml"), {"drift": {
-        "feature_every": "10m", "feature_window": 300}})
+        "feature_every": "10m", "feature_window": 200}})
     run_replay([str(path)], cfg, db_path=tmp / "run.db")
     return sqlite3.connect(tmp / "run.db")
 
