@@ -13,29 +13,27 @@ data: the axes then carry a centred message saying what is missing.
 >>> empty = ReportData(run, Equity(), [], Fills(), Scores(), Drift(), [], [], Health(), {})
 >>> {k: v[:4] for k, v in render(empty).items()}  # doctest: +NORMALIZE_WHITESPACE
 {'equity': b'\\x89PNG', 'price': b'\\x89PNG', 'learners': b'\\x89PNG', 'feed_health': b'\\x89PNG',
- 'importance': b'\\x89PNG', 'drift_timeline': b'\\x89PNG'}
+ 'importance': b'\\x89PNG', 'coefficients': b'\\x89PNG', 'drift_timeline': b'\\x89PNG'}
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
-from matplotlib import dates as mdates
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ares_stream.learners.scores import log_losses, prequential_rate
 
+from . import uses
+from .canvas import _GREY, Span, _empty, _figure, _message, _num, _png, _time_axis, _vlines
 from .model import Fills, Health, Prices, ReportData, Scores
 
 __all__ = ["MAX_FILLS", "MAX_POINTS", "MAX_SYMBOLS", "decimate", "render", "rolling_mean",
            "time_span"]
 
-WIDTH, DPI = 12.0, 100  # inches, dots per inch: 1200 px wide
 MAX_POINTS = 4000  # points per drawn line after decimation
 MAX_SYMBOLS = 6  # price panels
 MAX_FILLS = 2000  # fill markers per symbol
@@ -47,21 +45,18 @@ _FEED_LINES = (("gap", "gap incidents", False, "tab:red"),  # kind, label, sum c
                ("disconnected", "reconnects", False, "tab:purple"),
                ("rejected", "rejected frames", True, "tab:brown"))
 _ROUTINE = {"gap", "disconnected", "rejected", "connected"}  # not in the strip of other kinds
-_GREY = "0.45"
-Span = tuple[np.datetime64, np.datetime64] | None  # first and last event time of the report
 
 
 def render(data: ReportData, *, rolling: int = 500) -> dict[str, bytes]:
     """PNG bytes of the ``equity``, ``price``, ``learners`` and ``feed_health`` figures, and of
-    ``importance`` and ``drift_timeline`` (:mod:`.uses`)."""
-    from . import uses  # it draws with this module's helpers: imported here, not in a cycle
-
+    ``importance``, ``coefficients`` and ``drift_timeline`` (:mod:`.uses`)."""
     span = time_span(data)
     feed_span, own_clock = health_span(data.health, span)
     return {"equity": _png(_equity(data, span)), "price": _png(_price(data, span)),
             "learners": _png(_learners(data, span, rolling)),
             "feed_health": _png(_feed_health(data.health, feed_span, own_clock)),
             "importance": _png(uses.importance_heatmap(data)),
+            "coefficients": _png(uses.coefficient_lines(data, span)),
             "drift_timeline": _png(uses.drift_timeline(data, span))}
 
 
@@ -140,61 +135,6 @@ def health_span(h: Health, span: Span) -> tuple[Span, bool]:
         if t.min() >= span[0] - slack and t.max() <= span[1] + slack:
             return span, False
     return (t.min(), t.max()), span is not None
-
-
-# -- drawing helpers --------------------------------------------------------------------------
-
-def _figure(height: float) -> Figure:
-    return Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    fig.clear()
-    return buffer.getvalue()
-
-
-def _num(t: np.ndarray) -> np.ndarray:
-    """Matplotlib date numbers (days) of UTC ``datetime64`` times."""
-    return np.asarray(mdates.date2num(np.asarray(t, dtype="datetime64[ns]")), dtype=np.float64)
-
-
-def _message(ax: Axes, text: str, size: int = 13) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=_GREY,
-            fontsize=size)
-
-
-def _empty(text: str, height: float = 2.5) -> Figure:
-    fig = _figure(height)
-    ax = fig.add_subplot()
-    ax.set_xticks([])
-    ax.set_yticks([])
-    _message(ax, text)
-    return fig
-
-
-def _time_axis(ax: Axes, span: Span) -> None:
-    """Concise UTC dates on the x axis (shared axes follow), limited to the report's span."""
-    if span is None:  # nothing happened at any time: no dates to show
-        ax.set_xticks([])
-        return
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    lo, hi = _num(np.array(span))
-    pad = max((hi - lo) * 0.01, 30 / 86_400)  # 1 %, or ±30 s around a single instant
-    ax.set_xlim(lo - pad, hi + pad)
-
-
-def _vlines(axes: list[Axes], t: np.ndarray, label: str, **style: Any) -> None:
-    """Vertical lines at times ``t`` on every axis, in the first axis' legend once."""
-    if len(t) == 0:
-        return
-    x = _num(t)
-    for i, ax in enumerate(axes):
-        ax.vlines(x, 0, 1, transform=ax.get_xaxis_transform(),
-                  label=label if i == 0 else "_nolegend_", **style)
 
 
 # -- equity -----------------------------------------------------------------------------------
