@@ -106,7 +106,8 @@ def record(db: sqlite_utils.Database, run_id: int | None, symbol: str, ts: int,
     """Store one check's rows; the drift event it raises, if any (stored and logged too)."""
     feature_drift.insert(db, [
         feature_drift.DriftRow(run_id, symbol, ts, r.feature, r.psi, r.ks, r.reference_rows,
-                               r.recent_rows, r.drifted, model_id) for r in results])
+                               r.recent_rows, r.threshold, r.drifted, model_id)
+        for r in results])
     drifted = [r for r in results if r.drifted]
     if not watch.fires(symbol, model_id, drifted=len(drifted) >= cfg.features_drifted):
         return None

@@ -223,8 +223,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX models_stored ON models(symbol, kind, version) WHERE pruned IS NULL;
     """,
     # 7: what each model uses and why each order was sent: per-feature importance stored with
-    # the model (boosters: gain share and mean |SHAP|; River: standardized coefficients), and
-    # the top SHAP contributions of the booster prediction behind each order.
+    # the model (boosters: gain share and mean |SHAP|; River: standardized coefficients), the
+    # top SHAP contributions of the booster prediction behind each order, and the online
+    # learner's coefficients over time.
     """
     CREATE TABLE model_importance (
         model_id INTEGER NOT NULL REFERENCES models(id),
@@ -244,6 +245,14 @@ MIGRATIONS: list[str] = [
         contribution REAL NOT NULL,    -- SHAP contribution to the margin (log-odds)
         PRIMARY KEY (client_id, rank)
     ) WITHOUT ROWID;
+    CREATE TABLE learner_coefficients (
+        run_id INTEGER,
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- event time of the bar it was read at, ns
+        feature TEXT NOT NULL,
+        coef REAL NOT NULL             -- the online learner's weight on the standardized input
+    );
+    CREATE INDEX learner_coefficients_symbol ON learner_coefficients(symbol, ts_event);
     """,
     # 8: feature drift: each scheduled comparison of a feature's recent window with the
     # champion's training window (PSI, two-sample KS).
@@ -257,7 +266,9 @@ MIGRATIONS: list[str] = [
         ks REAL,
         reference_rows INTEGER NOT NULL,
         recent_rows INTEGER NOT NULL,
-        drifted INTEGER NOT NULL,      -- 1: psi above drift.psi_threshold
+        threshold REAL,                -- the PSI it had to exceed (floor, or its reference's own
+                                       -- window noise); NULL: not judged (reference too short)
+        drifted INTEGER NOT NULL,      -- 1: psi above threshold
         model_id INTEGER               -- the booster whose training window was the reference
     );
     CREATE INDEX feature_drift_symbol ON feature_drift(symbol, ts_event);

@@ -3,7 +3,7 @@ champion's training window (:mod:`ares_stream.validation.drift` computes them).
 
 >>> from ares_stream.store.db import open_db
 >>> db = open_db(":memory:")
->>> insert(db, [DriftRow(1, "BTCUSDT", 60, "ret_1", 0.31, 0.2, 900, 300, True, 4)])
+>>> insert(db, [DriftRow(1, "BTCUSDT", 60, "ret_1", 0.31, 0.2, 900, 300, 0.25, True, 4)])
 1
 >>> [(r.feature, r.psi, r.drifted) for r in recent(db, "BTCUSDT")]
 [('ret_1', 0.31, True)]
@@ -33,13 +33,14 @@ class DriftRow(NamedTuple):
     ks: float | None
     reference_rows: int
     recent_rows: int
+    threshold: float | None  # the PSI to exceed; None (NaN in memory): not judged
     drifted: bool
     model_id: int | None
 
 
-_COLUMNS = ("run_id, symbol, ts_event, feature, psi, ks, reference_rows, recent_rows, drifted, "
-            "model_id")
-_INSERT = f"INSERT INTO feature_drift ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = ("run_id, symbol, ts_event, feature, psi, ks, reference_rows, recent_rows, threshold, "
+            "drifted, model_id")
+_INSERT = f"INSERT INTO feature_drift ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _EVENT = ("INSERT INTO drift_events (run_id, symbol, ts_event, ts_init, detector, mean_before, "
           "mean_after, samples_seen, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RECENT = (f"SELECT {_COLUMNS} FROM feature_drift WHERE symbol = ? "
@@ -53,7 +54,7 @@ def _num(v: float | None) -> float | None:
 def insert(db: sqlite_utils.Database, rows: Sequence[DriftRow]) -> int:
     """Write one check's rows in one transaction; returns how many."""
     params = [(*r[:4], _num(r.psi), _num(r.ks), r.reference_rows, r.recent_rows,
-               int(r.drifted), r.model_id) for r in rows]
+               _num(r.threshold), int(r.drifted), r.model_id) for r in rows]
     conn = db.conn
     with conn:
         conn.execute("BEGIN")
@@ -64,7 +65,7 @@ def insert(db: sqlite_utils.Database, rows: Sequence[DriftRow]) -> int:
 def recent(db: sqlite_utils.Database, symbol: str, limit: int = 1000) -> list[DriftRow]:
     """The symbol's newest rows, newest check first."""
     cur = db.conn.execute(_RECENT, (symbol, limit))
-    return [DriftRow._make((*r[:8], bool(r[8]), r[9])) for r in cur]
+    return [DriftRow._make((*r[:9], bool(r[9]), r[10])) for r in cur]
 
 
 def insert_event(db: sqlite_utils.Database, run_id: int | None, d: DriftDetected) -> None:

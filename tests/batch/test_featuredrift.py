@@ -36,6 +36,10 @@ def test_a_volatility_shift_raises_one_features_event_and_an_early_refit(tmp_pat
     assert conn.execute("select count(*) from feature_drift where drifted = 1 and ts_event > ?",
                         (switch,)).fetchone()[0] >= 2
     assert "vol_ewma" in events[0][1]
+    judged = conn.execute("select psi, threshold, drifted from feature_drift "
+                          "where psi is not null").fetchall()
+    assert all(bool(d) == (t is not None and p > t) for p, t, d in judged)
+    assert any(t is not None for _, t, _ in judged)
     first = events[0][0]
     assert conn.execute("select count(*) from models where how = 'refit' and created >= ?",
                         (first,)).fetchone()[0] >= 1
