@@ -51,6 +51,7 @@ from ares_stream.features.pipeline import FeatureSet, feature_set
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate, Item
+from ares_stream.learners.importance import river_coefficients
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.policies import learner_for
 from ares_stream.learners.scores import log_loss_one, prequential_p
@@ -78,6 +79,9 @@ class Sink(Protocol):
 
     def gap(self, g: Gap, count: int | None = None) -> None:
         """A gap that stayed; ``count``: the missing items (ids, or bars for time gaps)."""
+
+    def coefficients(self, symbol: str, ts_event: int, coefs: dict[str, float]) -> None:
+        """The online learner's standardized coefficients (a linear learner), read at a bar."""
 
     def health(
         self, symbol: str, ts_event: int, ts_init: int, kind: str, count: int, detail: str,
@@ -193,6 +197,9 @@ class Engine:
         self.decoder = Decoder()
         self.symbols = frozenset(s.upper() for s in config.feed.symbols)
         self.interval_ns = parse_interval(config.bars.interval)
+        every = config.drift.feature_every
+        self._coef_every = parse_interval(every if every != "0s" else "1h")
+        self._coef_due: dict[str, int] = {}  # symbol -> event time of the next coefficients
         self.threshold = config.labels.threshold_bps / 1e4
         self.regression = config.learner.task == "regression"
         self.model_name = config.learner.model
@@ -461,10 +468,21 @@ class Engine:
         self.sink.outcome(Outcome(bar.symbol, r.ts_event, bar.ts_init, bar.ts_event,
                                   r.forward_return, r.label, traded_loss))
         report = st.learner.learn(r.x, y, y_pred)
+        if bar.ts_event >= self._coef_due.get(bar.symbol, 0):
+            self._record_coefficients(st, bar)
         if self.batch is not None:
             self.batch.on_sample(bar.symbol, r.ts_event, r.x, r.label, r.forward_return, r.close)
         if report is not None:
             self._drift(st, bar, report)
+
+    def _record_coefficients(self, st: SymbolState, bar: Bar) -> None:
+        """Every ``drift.feature_every`` of event time (the feature check's clock, so the two
+        line up), the online learner's weights on its standardized inputs go to the sink."""
+        every = self._coef_every
+        self._coef_due[bar.symbol] = (bar.ts_event // every + 1) * every
+        coefs = river_coefficients(st.learner.estimator, st.features.names)
+        if coefs:
+            self.sink.coefficients(bar.symbol, bar.ts_event, coefs)
 
     def close(self, *, drain: bool) -> None:
         """Tear down. ``drain`` (the end of a replay's input): let running batch jobs finish and

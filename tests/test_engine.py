@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ class ListSink:
     drifts: list[Any] = field(default_factory=list)
     gaps: list[Any] = field(default_factory=list)
     incidents: list[tuple[Any, ...]] = field(default_factory=list)
+    coefficients_read: list[tuple[str, int, dict[str, float]]] = field(default_factory=list)
 
     def prediction(self, p: Any) -> None:
         self.predictions.append(p)
@@ -37,6 +39,9 @@ class ListSink:
 
     def health(self, *args: Any, **kwargs: Any) -> None:
         self.incidents.append(args)
+
+    def coefficients(self, symbol: str, ts_event: int, coefs: dict[str, float]) -> None:
+        self.coefficients_read.append((symbol, ts_event, coefs))
 
 
 def config(**sections: dict[str, Any]) -> Config:
@@ -233,3 +238,16 @@ def test_unfilled_gap_is_recorded_as_marker_and_replays_the_same() -> None:
             engine.on_event(line)
     assert [p.value for p in replayed.predictions] == [p.value for p in live.predictions]
     assert [(g.first_missing, g.last_missing) for g in replayed.gaps] == [(401, 430)]
+
+
+def test_the_online_learners_coefficients_are_read_on_the_feature_check_clock() -> None:
+    """Every drift.feature_every of event time (here 60 s of 1 s bars) the sink gets the online
+    learner's weights, one per feature, as the learner holds them at that bar."""
+    engine, sink = run(trades(3 * 600), config(drift={"feature_every": "1m"}))
+    reads = sink.coefficients_read
+    assert len(reads) >= 4
+    times = [t for _, t, _ in reads]
+    assert all(b // (60 * S) > a // (60 * S) for a, b in itertools.pairwise(times))
+    names = engine.state["BTCUSDT"].features.names
+    assert all(list(c) == list(names) for _, _, c in reads)
+    assert any(v != 0.0 for v in reads[-1][2].values())

@@ -22,6 +22,7 @@ from ares_stream.errors import AresError
 from ares_stream.features.bars import parse_interval
 from ares_stream.report import summary as metrics
 from ares_stream.report.model import (
+    Coefficients,
     Drift,
     Equity,
     FeatureDrift,
@@ -71,7 +72,7 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
         decisions = [_validation(v) for v in history.validations(conn, rid, lo)]
         hl, totals = history.health(conn, rid, lo), history.health_totals(conn, rid)
         uses = _uses(history.importance(conn, rid), history.features_drifted(conn, rid, lo),
-                     history.order_reasons(conn, rid))
+                     history.order_reasons(conn, rid), history.coefficients(conn, rid, lo))
         info.integrity = integrity(conn)
     equity = Equity(_time(eq["ts_event"]), eq["equity"], eq["drawdown"], eq["fees"])
     keep = fl["ts_event"] >= lo
@@ -138,19 +139,21 @@ def position_steps(ts: np.ndarray, side: np.ndarray, qty: np.ndarray) -> np.ndar
 
 
 def _uses(imp: dict[str, np.ndarray], fd: dict[str, np.ndarray],
-          why: dict[str, np.ndarray]) -> Uses:
-    """The section "What the models use" from its three queries."""
+          why: dict[str, np.ndarray], coefs: dict[str, np.ndarray]) -> Uses:
+    """The section "What the models use" from its four queries."""
     champions = {str(s): int(m) for s, m, c in zip(imp["symbol"], imp["model_id"],
                                                    imp["champion"], strict=True) if c}
     importance = Importance(imp["symbol"], imp["version"], imp["model_id"], imp["feature"],
                             shap_shares(imp["model_id"], imp["shap"]), imp["gain"], imp["shap"])
     drifted = FeatureDrift(_time(fd["ts_event"]), fd["symbol"], fd["feature"], fd["psi"],
-                           fd["ks"])
+                           fd["ks"], fd["threshold"])
     reasons: dict[str, list[tuple[str, float | None, float]]] = {}
     for cid, feature, value, contribution in zip(*why.values(), strict=True):
         reasons.setdefault(str(cid), []).append(
             (str(feature), None if np.isnan(value) else float(value), float(contribution)))
-    return Uses(importance, champions, drifted, reasons)
+    river = Coefficients(_time(coefs["ts_event"]), coefs["symbol"], coefs["feature"],
+                         coefs["coef"])
+    return Uses(importance, champions, drifted, reasons, river)
 
 
 def shap_shares(model_id: np.ndarray, shap: np.ndarray) -> np.ndarray:

@@ -55,6 +55,10 @@ _FIGURES = {  # key: (section id, heading, alt text, what to look for)
                    "by the mean |SHAP| share of their top features", "Each column is a booster "
                    "version, each row a feature; brighter cells carry more of the model's mean "
                    "|SHAP| — look for a stable top feature and for sudden reorderings."),
+    "coefficients": ("uses", "What the models use", "The online learner's coefficients on "
+                     "standardized inputs over time, per symbol", "Each line is a feature's "
+                     "weight in the River learner; red dashed lines are loss drifts — a weight "
+                     "that changes sign after one is the learner following a new relationship."),
     "drift_timeline": ("uses", "What the models use", "Timeline of drifted features and of loss "
                        "drifts", "Purple dots: a feature's recent window moved away from the "
                        "champion's training window (PSI); red dashed lines: the loss drifted "
@@ -294,10 +298,14 @@ def _uses(data: ReportData, figures: dict[str, bytes]) -> str:
     u = data.uses
     has_importance = bool(np.isfinite(u.importance.share).any())
     has_drift = bool(u.feature_drift.time.size or data.drifts.time.size)
+    has_coefs = bool(u.coefficients.time.size)
     return _section("uses", "What the models use",
                     "<h3>Importance across booster versions</h3>",
                     _figure(figures, "importance") if has_importance
                     else _none_yet("Booster importance"), _champions(u),
+                    "<h3>The online learner's coefficients over time</h3>",
+                    _figure(figures, "coefficients") if has_coefs
+                    else _none_yet("Online learner coefficients"),
                     "<h3>Drifted features and loss drifts</h3>",
                     _figure(figures, "drift_timeline") if has_drift else "",
                     _drifted(data), f"<h3>Last {MAX_FILLS} fills and why (newest first)</h3>",
@@ -322,8 +330,11 @@ def _champions(u: Uses) -> str:
 def _drifted(data: ReportData) -> str:
     """Drifted features (newest first) beside the run's drift events."""
     fd, dr = data.uses.feature_drift, data.drifts
+    threshold = fd.threshold if fd.threshold.size == fd.time.size else np.full(fd.time.size,
+                                                                                np.nan)
     rows = [[_when(fd.time[i]), str(fd.symbol[i]), "feature drifted", str(fd.feature[i]),
-             f"PSI {cell(fd.psi[i])}, KS {cell(fd.ks[i])}"] for i in range(len(fd.time))]
+             f"PSI {cell(fd.psi[i])} > {cell(threshold[i])}, KS {cell(fd.ks[i])}"]
+            for i in range(len(fd.time))]
     detector = dr.detector if dr.detector.size == dr.time.size else np.full(dr.time.size, "adwin")
     rows += [[_when(dr.time[i]), str(dr.symbol[i]), f"drift event ({detector[i]})", "",
               _event_detail(str(detector[i]), dr.mean_before[i], dr.mean_after[i])]

@@ -149,6 +149,18 @@ class FeatureDrift:
     feature: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     psi: np.ndarray = field(default_factory=_floats)
     ks: np.ndarray = field(default_factory=_floats)
+    threshold: np.ndarray = field(default_factory=_floats)  # the PSI it had to exceed
+
+
+@dataclass
+class Coefficients:
+    """The online learner's weights on its standardized inputs, read on the feature check's
+    clock, in time order."""
+
+    time: np.ndarray = field(default_factory=_times)
+    symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    feature: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    coef: np.ndarray = field(default_factory=_floats)
 
 
 @dataclass
@@ -161,6 +173,7 @@ class Uses:
     champions: dict[str, int] = field(default_factory=dict)
     feature_drift: FeatureDrift = field(default_factory=FeatureDrift)
     reasons: dict[str, list[tuple[str, float | None, float]]] = field(default_factory=dict)
+    coefficients: Coefficients = field(default_factory=Coefficients)
 
 
 @dataclass

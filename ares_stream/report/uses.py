@@ -14,13 +14,15 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .figures import Span, _empty, _figure, _num, _time_axis, _vlines
+from .canvas import Span, _empty, _figure, _num, _time_axis, _vlines
 from .model import Importance, ReportData
 
-__all__ = ["TOP_FEATURES", "drift_timeline", "importance_heatmap", "top_features"]
+__all__ = ["TOP_COEFFICIENTS", "TOP_FEATURES", "coefficient_lines", "drift_timeline",
+           "importance_heatmap", "top_features"]
 
 TOP_FEATURES = 8  # features of a symbol's heatmap: the largest mean |SHAP| share over versions
 MAX_VERSIONS = 40  # newest versions per heatmap
+TOP_COEFFICIENTS = 6  # lines per symbol: the largest |coefficient| at any reading
 
 
 def top_features(imp: Importance, symbol: str, top: int = TOP_FEATURES) -> list[str]:
@@ -65,6 +67,40 @@ def _grid(imp: Importance, symbol: str, features: list[str], versions: np.ndarra
         if s == symbol and f in row and int(v) in col:
             grid[row[f], col[int(v)]] = share
     return grid
+
+
+def coefficient_lines(data: ReportData, span: Span) -> Figure:
+    """Per symbol, the online learner's coefficients on standardized inputs over time (the
+    ``TOP_COEFFICIENTS`` features with the largest |coefficient| at any reading), with the loss
+    drifts as vertical lines."""
+    c = data.uses.coefficients
+    symbols = sorted({str(s) for s in c.symbol})
+    if not symbols:
+        return _empty("No online learner coefficients stored yet (a linear learner records "
+                      "them every drift.feature_every)")
+    fig = _figure(1.2 + 2.6 * len(symbols))
+    axes = []
+    for i, symbol in enumerate(symbols):
+        ax = fig.add_subplot(len(symbols), 1, i + 1)
+        axes.append(ax)
+        mine = c.symbol == symbol
+        names, group = np.unique(c.feature[mine].astype(str), return_inverse=True)
+        peak = np.zeros(len(names))
+        np.maximum.at(peak, group, np.abs(np.nan_to_num(c.coef[mine])))
+        for j in np.lexsort((names, -peak))[:TOP_COEFFICIENTS]:
+            at = group == j
+            ax.plot(_num(c.time[mine][at]), c.coef[mine][at], lw=1.2, label=str(names[j]))
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_ylabel("coefficient")
+        ax.set_title(f"{symbol}: online learner coefficients (standardized inputs)",
+                     fontsize=10, loc="left")
+        ax.legend(loc="upper left", fontsize=8, ncol=3)
+        _time_axis(ax, span)
+    dr = data.drifts
+    loss = dr.detector != "features" if dr.detector.size == dr.time.size else np.ones(
+        dr.time.size, dtype=bool)
+    _vlines(axes, dr.time[loss], "loss drift (ADWIN)", colors="tab:red", linestyles="--", lw=1.0)
+    return fig
 
 
 def drift_timeline(data: ReportData, span: Span) -> Figure:

@@ -22,9 +22,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["closes", "drifts", "equity", "features_drifted", "fills", "find_run", "health",
-           "health_totals", "importance", "newest_event", "order_reasons", "runs", "scores",
-           "validations"]
+__all__ = [
+    "closes",
+    "coefficients",
+    "drifts",
+    "equity",
+    "features_drifted",
+    "fills",
+    "find_run",
+    "health",
+    "health_totals",
+    "importance",
+    "newest_event",
+    "order_reasons",
+    "runs",
+    "scores",
+    "validations",
+]
 
 # an incident's receive time; rows without one (backfill summaries) fall back to event time
 _HEALTH_TIME = "CASE WHEN ts_init > 0 THEN ts_init ELSE ts_event END"
@@ -153,11 +167,19 @@ def importance(conn: sqlite3.Connection, run_id: int) -> dict[str, np.ndarray]:
 def features_drifted(conn: sqlite3.Connection, run_id: int,
                      since: int = 0) -> dict[str, np.ndarray]:
     """The run's feature drift results that crossed the threshold, in time order."""
-    return _columns(conn, "SELECT ts_event, symbol, feature, psi, ks FROM feature_drift "
-                    "WHERE run_id = ? AND ts_event >= ? AND drifted = 1 "
+    return _columns(conn, "SELECT ts_event, symbol, feature, psi, ks, threshold "
+                    "FROM feature_drift WHERE run_id = ? AND ts_event >= ? AND drifted = 1 "
                     "ORDER BY ts_event, feature", (run_id, since),
                     {"ts_event": np.int64, "symbol": object, "feature": object, "psi": float,
-                     "ks": float})
+                     "ks": float, "threshold": float})
+
+
+def coefficients(conn: sqlite3.Connection, run_id: int, since: int = 0) -> dict[str, np.ndarray]:
+    """The run's online learner coefficients (standardized inputs) over time, in time order."""
+    return _columns(conn, "SELECT ts_event, symbol, feature, coef FROM learner_coefficients "
+                    "WHERE run_id = ? AND ts_event >= ? ORDER BY ts_event, symbol, feature",
+                    (run_id, since), {"ts_event": np.int64, "symbol": object, "feature": object,
+                                      "coef": float})
 
 
 def order_reasons(conn: sqlite3.Connection, run_id: int) -> dict[str, np.ndarray]:

@@ -41,6 +41,8 @@ _INSERT_DRIFT = (
     "INSERT INTO drift_events (run_id, symbol, ts_event, ts_init, detector, mean_before, "
     "mean_after, samples_seen, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_COEF = ("INSERT INTO learner_coefficients (run_id, symbol, ts_event, feature, coef) "
+               "VALUES (?, ?, ?, ?, ?)")
 _INSERT_HEALTH = (
     "INSERT INTO feed_health (run_id, symbol, ts_event, ts_init, kind, count, first_missing, "
     "last_missing, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -102,6 +104,11 @@ class RunStore:
         self._other.append((_INSERT_DRIFT, (self.run_id, d.symbol, d.ts_event, d.ts_init,
                                             d.detector, d.mean_before, d.mean_after,
                                             d.samples_seen, d.action)))
+
+    def coefficients(self, symbol: str, ts_event: int, coefs: dict[str, float]) -> None:
+        """Queue the online learner's standardized coefficients, read at ``ts_event``."""
+        self._other.extend((_INSERT_COEF, (self.run_id, symbol, ts_event, f, c))
+                           for f, c in coefs.items())
 
     def gap(self, g: Gap, count: int | None = None) -> None:
         """Record a gap; ``count`` is the number of missing items (ids, or bars for time gaps)."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ares_stream.report.model import (
+    Coefficients,
     Drift,
     Equity,
     FeatureDrift,
@@ -148,11 +149,16 @@ def _uses(rng: np.random.Generator, t: np.ndarray, symbols: tuple[str, ...],
     at = np.repeat([len(t) // 3, 2 * len(t) // 3], 2) if len(t) else np.array([], dtype=int)
     drifted = FeatureDrift(t[at], np.array([symbols[0]] * len(at), dtype=object),
                            np.array(["vol_ewma", "<i>x</i>"] * (len(at) // 2), dtype=object),
-                           np.full(len(at), 0.4), np.full(len(at), 0.2))
+                           np.full(len(at), 0.4), np.full(len(at), 0.2), np.full(len(at), 0.3))
+    every = np.arange(0, len(t), max(1, len(t) // 24))
+    coefs = Coefficients(np.repeat(t[every], len(FEATURES)),
+                         np.array([symbols[0]] * (len(every) * len(FEATURES)), dtype=object),
+                         np.array(list(FEATURES) * len(every), dtype=object),
+                         rng.normal(0, 0.3, len(every) * len(FEATURES)))
     fills.client_id = np.array([f"c{i}" for i in range(len(fills.time))], dtype=object)
     reasons = {str(c): [("flow_imb", 0.5, 1.2), ("ret_1", None, -0.3), ("macd", 1e-4, 0.1),
                         ("rsi_14", 55.0, 0.01)] for c in fills.client_id}
-    return Uses(imp, {s: 10 * i + 5 for i, s in enumerate(symbols)}, drifted, reasons)
+    return Uses(imp, {s: 10 * i + 5 for i, s in enumerate(symbols)}, drifted, reasons, coefs)
 
 
 def _validation(time: np.datetime64, symbol: str, promoted: bool, reason: str,

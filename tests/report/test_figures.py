@@ -21,7 +21,8 @@ from ares_stream.report.figures import decimate, render, rolling_mean
 from ares_stream.report.model import Equity, Fills, Prices, ReportData, Scores
 
 pytestmark = pytest.mark.filterwarnings("error")  # a warning is a failure
-KEYS = ["equity", "price", "learners", "feed_health", "importance", "drift_timeline"]
+KEYS = ["equity", "price", "learners", "feed_health", "importance", "coefficients",
+        "drift_timeline"]
 Build = Callable[..., ReportData]
 START = np.datetime64("2024-05-01T00:00:00", "ns")
 SECOND = np.timedelta64(1_000_000_000, "ns")

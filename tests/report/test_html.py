@@ -178,6 +178,7 @@ def test_the_models_use_section_escapes_and_bounds_its_tables(full: ReportData) 
     uses = _sections(page(full, render(full)))["uses"]
     assert uses.count("champion booster v5") == 2 and "none yet" not in uses
     assert "<td>vol_ewma</td>" in uses and "drift event (adwin)" in uses
+    assert 'id="fig-coefficients"' in uses and "PSI 0.4000 &gt; 0.3000" in uses
     assert "&lt;i&gt;x&lt;/i&gt;" in uses and "<i>x</i>" not in uses
     assert "&lt;b&gt;odd&lt;/b&gt;" in uses and "<b>odd</b>" not in uses
     why = re.findall(r"<td>(flow_imb=[^<]*)</td>", uses)

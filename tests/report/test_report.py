@@ -123,6 +123,7 @@ def test_the_models_use_section_shows_importance_drifted_features_and_why_each_f
     assert f"(model {champion})" in uses and f'<td class="num">1</td> <td>{first}</td>' in uses
     assert all(f"<td>{f}</td>" in uses for f in drifted)  # how many: drift.* thresholds
     assert "drift event (adwin)" in uses
+    assert 'id="fig-coefficients"' in uses  # the online learner's weights over time
     rows = re.findall(r"<tr><td>[^<]+ UTC</td> <td>SIMUSDT</td> <td>(?:BUY|SELL)</td>.*?</tr>",
                       uses)
     assert len(rows) == len(fills) == 50
