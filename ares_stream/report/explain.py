@@ -24,6 +24,7 @@ rank  feature   gain share  mean |SHAP|  rank in v1
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,17 @@ def explain(db: sqlite_utils.Database, *, model_id: int | None = None,
     """The text of ``ares-stream explain`` (see the module docstring)."""
     if last < 1:
         raise ExplainError(f"--last {last}: show at least 1 version")
-    return "\n\n".join(_model_text(db, m, last) for m in _chosen(db, model_id, symbol))
+    if model_id is not None:
+        return "\n\n".join(_model_text(db, m, last) for m in _chosen(db, model_id, symbol))
+    symbols = [symbol] if symbol else importance.coefficient_symbols(db)
+    online = [t for s in symbols if (t := _online_text(db, s, last))]
+    try:
+        boosters = [_model_text(db, m, last) for m in _chosen(db, model_id, symbol)]
+    except ExplainError:
+        if not online:
+            raise
+        boosters = []  # batch learning off, or no booster yet: the online learner alone
+    return "\n\n".join(boosters + online)
 
 
 def _chosen(db: sqlite_utils.Database, model_id: int | None,
@@ -94,6 +105,30 @@ def _model_text(db: sqlite_utils.Database, m: ModelRecord, last: int) -> str:
                       for rk, v in zip(ranks, lineage, strict=True))]
             for i, r in enumerate(mine, 1)]
     return _title(m) + "\n" + _grid(head, body)
+
+
+def _online_text(db: sqlite_utils.Database, symbol: str, last: int) -> str:
+    """The online learner's newest coefficients ranked by size, with the feature's rank at each
+    of the last readings; "" when none was stored (not a linear learner, or an old database)."""
+    readings = importance.coefficient_readings(db, symbol, last)
+    if not readings:
+        return ""
+    ts, newest = readings[-1]
+    ranks = [{f: i for i, f in enumerate(sorted(r, key=lambda f: (-abs(r[f]), f)), 1)}
+             for _, r in readings]
+    labels = [f"r{i}" for i in range(1, len(readings) + 1)]
+    head = ["rank", "feature", "coefficient", "rank in " + " ".join(labels)]
+    body = [[str(i), f, f"{newest[f]:+.4f}",
+             " ".join(str(rk.get(f, "-")).rjust(len(lb)) for rk, lb in zip(ranks, labels,
+                                                                            strict=True))]
+            for i, f in enumerate(sorted(newest, key=lambda f: (-abs(newest[f]), f)), 1)]
+    when = _utc(ts)
+    return (f"{symbol} online learner (weights on standardized inputs, read at {when}; "
+            f"r1..r{len(readings)}: the last readings, oldest first)\n" + _grid(head, body))
+
+
+def _utc(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts // 10**9))
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, Any]]:

@@ -25,7 +25,8 @@ from typing import Any
 
 import sqlite_utils
 
-__all__ = ["INSERT_REASON", "of_model", "of_models", "reasons", "write"]
+__all__ = ["INSERT_REASON", "coefficient_readings", "coefficient_symbols", "of_model", "of_models",
+           "reasons", "write"]
 
 _INSERT = ("INSERT OR REPLACE INTO model_importance (model_id, feature, gain, shap, coef) "
            "VALUES (?, ?, ?, ?, ?)")
@@ -63,6 +64,26 @@ def of_models(db: sqlite_utils.Database, model_ids: Sequence[int]) -> list[dict[
         "abs(coalesce(coef, 0)) DESC, feature", tuple(model_ids))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def coefficient_readings(db: sqlite_utils.Database, symbol: str,
+                         last: int) -> list[tuple[int, dict[str, float]]]:
+    """The online learner's ``last`` newest coefficient readings of ``symbol`` (any run),
+    oldest first: ``(event time, {feature: coefficient})``."""
+    cur = db.conn.execute(
+        "SELECT ts_event, feature, coef FROM learner_coefficients WHERE symbol = ? AND ts_event "
+        "IN (SELECT DISTINCT ts_event FROM learner_coefficients WHERE symbol = ? "
+        "ORDER BY ts_event DESC LIMIT ?) ORDER BY ts_event, rowid", (symbol, symbol, last))
+    out: dict[int, dict[str, float]] = {}
+    for ts, feature, coef in cur.fetchall():
+        out.setdefault(int(ts), {})[str(feature)] = float(coef)
+    return list(out.items())
+
+
+def coefficient_symbols(db: sqlite_utils.Database) -> list[str]:
+    """The symbols with online learner coefficient readings, sorted."""
+    cur = db.conn.execute("SELECT DISTINCT symbol FROM learner_coefficients ORDER BY symbol")
+    return [str(s) for (s,) in cur.fetchall()]
 
 
 def reasons(db: sqlite_utils.Database,

@@ -74,3 +74,26 @@ def test_a_missing_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["explain", "--db", str(tmp_path / "none.db")]) == 2
     assert "no such database" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_the_online_learners_coefficients_are_ranked_across_its_last_readings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without boosters (batch learning off) explain still shows the online learner: its newest
+    weights by size, and each feature's rank at the last readings the run stored."""
+    from ares_stream.store.runs import RunStore
+
+    path = tmp_path / "online.db"
+    store = RunStore(open_db(path), mode="replay", config={}, sources=[])
+    readings = [{"flow_imb": 0.1, "ret_1": -0.5, "vol_ewma": 0.0},
+                {"flow_imb": 0.4, "ret_1": -0.3, "vol_ewma": 0.01},
+                {"flow_imb": 0.9, "ret_1": -0.2, "vol_ewma": 0.02}]
+    for i, coefs in enumerate(readings):
+        store.coefficients("SIMUSDT", (i + 1) * 3600 * 10**9, coefs)
+    store.flush()
+    assert main(["explain", "--db", str(path), "--last", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("SIMUSDT online learner") and "1970-01-01 03:00:00 UTC" in lines[0]
+    assert lines[1].split()[-3:] == ["in", "r1", "r2"]
+    assert lines[2].split() == ["1", "flow_imb", "+0.9000", "1", "1"]
+    assert lines[3].split() == ["2", "ret_1", "-0.2000", "2", "2"]
+    assert main(["explain", "--db", str(path), "--symbol", "ETHUSDT"]) == 2
