@@ -114,10 +114,10 @@ class DriftConfig:
     policy: str = "adwin"  # adwin: restart on an upward ADWIN drift | timer | never
     timer_bars: int = 200  # policy = "timer": restart every this many labelled bars
     feature_every: str = "1h"  # feature drift check period (event time); "0s": no check
-    feature_window: int = 500  # recent labelled rows compared with the champion's training rows
+    feature_window: int = 150  # recent labelled rows compared with the champion's training rows
     psi_threshold: float = 0.25  # a feature drifted when its PSI is above this (docs/drift.md)
-    features_drifted: int = 2  # drifted features that make a "features" drift event
-    psi_null_factor: float = 1.0  # ... and above this x the reference's own largest window PSI
+    features_drifted: int = 4  # drifted features that make a "features" drift event
+    psi_null_factor: float = 1.5  # ... and above this x the reference's own largest window PSI
     reference_windows: int = 4  # no feature judged before the reference holds this many windows
 
 

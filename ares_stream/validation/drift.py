@@ -48,7 +48,7 @@ BINS = 10
 EPS = 1e-4  # floor of a bin's share: an empty bin costs a large but finite PSI term
 MIN_ROWS = 50
 REFERENCE_WINDOWS = 4  # a reference shorter than this many recent windows is not judged
-NULL_FACTOR = 1.0
+NULL_FACTOR = 1.5  # the default of drift.psi_null_factor (docs/drift.md)
 
 
 @dataclass(frozen=True)
