@@ -87,7 +87,8 @@ class Kline(msgspec.Struct, frozen=True, gc=False):
 
 
 class DepthUpdate(msgspec.Struct, frozen=True, gc=False):
-    """Diff depth (``@depth``): decoded and counted; no feature reads it yet."""
+    """Diff depth (``@depth``, ``@depth@100ms``): the levels that changed (qty 0 removes one),
+    applied to the local book (:mod:`ares_stream.features.book`) when book features are on."""
 
     symbol: str
     ts_event: int
@@ -96,10 +97,14 @@ class DepthUpdate(msgspec.Struct, frozen=True, gc=False):
     final_update_id: int  # u
     bids: tuple[tuple[float, float], ...]
     asks: tuple[tuple[float, float], ...]
+    prev_final_update_id: int | None = None  # pu: USD-M futures only (the previous event's u)
 
 
 class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
-    """A REST ``/api/v3/depth`` snapshot line inside a recording (it names no symbol: ``""``)."""
+    """A REST depth snapshot inside a recording: our daemon records it wrapped as stream
+    ``<symbol>@depthSnapshot`` (the symbol is known); a bare snapshot line (as at the head of
+    other recorders' captures) names no symbol (``""``): the engine gives it to the symbol of the
+    next depth diff."""
 
     symbol: str
     ts_event: int  # no exchange time in the payload: the receive time

@@ -47,7 +47,7 @@ from ares_stream.feed.gate import BackfillRequest
 
 __all__ = [
     "BackfillRequest", "BackfillResult", "Backfiller", "OnPage",
-    "agg_trade_frame", "kline_frame", "trade_frame",
+    "agg_trade_frame", "kline_frame", "snapshot_frame", "trade_frame",
 ]  # fmt: skip
 
 PAGE = 1000  # Binance's largest page for all three endpoints
@@ -61,7 +61,10 @@ _METHODS = {  # (market, kind) → AsyncClient method name
     ("spot", "agg_id"): "get_aggregate_trades", ("spot", "trade_id"): "get_historical_trades",
     ("spot", "kline_time"): "get_klines", ("usdm", "agg_id"): "futures_aggregate_trades",
     ("usdm", "trade_id"): "futures_historical_trades", ("usdm", "kline_time"): "futures_klines",
+    ("spot", "depth"): "get_order_book", ("usdm", "depth"): "futures_order_book",
 }  # fmt: skip
+SNAPSHOT_LIMIT = 1000  # levels a side of a depth snapshot (Binance's documented choice)
+_DEPTH_WEIGHTS = {"spot": 50, "usdm": 20}  # weight of a 1,000-level snapshot
 _NS_PER_MS = 1_000_000
 _WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 _BACKOFF_S = (0.5, 30.0)  # first retry delay, cap; doubled on each retry
@@ -123,6 +126,16 @@ def kline_frame(symbol: str, interval: str, row: list[Any]) -> bytes:
          "q": row[7], "V": row[9], "Q": row[10], "B": row[11]}  # fmt: skip
     data = {"e": "kline", "E": row[6] + 1, "s": symbol, "k": k}
     return _encode({"stream": f"{symbol.lower()}@kline_{interval}", "data": data})
+
+
+def snapshot_frame(symbol: str, snapshot: Mapping[str, Any]) -> bytes:
+    """A REST depth snapshot as the frame our recordings keep: wrapped in stream
+    ``<symbol>@depthSnapshot``, so the decoder knows its symbol and a replay rebuilds the book."""
+    data = {"lastUpdateId": snapshot["lastUpdateId"], "bids": snapshot["bids"],
+            "asks": snapshot["asks"]}
+    if "T" in snapshot:  # futures: the transaction time
+        data["T"] = snapshot["T"]
+    return _encode({"stream": f"{symbol.lower()}@depthSnapshot", "data": data})
 
 
 # ---- the backfiller --------------------------------------------------------------------------
@@ -208,6 +221,19 @@ class Backfiller:
         result.complete = not result.reason
         return result
 
+    async def snapshot(self, symbol: str, limit: int = SNAPSHOT_LIMIT) -> RawFrame | str:
+        """The symbol's REST depth snapshot as a frame (:func:`snapshot_frame`) stamped with
+        its receive time, or why there is none (an error reason after the retries)."""
+        request = BackfillRequest(symbol, "depth", 0, 0)
+        result = BackfillResult(request)
+        try:
+            body, ts_init = await self._call(request, result, limit=limit)
+            return RawFrame(ts_init, snapshot_frame(symbol, body))
+        except _Stop as stop:
+            return str(stop)
+        except (KeyError, TypeError) as exc:  # a malformed answer
+            return f"bad_response: {type(exc).__name__}: {exc}"
+
     def _deliver(self, result: BackfillResult, frames: list[RawFrame],
                  on_page: OnPage | None) -> None:
         result.items += len(frames)
@@ -272,12 +298,13 @@ class Backfiller:
 
     async def _call(
         self, request: BackfillRequest, result: BackfillResult, **params: Any
-    ) -> tuple[list[Any], int]:
+    ) -> tuple[Any, int]:
         """One REST page: (items, receive time ns), after waits and retries; or :class:`_Stop`."""
         if self._client is None:
             raise RuntimeError("use the Backfiller inside `async with`")
         method = getattr(self._client, _METHODS[self.market, request.kind])
-        weight = _WEIGHTS[self.market, request.kind]
+        depth = request.kind == "depth"
+        weight = _DEPTH_WEIGHTS[self.market] if depth else _WEIGHTS[self.market, request.kind]
         async with self._lock:
             for attempt in range(self.max_retries + 1):
                 if time.monotonic() < self._banned_until:
@@ -296,7 +323,7 @@ class Backfiller:
                 except (aiohttp.ClientError, TimeoutError, BinanceRequestException) as exc:
                     delay, reason = _backoff(attempt), f"network: {type(exc).__name__}"
                 else:
-                    if not isinstance(items, list):
+                    if not isinstance(items, dict if depth else list):
                         raise _Stop(f"bad_response: {type(items).__name__}")
                     return items, ts_init
                 if attempt < self.max_retries:

@@ -184,6 +184,7 @@ class _DepthMsg(Struct, gc=False):
     b: list[tuple[str, str]]  # bids to be updated: [price, qty]
     a: list[tuple[str, str]]  # asks to be updated: [price, qty]
     T: int | None = None  # transaction time: futures only
+    pu: int | None = None  # final update id of the previous event: futures only
 
 
 class _SnapshotMsg(Struct, gc=False):
@@ -247,6 +248,8 @@ def _stream_kind(stream: str) -> str:
         return "kline"
     if name == "depth":
         return "depthUpdate"
+    if name == "depthSnapshot":
+        return "depthSnapshot"  # a REST snapshot our recorder wrapped with its symbol
     if name.startswith("depth") and name[5:].isdigit():
         return "payload"  # partial depth: snapshot-shaped on spot, depthUpdate-shaped on futures
     return _BY_EVENT_TYPE.get(name, "unknown")
@@ -326,6 +329,10 @@ class Decoder:
             else:
                 kind, payload = _frame_kind(frame), data
             event = self._handlers[kind](payload, ts_init)
+            if type(event) is DepthSnapshot and not isinstance(frame, list) and (
+                    frame.stream or "").endswith("@depthSnapshot"):  # ours: the stream says
+                symbol = frame.stream.partition("@")[0].upper()  # type: ignore[union-attr]
+                event = msgspec.structs.replace(event, symbol=symbol)
             self.counts[kind] += 1
             return event
         except _FAULTS as exc:  # ParseError included: re-raised with the frame's first bytes
@@ -371,7 +378,7 @@ class Decoder:
     def _on_depth(self, raw: Raw | bytes | str, ts_init: int) -> DepthUpdate:
         m = self._depth(raw)
         ts_event = to_ns(m.T or m.E)
-        return DepthUpdate(m.s, ts_event, ts_init, m.U, m.u, _levels(m.b), _levels(m.a))
+        return DepthUpdate(m.s, ts_event, ts_init, m.U, m.u, _levels(m.b), _levels(m.a), m.pu)
 
     def _on_snapshot(self, raw: Raw | bytes | str, ts_init: int) -> DepthSnapshot:
         m = self._snapshot(raw)

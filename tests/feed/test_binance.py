@@ -170,6 +170,19 @@ def test_real_depth_snapshot_line() -> None:
     assert event.bids[0] == (61837.63, 3.78826) and event.asks[-1] == (62053.18, 0.0001)
 
 
+def test_a_recorded_snapshot_names_its_symbol_by_its_stream() -> None:
+    """The snapshot our daemon records (REST body wrapped as ``<symbol>@depthSnapshot``) decodes
+    to the same DepthSnapshot as the bare line, with the stream's symbol."""
+    from ares_stream.feed.backfill import snapshot_frame
+
+    ts_init, frame = next((t, f) for t, f in spot_lines("20240808") if b"lastUpdateId" in f)
+    bare = Decoder().decode(frame, ts_init)
+    wrapped = Decoder().decode(snapshot_frame("BTCUSDT", json.loads(frame)), ts_init)
+    assert isinstance(bare, DepthSnapshot) and isinstance(wrapped, DepthSnapshot)
+    assert wrapped.symbol == "BTCUSDT" and wrapped.bids == bare.bids and wrapped.asks == bare.asks
+    assert wrapped.last_update_id == bare.last_update_id
+
+
 def test_real_spot_agg_trade_and_kline() -> None:
     """Recorded spot @aggTrade and @kline_1m frames become a Trade (is_agg) and a Kline."""
     lines = cryptofeed_lines("spot")
@@ -208,11 +221,13 @@ def test_real_futures_book_ticker_uses_transaction_time() -> None:
 
 
 def test_real_futures_depth_update() -> None:
-    """A recorded USD-M depthUpdate (extra T, pu) is stamped with T and keeps its levels."""
+    """A recorded USD-M depthUpdate (extra T, pu) is stamped with T, keeps its levels and the
+    previous event's final id (pu: futures continuity)."""
     event = Decoder().decode(first(cryptofeed_lines("usdm"), b"sushiusdt@depth"), 9)
     assert event == DepthUpdate(
         "SUSHIUSDT", 1626992741024 * MS, 9, 600859599090, 600859600917,
         ((7.504, 813.0), (7.609, 0.0), (7.611, 2.0)), ((7.615, 1563.0), (7.622, 3284.0)),
+        600859598061,
     )  # fmt: skip
 
 
