@@ -69,7 +69,8 @@ class BarsConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    """``[features]``: the lookbacks of the bar features, in bars."""
+    """``[features]``: the lookbacks of the bar features, in bars, and the families beyond one
+    symbol's own bars (the order book, higher timeframes, a reference symbol)."""
     return_horizons: tuple[int, ...] = (1, 5, 15)
     vol_span: int = 20
     rsi_period: int = 14
@@ -79,6 +80,13 @@ class FeaturesConfig:
     flow_window: int = 20
     intensity_span: int = 20
     volume_window: int = 20
+    book: bool = False  # order-book features from the depth diff stream and REST snapshots
+    book_levels: int = 10  # ... depth imbalance over this many levels a side
+    book_bps: float = 10.0  # ... and within this many bps of the mid
+    timeframes: tuple[str, ...] = ()  # higher timeframes, e.g. ["15m", "1h"]: their last closed bar
+    cross_asset: bool = False  # features of the reference symbol (same shard) for every symbol
+    reference: str = "BTCUSDT"  # ... the market leader
+    reference_max_lag_bars: int = 2  # ... older than this many bars: stale, no features
 
 
 @dataclass(frozen=True)
@@ -366,6 +374,11 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.report.every_hours >= 0, "report.every_hours must be >= 0 (0: no daily report)"),
         (cfg.report.rolling >= 2, "report.rolling must be >= 2"),
         (all(h >= 1 for h in cfg.features.return_horizons), "features.return_horizons >= 1"),
+        (cfg.features.book_levels >= 1, "features.book_levels must be >= 1"),
+        (cfg.features.book_bps > 0, "features.book_bps must be > 0"),
+        (cfg.features.reference_max_lag_bars >= 1, "features.reference_max_lag_bars must be >= 1"),
+        (bool(cfg.features.reference.strip()), "features.reference: a symbol, e.g. \"BTCUSDT\""),
+        *_timeframe_checks(cfg),
     ]
     for ok, message in checks:
         if not ok:
@@ -379,6 +392,22 @@ def _validate(cfg: Config, source: str) -> None:
 
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _seconds(interval: str) -> int:
+    return int(interval[:-1]) * _UNIT_S[interval[-1]]
+
+
+def _timeframe_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Each higher timeframe: an interval, a multiple of the bar interval, longer, once."""
+    base, tfs = cfg.bars.interval, cfg.features.timeframes
+    out = [(len(set(tfs)) == len(tfs), f"features.timeframes: each once, not {list(tfs)}")]
+    for tf in tfs:
+        ok = _INTERVAL.fullmatch(tf) is not None and _INTERVAL.fullmatch(base) is not None
+        out.append((ok and _seconds(tf) > _seconds(base) and _seconds(tf) % _seconds(base) == 0,
+                    f"features.timeframes: {tf!r} must be an interval (e.g. \"15m\") longer "
+                    f"than and a multiple of bars.interval = {base!r}"))
+    return out
 
 
 def buffer_shortfall(cfg: Config, interval: str) -> str:

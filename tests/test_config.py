@@ -69,6 +69,12 @@ def test_unknown_section_is_an_error(tmp_path: Path) -> None:
         ('[batch]\nchampion_max_age = "soon"\n', r"batch\.champion_max_age"),
         ("[feed]\nbackfill_checkpoint_items = 0\n", r"backfill_checkpoint_items >= 1"),
         ("[feed]\nbackfill_max_seconds = 0\n", r"feed\.backfill_max_seconds .*must be > 0"),
+        ('[features]\ntimeframes = ["1m"]\n', r"'1m' must be an interval .* longer than"),
+        ('[features]\ntimeframes = ["90s"]\n', r"multiple of bars\.interval = '1m'"),
+        ('[features]\ntimeframes = ["15m", "15m"]\n', r"features\.timeframes: each once"),
+        ('[features]\ntimeframes = ["soon"]\n', r"'soon' must be an interval"),
+        ("[features]\nbook_levels = 0\n", r"features\.book_levels must be >= 1"),
+        ('[features]\nreference = " "\n', r"features\.reference: a symbol"),
         ("[labels\n", r"cannot read config"),
     ],
 )
