@@ -305,8 +305,8 @@ def test_buffer_keeps_the_newest_diffs() -> None:
     for u in range(101, 106):
         assert sync.on_diff(u, u, None, [(float(u), 1.0)], []) == "buffered"
     assert sync.on_snapshot(101, [], []) == 0  # 102 was pushed out: a hole
-    assert sync.on_snapshot(103, [], []) == 2 and _levels_of(sync.book) == ({104.0: 1.0,
-                                                                            105.0: 1.0}, {})
+    assert sync.on_snapshot(103, [], []) == 2
+    assert _levels_of(sync.book) == ({104.0: 1.0, 105.0: 1.0}, {})
     with pytest.raises(ValueError, match="max_buffer"):
         BookSync(max_buffer=0)
 
@@ -385,4 +385,8 @@ def test_real_futures_capture_chains_on_pu() -> None:
         assert sync.on_diff(d["U"], d["u"], d["pu"], _levels(d["b"]), _levels(d["a"])) == "applied"
         assert not sync.book.crossed()
     assert {s: x.applied for s, x in syncs.items()} == {
-        "SUSHIUSDT": 255, "AKROUSDT": 189, "CTKUSDT": 185, "KEEPUSDT": 135}
+        "SUSHIUSDT": 255,
+        "AKROUSDT": 189,
+        "CTKUSDT": 185,
+        "KEEPUSDT": 135,
+    }
