@@ -1,14 +1,21 @@
 """Binance frames for a chunk of simulated market: the formatting half of the simulator.
 
-A :class:`Chunk` holds an interval of market as numpy arrays (taker orders, book updates);
-:class:`ChunkFormatter` turns it into spot-format payloads for the selected streams — ``trade``,
-``aggTrade``, ``bookTicker``, ``kline_1s``, ``kline_1m`` — merged in event-time order with strictly
-increasing receive times (event time + :data:`LATENCY_NS`). Prices are integer ticks of 0.01 and
-quantities integer lots of 0.00001, printed with Binance's 8 decimals. Ids increase by one per
-stream: aggTrade ``a``; trade ``t`` (an aggTrade's fills are ``f``…``l``); bookTicker ``u``.
+A :class:`Chunk` holds an interval of market as numpy arrays (taker orders, book updates, depth
+diffs); :class:`ChunkFormatter` turns it into spot-format payloads for the selected streams —
+``trade``, ``aggTrade``, ``depth@100ms``, ``depth``, ``bookTicker``, ``kline_1s``, ``kline_1m`` —
+merged in event-time order with strictly increasing receive times (event time +
+:data:`LATENCY_NS`). Prices are integer ticks of 0.01 and quantities integer lots of 0.00001,
+printed with Binance's 8 decimals. Ids increase by one per stream: aggTrade ``a``; trade ``t``
+(an aggTrade's fills are ``f``…``l``); bookTicker ``u``; depth diffs ``U``…``u``, each ``U`` the
+previous ``u`` + 1 (the depth ids are their own sequence, not the bookTicker's).
 Klines are epoch-aligned; an interval without trades repeats the last close with ``f = L = -1``.
 ``kline_1s`` sends each second's closed candle; ``kline_1m`` an update every 2 s, the last one of
-the minute closed (``x``: true). String formatting per frame is the generator's cost: numbers are
+the minute closed (``x``: true). ``depth@100ms`` is the chunk's :class:`DepthDiffs` as they are;
+``depth`` (Binance's 1000 ms diffs) merges each second's: the last quantity of every level that
+changed, ``U`` of its first diff, ``u`` of its last (so, as on Binance, it may remove a level
+that came and went within the second: a client ignores a removal of a level it does not hold).
+At equal event times a diff goes out before a bookTicker (a window's diff holds the changes
+strictly before its end). String formatting per frame is the generator's cost: numbers are
 formatted once per distinct value.
 
 >>> fmt = ChunkFormatter("XUSDT", ("aggTrade", "kline_1s"))
@@ -39,16 +46,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LATENCY_NS", "NS", "STREAMS", "Chunk", "ChunkFormatter"]
+__all__ = ["LATENCY_NS", "MS", "NS", "STREAMS", "Chunk", "ChunkFormatter", "DepthDiffs"]
 
 NS = 1_000_000_000
 MS = 1_000_000
 LATENCY_NS = 2 * MS  # receive time = event time + 2 ms (then nudged to strictly increase)
-STREAMS = ("trade", "aggTrade", "bookTicker", "kline_1s", "kline_1m")  # order = rank at ties
+STREAMS = (  # order = rank at ties
+    "trade", "aggTrade", "depth@100ms", "depth", "bookTicker", "kline_1s", "kline_1m")
 KLINES = {"kline_1s": (NS, NS), "kline_1m": (60 * NS, 2 * NS)}  # interval, update period (ns)
 _BIG = 1 << 40  # separates kline intervals in running max/min (more ticks than any price)
 
 Payloads = tuple[np.ndarray, list[str]]  # event times (ns), formatted payloads
+
+
+@dataclass
+class DepthDiffs:
+    """Depth diffs in time order: per diff, its entries back to back (bids best first, then asks
+    best first); an entry of 0 lots removes the level."""
+
+    ns: np.ndarray  # event time of each diff (its window's end), ns
+    first_id: np.ndarray  # U
+    last_id: np.ndarray  # u
+    bids: np.ndarray  # bid entries of each diff (its first ones)
+    count: np.ndarray  # entries of each diff
+    price: np.ndarray  # each entry's price, ticks
+    lots: np.ndarray  # each entry's quantity, lots
 
 
 @dataclass
@@ -71,6 +93,7 @@ class Chunk:
     bid_lots: np.ndarray
     ask_lots: np.ndarray
     first_u: int  # update id of the first book update
+    depth: DepthDiffs | None = None  # depth diffs (when a depth stream is selected)
 
 
 class ChunkFormatter:
@@ -105,6 +128,8 @@ class ChunkFormatter:
             return self._trades(c)
         if stream == "bookTicker":
             return c.book_ns, self._book(c)
+        if stream.startswith("depth"):
+            return self._depth(c.depth, stream == "depth")
         return self._klines(stream, c)
 
     def _agg_trades(self, c: Chunk) -> list[str]:
@@ -139,6 +164,23 @@ class ChunkFormatter:
                 for u, b, bq, a, aq in zip(range(c.first_u, c.first_u + n), _dec(c.bid, 2),
                                            _dec(c.bid_lots, 5), _dec(c.ask, 2),
                                            _dec(c.ask_lots, 5), strict=True)]
+
+    def _depth(self, d: DepthDiffs | None, per_second: bool) -> Payloads:
+        """depthUpdate payloads, of the 100 ms diffs or of each second's merged."""
+        if d is None:
+            return np.zeros(0, dtype=np.int64), []
+        if per_second:
+            d = _per_second(d)
+        pairs = [f'["{p}","{q}"]' for p, q in zip(_dec(d.price, 2), _dec(d.lots, 5), strict=True)]
+        ends = np.cumsum(d.count)
+        starts, sym = ends - d.count, self.symbol
+        return d.ns, [
+            f'{{"e":"depthUpdate","E":{e},"s":"{sym}","U":{u0},"u":{u1},'
+            f'"b":[{",".join(pairs[i:m])}],"a":[{",".join(pairs[m:j])}]}}'
+            for e, u0, u1, i, m, j in zip((d.ns // MS).tolist(), d.first_id.tolist(),
+                                          d.last_id.tolist(), starts.tolist(),
+                                          (starts + d.bids).tolist(), ends.tolist(), strict=True)
+        ]
 
     def _klines(self, stream: str, c: Chunk) -> Payloads:
         """Kline payloads at every update time in ``(start_ns, end_ns]``."""
@@ -181,6 +223,27 @@ class _KlineSums:
         quote = c.price * c.lots  # units of 1e-7 quote asset
         self.lots, self.n, self.quote = _cum(c.lots), _cum(c.fills), _cum(quote)
         self.buy_lots, self.buy_quote = _cum(c.lots * c.buy), _cum(quote * c.buy)
+
+
+def _per_second(d: DepthDiffs) -> DepthDiffs:
+    """Each second's diffs merged into one (at the second's end): a level's last entry wins."""
+    sec = (d.ns - 1) // NS
+    n = d.price.size
+    is_bid = np.arange(n) - np.repeat(np.cumsum(d.count) - d.count, d.count) < np.repeat(
+        d.bids, d.count)
+    entry_sec, key = np.repeat(sec, d.count), np.where(is_bid, -d.price, d.price)
+    order = np.lexsort((-np.arange(n), key, ~is_bid, entry_sec))  # the latest entry first
+    entry_sec, key, is_bid = entry_sec[order], key[order], is_bid[order]
+    keep = np.ones(n, dtype=bool)
+    keep[1:] = (np.diff(entry_sec) != 0) | (np.diff(key) != 0) | (is_bid[1:] != is_bid[:-1])
+    secs, first = np.unique(sec, return_index=True)
+    last = np.append(first[1:], sec.size) - 1
+    kept = np.searchsorted(secs, entry_sec[keep])
+    return DepthDiffs(ns=(secs + 1) * NS, first_id=d.first_id[first], last_id=d.last_id[last],
+                      bids=np.bincount(kept, weights=is_bid[keep], minlength=secs.size)
+                      .astype(np.int64),
+                      count=np.bincount(kept, minlength=secs.size),
+                      price=d.price[order][keep], lots=d.lots[order][keep])
 
 
 def _pad(values: np.ndarray) -> np.ndarray:

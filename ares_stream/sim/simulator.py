@@ -20,14 +20,26 @@ The market, second by second (``t`` counts seconds from ``start_ns``):
   are independent): the signal is reachable only through order flow;
 - **concept drift**: ``beta(t)`` follows ``concept`` — its strength and sign change at known times;
 - **the book**: a one-tick spread (two ticks 10% of the time) around the mid; buys fill at the ask,
-  sells at the bid; ``Poisson(1.5)`` book updates per taker order, the first at its instant.
+  sells at the bid; ``Poisson(1.5)`` quote updates (``bookTicker``) per taker order, the first at
+  its instant, each with fresh lognormal sizes (median 0.3) at the best bid and ask. Behind the
+  quotes, :mod:`~ares_stream.sim.book` keeps 20 price levels a side (makers refill, cancel and add
+  levels; a quote's move removes the levels it crosses) and its 100 ms depth diffs; the quotes
+  alone move the best levels, so ``bookTicker`` always agrees with the depth book;
+- **the planted book effect** (``book_beta``, 0 by default): with ``I_{b-1}`` the top-of-book
+  imbalance ``(bid lots − ask lots) / (bid lots + ask lots)`` at the end of block ``b-1`` (the
+  last quote before it; 0 for the first block), each second of block ``b`` also moves the log mid
+  by ``book_beta · I_{b-1} / block``: the next block's log return gains ``book_beta · I_{b-1}``
+  (in log-return units: 5e-4 is 5 bps for a top all on the bid side). The quote sizes are drawn
+  independently of the path, so the imbalance predicts the next block's return with slope
+  ``book_beta`` and nothing else changes.
 
 Regime boundaries (``concept`` and ``vol_regimes`` fractions of ``seconds``) are rounded down to a
 whole block, so a block never mixes two regimes. :func:`schedule_of` knows them before any frame
 exists; :func:`frames` generates the market in chunks of at most an hour (bounded memory) and
 yields ``(receive ns, stream, payload)``; :func:`write_recording` writes a replayable recording and
-its schedule beside it. The same spec gives the same bytes; the market does not depend on which
-``streams`` are formatted.
+its schedule beside it; :func:`books` gives the depth book at every block's end. The same spec
+gives the same bytes; the market does not depend on which ``streams`` are formatted (the depth
+book, played only when a depth stream is selected, has its own random stream).
 
 >>> sched = schedule_of(SimSpec(seconds=600))
 >>> [(r.start_ns - sched.start_ns) // NS for r in sched.regimes], sched.regimes[2].beta
@@ -53,11 +65,12 @@ from typing import Any
 import numpy as np
 
 from ares_stream.errors import AresError
+from ares_stream.sim.book import GAP_PPM, Book
 from ares_stream.sim.frames import NS, STREAMS, Chunk, ChunkFormatter
 
 __all__ = [
-    "NS", "STREAMS", "Regime", "Schedule", "SimSpec", "SimSpecError", "frames", "schedule_of",
-    "write_recording",
+    "NS", "STREAMS", "Regime", "Schedule", "SimSpec", "SimSpecError", "books", "frames",
+    "schedule_of", "write_recording",
 ]  # fmt: skip
 
 VOL_HALF_LIFE_S = 600.0  # half-life of log-volatility shocks, seconds
@@ -93,6 +106,7 @@ class SimSpec:
     vol_regimes: tuple[tuple[float, float], ...] = (
         (0.0, 1.0), (0.25, 2.0), (0.5, 1.0), (0.75, 2.0))  # (start fraction, vol multiplier)
     streams: tuple[str, ...] = ("aggTrade", "bookTicker")  # any of STREAMS
+    book_beta: float = 0.0  # next block's log return per unit of top-of-book imbalance
 
     def __post_init__(self) -> None:
         _check(self.seconds >= 1, "seconds", "must be at least 1")
@@ -102,6 +116,7 @@ class SimSpec:
         for name in ("price0", "trades_per_second", "sigma"):
             value = getattr(self, name)
             _check(0 < value < math.inf, name, "must be positive and finite")
+        _check(math.isfinite(self.book_beta), "book_beta", "must be finite")
         _check(self.price0 >= 100 * TICK, "price0", f"must be at least 100 ticks ({TICK})")
         _check(self.symbol.isalnum() and self.symbol.isupper(), "symbol",
                "must be upper-case letters and digits")
@@ -240,21 +255,47 @@ def write_recording(
 
 def _chunks(spec: SimSpec) -> Iterator[tuple[list[int], list[str], list[str]]]:
     """Formatted frames, a chunk (at most an hour of market) at a time."""
-    sched = schedule_of(spec)
-    market = _Market(spec, sched)
     fmt = ChunkFormatter(spec.symbol, spec.streams)
+    depth = any(s.startswith("depth") for s in spec.streams)
+    for chunk in _market_chunks(_Market(spec, schedule_of(spec), depth=depth)):
+        yield fmt.format(chunk)
+
+
+def _market_chunks(market: _Market) -> Iterator[Chunk]:
+    """The market's chunks: each ends on a whole hour of the epoch, or at the market's end."""
+    spec = market.spec
     start_s = spec.start_ns // NS
     edge = start_s
     while edge < start_s + spec.seconds:
         end = min((edge // CHUNK_S + 1) * CHUNK_S, start_s + spec.seconds)
-        yield fmt.format(market.chunk(edge - start_s, end - start_s))
+        yield market.chunk(edge - start_s, end - start_s)
         edge = end
 
 
-class _Market:
-    """The market's state between chunks and the generation of one chunk (numpy, vectorised)."""
+def books(spec: SimSpec) -> Iterator[tuple[int, dict[int, int], dict[int, int]]]:
+    """The simulator's own book at the end of every block: ``(ns, bids, asks)``, price (ticks)
+    → lots, as the depth diffs of ``frames(spec)`` must rebuild it (whatever ``spec.streams``).
 
-    def __init__(self, spec: SimSpec, sched: Schedule) -> None:
+    >>> ns, bids, asks = next(books(SimSpec(seconds=60, seed=1)))
+    >>> (ns - SimSpec().start_ns) // NS, len(bids), len(asks), max(bids) < min(asks)
+    (10, 20, 20, True)
+    """
+    market = _Market(spec, schedule_of(spec), depth=True, record=True)
+    for _ in _market_chunks(market):
+        assert market.book is not None and market.book.recorded is not None
+        yield from market.book.recorded
+        market.book.recorded.clear()
+
+
+class _Market:
+    """The market's state between chunks and the generation of one chunk (numpy, vectorised).
+
+    ``depth``: also play the :class:`~ares_stream.sim.book.Book` behind the quotes (its own
+    random stream: nothing else depends on it); ``record``: keep its state at every block end.
+    """
+
+    def __init__(self, spec: SimSpec, sched: Schedule, *, depth: bool = False,
+                 record: bool = False) -> None:
         self.spec = spec
         self._rng = np.random.default_rng(spec.seed)
         starts = [(r.start_ns - spec.start_ns) // NS for r in sched.regimes]
@@ -270,16 +311,25 @@ class _Market:
         self._next_trade = 1
         self._next_u = 1
         self._close = round(spec.price0 / TICK)  # price (ticks) of the last trade
+        book_rng = np.random.default_rng([spec.seed, 1])  # the book's own stream
+        top = self._bid(np.full(2, self._logp), np.zeros(1, dtype=np.int64), np.ones(1))
+        lots = 1 + np.round(book_rng.lognormal(math.log(0.3 / LOT), 1.0, 2)).astype(np.int64)
+        self._imbalance = _TopImbalance(spec.block, float((lots[0] - lots[1]) / lots.sum()))
+        self.book = None if not depth else Book(
+            int(top[0]), int(top[0]) + 1, int(lots[0]), int(lots[1]), book_rng,
+            start_ns=spec.start_ns, gap=max(1.0, spec.price0 / TICK * GAP_PPM * 1e-6),
+            block_ns=spec.block * NS, record=record)
 
     def chunk(self, a: int, b: int) -> Chunk:
-        """The market in seconds ``[a, b)`` (relative to the start). A measured hot path."""
+        """The market in seconds ``[a, b)`` (relative to the start). A measured hot path.
+
+        Everything random is drawn first, in a fixed order (the draws do not depend on the
+        price path), then the path (with the book's drift) and the prices."""
         n, rng, spec = b - a, self._rng, self.spec
         idx = np.searchsorted(self._starts, np.arange(a, b), side="right") - 1
         vol = spec.sigma * self._mults[idx] * np.exp(self._log_vol(n))
         m, m_prev = self._flow_states(a, b)
         steps = self._betas[idx] * m_prev * vol + vol * rng.standard_normal(n)
-        logp = self._logp + np.concatenate(([0.0], np.cumsum(steps)))
-        self._logp = float(logp[-1])
         rate = spec.trades_per_second * (vol / spec.sigma) ** INTENSITY_POWER
         counts = rng.poisson(rate)
         sec = np.repeat(np.arange(n), counts)
@@ -287,17 +337,29 @@ class _Market:
         sec = t // NS
         buy = rng.random(t.size) < 0.5 + 0.35 * np.tanh(2.0 * m[sec])
         spread = 1 + (rng.random(t.size) < 0.1)
-        bid = self._bid(logp, t, spread)
-        price = np.where(buy, bid + spread, bid)
         lots = np.round(SIZE_MIN / LOT * (1.0 + rng.pareto(SIZE_ALPHA, t.size))).astype(np.int64)
         fills = np.minimum(1 + rng.poisson(FILLS_MEAN, t.size), lots)
+        times, order, first, te, se, bid_lots, ask_lots = self._book_events(rng, t, spread, n)
+        book_ns = times[order]
+        if spec.book_beta:
+            drift = self._imbalance.per_second(a, b, book_ns, bid_lots, ask_lots) / spec.block
+            steps = steps + spec.book_beta * drift
+        logp = self._logp + np.concatenate(([0.0], np.cumsum(steps)))
+        self._logp = float(logp[-1])
+        bid = self._bid(logp, t, spread)
+        price = np.where(buy, bid + spread, bid)
+        bids = np.concatenate((bid[first], self._bid(logp, te, se)))
+        asks = (bids + np.concatenate((spread[first], se)))[order]
+        bids = bids[order]
         base = spec.start_ns + a * NS
-        book_ns, bids, asks, bid_lots, ask_lots = self._book(rng, logp, t, spread, bid, n)
         c = Chunk(start_ns=base, end_ns=base + n * NS, agg_ns=t + base, price=price, lots=lots,
                   buy=buy, fills=fills, first_agg=self._next_agg,
                   first_tid=self._next_trade + np.cumsum(fills) - fills, prev_close=self._close,
                   book_ns=book_ns + base, bid=bids, ask=asks, bid_lots=bid_lots,
                   ask_lots=ask_lots, first_u=self._next_u)
+        if self.book is not None:
+            c.depth = self.book.chunk(base, base + n * NS, (book_ns, bids, asks, bid_lots,
+                                                            ask_lots), vol / spec.sigma)
         self._next_agg += t.size
         self._next_trade += int(fills.sum())
         self._next_u += c.book_ns.size
@@ -329,10 +391,13 @@ class _Market:
         mid = np.exp(logp[sec] + frac * (logp[sec + 1] - logp[sec])) / TICK
         return np.floor(mid - (spread - 1) / 2).astype(np.int64)
 
-    def _book(self, rng: np.random.Generator, logp: np.ndarray, t: np.ndarray,
-              spread: np.ndarray, bid: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
-        """Book updates: ``Poisson(BOOK_MEAN)`` per trade; the first one at the trade's instant
-        (quoting its prices), the others before the next trade."""
+    def _book_events(self, rng: np.random.Generator, t: np.ndarray, spread: np.ndarray,
+                     n: int) -> tuple[np.ndarray, ...]:
+        """Book updates, drawn before the price path: ``Poisson(BOOK_MEAN)`` per trade, the first
+        one at the trade's instant (quoting its prices), the others before the next trade.
+
+        Returns their times (the trades' ``first`` ones, then the others ``te`` with spreads
+        ``se``), the ``order`` that sorts them, and their bid and ask lots in time order."""
         count = rng.poisson(BOOK_MEAN, t.size)
         first = count > 0
         owner = np.repeat(np.arange(t.size), np.maximum(count - 1, 0))
@@ -341,8 +406,30 @@ class _Market:
         te = np.minimum(te, n * NS - 1)
         se = 1 + (rng.random(te.size) < 0.1)
         times = np.concatenate((t[first], te))
-        bids = np.concatenate((bid[first], self._bid(logp, te, se)))
-        asks = bids + np.concatenate((spread[first], se))
         order = np.argsort(times, kind="stable")
         qty = np.round(rng.lognormal(math.log(0.3 / LOT), 1.0, (2, times.size))).astype(np.int64)
-        return times[order], bids[order], asks[order], 1 + qty[0], 1 + qty[1]
+        return times, order, first, te, se, 1 + qty[0], 1 + qty[1]
+
+
+class _TopImbalance:
+    """The top-of-book imbalance ``(bid lots − ask lots) / (bid lots + ask lots)`` at the start
+    of each block (the end of the one before), carried across chunks; 0 in the first block."""
+
+    def __init__(self, block: int, initial: float) -> None:
+        self._block = block
+        self._last = initial  # the imbalance of the last quote so far (the initial book's)
+        self._open = 0.0  # the value of the block open at the end of the last chunk
+
+    def per_second(self, a: int, b: int, times: np.ndarray, bid_lots: np.ndarray,
+                   ask_lots: np.ndarray) -> np.ndarray:
+        """Per second of ``[a, b)``: the value of its block, from the quotes at ``times`` (ns
+        from second ``a``, in time order) and those before."""
+        ks = np.arange(a // self._block, b // self._block + 1)  # blocks to the one open at b
+        starts = ks * self._block
+        padded = np.append((bid_lots - ask_lots) / (bid_lots + ask_lots), self._last)
+        at = padded[np.searchsorted(times, (starts - a) * NS, side="left") - 1]  # -1: carried
+        if starts[0] < a:
+            at[0] = self._open
+        at[ks == 0] = 0.0
+        self._open, self._last = float(at[-1]), float(padded[-2] if times.size else self._last)
+        return at[np.arange(a, b) // self._block - ks[0]]
