@@ -10,7 +10,9 @@ broadcast, and nothing after.
 With ``start_on_subscribe`` the clock starts when a first connection subscribes to anything.
 
 Use it as an async context manager; connect to ``ws_url + "/stream?streams=btcusdt@aggTrade"``
-or ``ws_url + "/ws/btcusdt@aggTrade"``, query ``rest_url + "/api/v3/aggTrades?symbol=BTCUSDT"``.
+or ``ws_url + "/ws/btcusdt@aggTrade"``, query ``rest_url + "/api/v3/aggTrades?symbol=BTCUSDT"``;
+a tape with depth diffs serves ``btcusdt@depth@100ms`` and the matching book at
+``rest_url + "/api/v3/depth?symbol=BTCUSDT&limit=100"``.
 With an :class:`Account` it also takes signed orders (``/api/v3/order`` …), matched against what
 the clock has broadcast; see :mod:`ares_stream.sim.exchange.account`.
 """
@@ -31,10 +33,11 @@ __all__ = ["STAT_KEYS", "Account", "Faults", "LocalExchange", "Tape"]
 STAT_KEYS = (
     "connections", "refused", "drops", "closes", "malformed", "duplicates", "swaps", "silences",
     "shutdowns", "overflows", "rest_requests", "rest_429", "rest_418", "subscribe_messages",
-    "rate_limited", "orders", "order_rejects",
+    "rate_limited", "orders", "order_rejects", "depth_skips", "stale_depth",
 )  # fmt: skip
 """The keys of :attr:`LocalExchange.stats` (``overflows``: slow clients dropped; ``orders``: new
-order requests, ``order_rejects``: those answered with an error)."""
+order requests, ``order_rejects``: those answered with an error; ``depth_skips``: depth diffs left
+out on a connection, ``stale_depth``: stale depth snapshots served)."""
 _BATCH = 64  # frames between yields to the loop at full speed; into one client in the same
 # process (the real 41k-frame capture): 1 → 36k frames/s, 16 → 62k, 64 → 83–86k, 256 → 79k
 

@@ -1,7 +1,12 @@
 """Faults the local exchange injects: what a real exchange (or the network in front of it) does.
 
 Every field is a plain number, mutable while the exchange runs; 0 means off. Counters of
-"every n-th frame" count the tape frames handled on one connection, from 1.
+"every n-th frame" count the tape frames handled on one connection, from 1 (those of depth diffs
+count that connection's depth diffs). The depth faults break what a client following Binance's
+book procedure relies on: ``skip_depth`` / ``skip_depth_every`` leave a diff out on one
+connection (its next ``U`` is not the previous ``u`` + 1 there: the client must notice and
+resync from a new snapshot), ``stale_depth`` answers the book some diffs back (a client that
+buffered fewer finds ``lastUpdateId`` below its first buffered ``U`` - 1: it must fetch again).
 
 >>> faults = Faults(rest_429=1)
 >>> take(faults, "rest_429"), take(faults, "rest_429"), faults.rest_429
@@ -36,11 +41,15 @@ class Faults:
     shutdown_after: int = 0  # after this many frames send a serverShutdown event, then close
     rest_429: int = 0  # answer the next N REST market-data requests 429 (Retry-After: 1)
     rest_418: int = 0  # same with 418 (an IP ban)
+    skip_depth: int = 0  # leave out the next N depth diffs, each on the connection it was for
+    skip_depth_every: int = 0  # leave out every n-th depth diff of each connection
+    stale_depth: int = 0  # answer the next N /api/v3/depth with the book 10 depth diffs back
     max_drops: int = 0  # connection-ending faults (drop, close, shutdown, silence) allowed; 0: any
 
 
 def take(faults: Faults, name: str) -> bool:
-    """Use up one of a "next N" budget (``refuse_connections``, ``rest_429``, ``rest_418``)."""
+    """Use up one of a "next N" budget (``refuse_connections``, ``rest_429``, ``rest_418``,
+    ``skip_depth``, ``stale_depth``)."""
     left: int = getattr(faults, name)
     if left <= 0:
         return False

@@ -1,12 +1,20 @@
 """The local exchange's REST market-data API (aiohttp), shaped like Binance's ``/api/v3``.
 
-``ping``, ``time``, ``exchangeInfo``, ``aggTrades``, ``trades``, ``historicalTrades`` and
-``klines`` with Binance's parameters, defaults, error codes and field names; with an
+``ping``, ``time``, ``exchangeInfo``, ``aggTrades``, ``trades``, ``historicalTrades``, ``klines``
+and ``depth`` with Binance's parameters, defaults, error codes and field names; with an
 :class:`~ares_stream.sim.exchange.account.Account`, the signed trading endpoints (``order``,
 ``order/test``, ``openOrders``, ``account``, ``myTrades``) too. Only what the
 broadcast clock has already sent is served: the future does not exist yet. Every response carries
 ``X-MBX-USED-WEIGHT-1M`` (request weights summed per wall-clock minute, Binance's weights); the
 ``rest_429`` / ``rest_418`` faults answer market-data requests with ``Retry-After: 1``.
+
+``/api/v3/depth?symbol=&limit=`` (limit 1-5000, default 100; weight 5, 25, 50 or 250 by limit as
+Binance's table) is the book the broadcast depth diffs rebuild, ``lastUpdateId`` the ``u`` of the
+last one (see :mod:`~ares_stream.sim.exchange.depth`): a client that buffers diffs, fetches it,
+drops the diffs with ``u <= lastUpdateId`` and applies the rest holds the exchange's book. A
+symbol without depth frames has an empty book (id 0); one whose book the tape cannot tell (diffs
+and no snapshot) answers 503, code -1000. The ``stale_depth`` fault serves the book
+:data:`STALE_ITEMS` depth frames old.
 
 python-binance reaches it by its ``API_URL`` (the class attribute it formats with the tld), e.g.
 ``type("LocalClient", (AsyncClient,), {"API_URL": rest_url + "/api"})`` then ``await
@@ -29,11 +37,12 @@ from ares_stream.sim.exchange.tape import INTERVALS, Series, Tape
 if TYPE_CHECKING:  # account.py imports this module
     from ares_stream.sim.exchange.account import Account
 
-__all__ = ["WEIGHTS", "RestServer", "exchange_info"]
+__all__ = ["STALE_ITEMS", "WEIGHTS", "RestServer", "depth_weight", "exchange_info"]
 
 WEIGHTS = {  # request weight of each endpoint (Binance spot, 2024; USD-M futures under /fapi/v1)
     "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20, "/api/v3/aggTrades": 4,
     "/api/v3/klines": 2, "/api/v3/trades": 25, "/api/v3/historicalTrades": 25,
+    "/api/v3/depth": 5,  # at the default limit: see depth_weight
     "/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/exchangeInfo": 1, "/fapi/v1/aggTrades": 20,
     "/fapi/v1/klines": 5, "/fapi/v1/trades": 5, "/fapi/v1/historicalTrades": 20,
     "/api/v3/order": 1, "/api/v3/order/test": 1, "/api/v3/openOrders": 6, "/api/v3/account": 20,
@@ -46,9 +55,13 @@ _SIGNED = (  # the trading endpoints, answered by the account
 )
 _MARKET_DATA = frozenset(
     {"/api/v3/aggTrades", "/api/v3/klines", "/api/v3/trades", "/api/v3/historicalTrades",
+     "/api/v3/depth",
      "/fapi/v1/aggTrades", "/fapi/v1/klines", "/fapi/v1/trades", "/fapi/v1/historicalTrades"}
 )
 _MAX_LIMIT = 1000
+_DEPTH_LIMITS = (100, 5000)  # default, maximum
+_DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))  # (up to limit, weight)
+STALE_ITEMS = 10  # a stale depth snapshot is this many depth frames old (1 s of 100 ms diffs)
 _QUOTES = ("USDT", "FDUSD", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL")
 _SYMBOL = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _NONE = Series()  # the rows of a symbol the tape has none of
@@ -82,6 +95,20 @@ def _int(request: web.Request, name: str) -> int | None:
 def _limit(request: web.Request) -> int:
     limit = _int(request, "limit")
     return 500 if limit is None else min(max(limit, 1), _MAX_LIMIT)
+
+
+def _depth_limit(request: web.Request) -> int:
+    limit = _int(request, "limit")
+    return _DEPTH_LIMITS[0] if limit is None else min(max(limit, 1), _DEPTH_LIMITS[1])
+
+
+def depth_weight(limit: int) -> int:
+    """The request weight of ``/api/v3/depth`` at ``limit`` (Binance's table).
+
+    >>> [depth_weight(n) for n in (1, 100, 101, 500, 1000, 5000)]
+    [5, 5, 25, 25, 50, 250]
+    """
+    return next((w for top, w in _DEPTH_WEIGHTS if limit <= top), _DEPTH_WEIGHTS[-1][1])
 
 
 def _required(request: web.Request, name: str) -> str:
@@ -178,7 +205,7 @@ class RestServer:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._minute, self._used = 0, 0
-        for key in ("rest_requests", "rest_429", "rest_418"):
+        for key in ("rest_requests", "rest_429", "rest_418", "stale_depth"):
             stats.setdefault(key, 0)
 
     async def start(self) -> None:
@@ -192,6 +219,7 @@ class RestServer:
             app.router.add_get(f"{prefix}/trades", self._trades)
             app.router.add_get(f"{prefix}/historicalTrades", self._historical_trades)
             app.router.add_get(f"{prefix}/klines", self._klines)
+        app.router.add_get("/api/v3/depth", self._depth)
         for method, path in _SIGNED:
             app.router.add_route(method, path, self._signed)
         self._runner = web.AppRunner(app, access_log=None)
@@ -207,18 +235,22 @@ class RestServer:
             await self._runner.cleanup()
             self._runner = None
 
-    def _weigh(self, path: str) -> int:
+    def _weigh(self, request: web.Request) -> int:
         """Add a request's weight to this minute's total; the total."""
         minute = int(time.time() // 60)
         if minute != self._minute:
             self._minute, self._used = minute, 0
-        self._used += WEIGHTS.get(path, 1)
+        if request.path == "/api/v3/depth":
+            text = request.query.get("limit", "")
+            self._used += depth_weight(int(text) if text.isdigit() else _DEPTH_LIMITS[0])
+        else:
+            self._used += WEIGHTS.get(request.path, 1)
         return self._used
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         self.stats["rest_requests"] += 1
-        used = self._weigh(request.path)
+        used = self._weigh(request)
         try:
             response = await self._fault(request.path) or await handler(request)
         except ApiError as exc:
@@ -303,3 +335,13 @@ class RestServer:
             end=_int(request, "endTime"), limit=_limit(request),
         )  # fmt: skip
         return _json(rows)
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        symbol, limit = self._symbol(request), _depth_limit(request)
+        lag = STALE_ITEMS if take(self.faults, "stale_depth") else 0
+        if lag:
+            self.stats["stale_depth"] += 1
+        book = self.tape.order_book(symbol, self.position(), limit=limit, lag=lag)
+        if book is None:
+            raise ApiError(-1000, "No order book for this symbol on the tape at this point.", 503)
+        return _json(book)

@@ -2,11 +2,15 @@
 
 A :class:`Tape` is made from raw frames (a recording), or from the simulator's ``(receive ns,
 stream, payload)`` tuples (:meth:`Tape.from_frames`, no file in between): combined-stream frames
-keep their stream name, raw frames get one from their payload (``<symbol>@<event type>``); REST
-depth snapshots, replies, errors and gap markers are skipped. Each frame keeps its receive time
-(``times``, ns), by which a paced exchange schedules it. Per symbol it keeps what REST serves:
-aggregate trades, trades and closed klines, each row with the tape position at which it became
-known, so that REST can serve exactly what the broadcast clock has already sent.
+keep their stream name, raw frames get one from their payload (``<symbol>@<event type>``);
+replies, errors and gap markers are skipped, and so are REST depth snapshots (a bare
+``{"lastUpdateId":…}`` line, given to the symbol of the next depth diff, or a
+``<symbol>@depthSnapshot`` frame), which are not broadcast but start the symbol's book. Each frame
+keeps its receive time (``times``, ns), by which a paced exchange schedules it. Per symbol it
+keeps what REST serves: aggregate trades, trades and closed klines, each row with the tape
+position at which it became known, and the order book its depth diffs rebuild
+(:class:`~ares_stream.sim.exchange.depth.DepthBook`), so that REST can serve exactly what the
+broadcast clock has already sent.
 
 >>> agg = b'{"e":"aggTrade","s":"BTCUSDT","a":%d,"p":"1.5","q":"2","f":1,"l":1,"T":%d,"m":true}'
 >>> tape = Tape([RawFrame(0, agg % (7, 1000)), RawFrame(0, agg % (8, 61000)),
@@ -36,6 +40,7 @@ import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from ares_stream.feed import RawFrame
+from ares_stream.sim.exchange.depth import DepthBook
 
 __all__ = ["INTERVALS", "Series", "Tape"]
 
@@ -59,6 +64,7 @@ class _Top(Struct, gc=False):
     e: str | None = None  # event type of a raw payload
     s: str | None = None  # symbol of a raw payload
     u: int | None = None  # update id: a spot bookTicker has it but no "e"
+    lastUpdateId: int | None = None  # a REST depth snapshot
     k: dict[str, Any] | None = None  # kline body (for its interval)
 
 
@@ -170,8 +176,9 @@ class Tape:
     ``frames`` holds ``(stream name, payload JSON bytes)`` in tape order and ``times`` their
     receive times (ns since the epoch); ``agg_trades`` and ``trades`` map a symbol to its
     :class:`Series`; ``kline_series`` maps ``(symbol, interval)`` to the closed klines of kline
-    frames. ``skipped`` counts non-market lines, ``bad`` market frames whose payload did not
-    decode (they are still broadcast).
+    frames; ``depth`` a symbol to its :class:`DepthBook`. ``skipped`` counts the lines not
+    broadcast (depth snapshots included), ``bad`` market frames whose payload did not decode
+    (they are still broadcast).
     """
 
     def __init__(self, frames: Iterable[RawFrame | Any] = ()) -> None:
@@ -181,8 +188,10 @@ class Tape:
         self.agg_trades: dict[str, Series] = {}
         self.trades: dict[str, Series] = {}
         self.kline_series: dict[tuple[str, str], Series] = {}
+        self.depth: dict[str, DepthBook] = {}
         self.skipped = 0
         self.bad = 0
+        self._snapshot: tuple[int, bytes] | None = None  # a bare one, for the next depth diff
         self._derived: dict[tuple[str, str], tuple[int, list[list[Any]]]] = {}
         top = msgspec.json.Decoder(_Top).decode
         for frame in frames:
@@ -215,14 +224,35 @@ class Tape:
             for ts, (stream, payload) in zip(self.times, self.frames, strict=True)
         )
 
+    def order_book(self, symbol: str, position: int = _NEVER, *, limit: int = 5000,
+                   lag: int = 0) -> dict[str, Any] | None:
+        """``/api/v3/depth`` once ``position`` frames were broadcast (``lag`` depth items back):
+        an empty book for a symbol without depth frames; None if its book is not known."""
+        book = self.depth.get(symbol)
+        if book is None:
+            return {"lastUpdateId": 0, "bids": [], "asks": []}
+        return book.at(position, limit=limit, lag=lag)
+
     def _add(self, stream: str, payload: bytes, ts: int) -> None:
-        position = len(self.frames)
+        position, symbol = len(self.frames), _symbol(stream)
+        kind = stream.partition("@")[2].lower()
+        if kind == "depthsnapshot":  # a REST snapshot: not broadcast, it starts the book
+            self.skipped += 1
+            if symbol:
+                self._depth(symbol).add_snapshot(position, payload)
+            else:
+                self._snapshot = position, payload
+            return
         self.frames.append((stream, payload))
         self.times.append(ts)
-        symbol = _symbol(stream)
         if symbol and symbol not in self.symbols:
             self.symbols.append(symbol)
-        kind = stream.partition("@")[2].lower()
+        if kind in ("depth", "depth@100ms") and symbol:
+            book = self._depth(symbol)
+            if self._snapshot is not None:
+                book.add_snapshot(*self._snapshot)
+                self._snapshot = None
+            book.add_diff(position)
         try:
             if kind == "aggtrade":
                 self._add_agg(symbol, position, msgspec.json.decode(payload, type=_AggTrade))
@@ -232,6 +262,12 @@ class Tape:
                 self._add_kline(symbol, position, msgspec.json.decode(payload, type=_Kline).k)
         except (msgspec.DecodeError, msgspec.ValidationError, ArithmeticError, ValueError):
             self.bad += 1
+
+    def _depth(self, symbol: str) -> DepthBook:
+        book = self.depth.get(symbol)
+        if book is None:
+            book = self.depth[symbol] = DepthBook(self.frames)
+        return book
 
     def _add_agg(self, symbol: str, position: int, m: _AggTrade) -> None:
         row = {"a": m.a, "p": m.p, "q": m.q, "f": m.f, "l": m.l, "T": m.T, "m": m.m, "M": m.M}
@@ -291,7 +327,9 @@ def _name(top: Any, data: bytes) -> tuple[str, bytes] | None:
         return None
     if frame.stream is not None:
         return None if frame.data is UNSET else (frame.stream, bytes(frame.data))
-    if frame.s is None:  # a REST snapshot, a reply, an error, …
+    if frame.lastUpdateId is not None and frame.s is None:  # a bare REST depth snapshot
+        return "@depthSnapshot", data
+    if frame.s is None:  # a reply, an error, …
         return None
     symbol = frame.s.lower()
     if frame.e is None:

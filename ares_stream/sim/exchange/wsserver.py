@@ -6,6 +6,8 @@ messages SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY and GET_PROPER
 replies and error codes; more than 5 incoming messages within a second disconnect. Stream names
 match case-insensitively. Each connection has a bounded outbound queue and its own writer task,
 so a slow client never stalls the broadcast: one whose queue overflows is dropped (``overflows``).
+The depth faults (``skip_depth``, ``skip_depth_every``) leave a depth diff out on one connection
+(``depth_skips``): the gap in its ``U``/``u`` is that connection's alone.
 The broadcast clock lives in :class:`~ares_stream.sim.exchange.LocalExchange`; it calls
 :meth:`WsServer.broadcast` for every tape frame.
 """
@@ -72,6 +74,16 @@ def _invalid(why: str, rid: object = None) -> dict[str, Any]:
     return {"code": 2, "msg": f"Invalid request: {why}", "id": rid}
 
 
+def _is_diff(stream: str) -> bool:
+    """Whether a stream carries depth diffs (``@depth``, ``@depth@100ms``; not partial depth).
+
+    >>> [_is_diff(s) for s in ("btcusdt@depth@100ms", "btcusdt@depth", "btcusdt@depth5")]
+    [True, True, False]
+    """
+    kind = stream.partition("@")[2].lower()
+    return kind == "depth" or kind.startswith("depth@")
+
+
 def _to_micro(stream: str, payload: bytes) -> bytes:
     """A trade or aggTrade payload with its ``E`` and ``T`` in microseconds."""
     if stream.partition("@")[2].lower() not in ("trade", "aggtrade"):
@@ -92,6 +104,7 @@ class _Conn:
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(max_queue)
         self.recent: deque[float] = deque()  # arrival times of recent incoming messages
         self.sent = 0  # tape frames handled
+        self.depth = 0  # depth diffs handled
         self.malformed = 0  # malformed frames sent
         self.held: bytes | None = None  # a frame held back to send after the next one
         self.ended = False  # a fault ended (or silenced) it: its writer stops
@@ -290,7 +303,11 @@ class WsServer:
 
     async def _send_frame(self, conn: _Conn, stream: str, payload: bytes) -> None:
         conn.sent += 1
-        n, f, wire = conn.sent, self.faults, conn.wire(stream, payload)
+        n, f = conn.sent, self.faults
+        if _is_diff(stream) and self._skip_depth(conn):
+            await self._end_faults(conn, n)
+            return
+        wire = conn.wire(stream, payload)
         if every(n, f.swap_every) and conn.held is None:
             conn.held = wire
         else:
@@ -304,6 +321,14 @@ class WsServer:
                 conn.malformed += 1
                 self.stats["malformed"] += 1
         await self._end_faults(conn, n)
+
+    def _skip_depth(self, conn: _Conn) -> bool:
+        """Whether a depth fault leaves this diff out on this connection (counted)."""
+        conn.depth += 1
+        if every(conn.depth, self.faults.skip_depth_every) or take(self.faults, "skip_depth"):
+            self.stats["depth_skips"] += 1
+            return True
+        return False
 
     async def _end_faults(self, conn: _Conn, n: int) -> None:
         """Silence, shut down, close or drop the connection once it had its frames."""
