@@ -403,14 +403,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     The config is ``--config``'s, else the one the database's latest run used."""
     from ares_stream import logs
     from ares_stream.batch.revalidate import revalidate
-    from ares_stream.features.pipeline import feature_set
+    from ares_stream.features.families import feature_names
     from ares_stream.store.db import open_db
 
     logs.configure(level="warning")
     db_path = _database(args.db)
     db = open_db(db_path)
     cfg = load_config(args.config) if args.config else _run_config(db)
-    features = feature_set(cfg).names
+    features = feature_names(cfg)
     results = revalidate(db, cfg, features, args.symbol.upper() if args.symbol else None)
     if not results:
         print(f"{db_path}: no buffered samples to validate")

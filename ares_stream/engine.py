@@ -38,6 +38,8 @@ from ares_stream.events import (
     Bar,
     BookTop,
     Control,
+    DepthSnapshot,
+    DepthUpdate,
     DriftDetected,
     Gap,
     Kline,
@@ -46,8 +48,8 @@ from ares_stream.events import (
     Trade,
 )
 from ares_stream.features.bars import BarBuilder, bar_from_kline, parse_interval
+from ares_stream.features.families import SymbolFeatures, cross_asset
 from ares_stream.features.labels import LabelQueue
-from ares_stream.features.pipeline import FeatureSet, feature_set
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate, Item
@@ -105,7 +107,7 @@ class SymbolState:
     """Everything the engine keeps for one symbol."""
 
     builder: BarBuilder
-    features: FeatureSet
+    features: SymbolFeatures
     labels: LabelQueue
     learner: OnlineLearner
     bar_source: str = ""  # "trade" | "aggTrade" | "kline" once locked
@@ -204,6 +206,9 @@ class Engine:
         self.regression = config.learner.task == "regression"
         self.model_name = config.learner.model
         self.state: dict[str, SymbolState] = {}
+        self.cross = cross_asset(config)  # the reference symbol's features, shared by all
+        self.snapshot_requests: list[str] = []  # symbols whose book needs a REST snapshot (live)
+        self._bare_snapshot: DepthSnapshot | None = None  # a symbol-less snapshot line, held
         self.counts: Counter[str] = Counter()
         self._backfill_items: Counter[BackfillRequest] = Counter()  # per request, over its parts
 
@@ -320,6 +325,10 @@ class Engine:
         elif kind is Kline:
             if ev.closed:
                 self._on_kline(ev)
+        elif kind is DepthUpdate:
+            self._on_depth(ev)
+        elif kind is DepthSnapshot:
+            self._on_snapshot(ev)
         elif kind is Control:
             self._on_control(ev)
         else:
@@ -336,9 +345,17 @@ class Engine:
             st = self.state[symbol] = self._new_state(symbol)
         return st
 
-    def new_features(self) -> FeatureSet:
+    def new_features(self) -> SymbolFeatures:
         """A fresh feature set for a new symbol, built from the config."""
-        return feature_set(self.config)
+        return SymbolFeatures(self.config, self.cross)
+
+    def restore_state(self, state: dict[str, SymbolState]) -> None:
+        """Take a checkpoint's symbol states; the reference-symbol features are theirs."""
+        self.state = state
+        for st in state.values():
+            if st.features.cross is not None:
+                self.cross = st.features.cross
+                break
 
     def _new_state(self, symbol: str) -> SymbolState:
         cfg = self.config
@@ -385,6 +402,55 @@ class Engine:
             return
         self._on_bar(st, bar_from_kline(k))
 
+    def _on_depth(self, ev: DepthUpdate) -> None:
+        """A depth diff into the symbol's local book (Binance's procedure, ``BookSync``); a
+        break in the update ids is recorded, the book cleared, and a snapshot asked for."""
+        st = self._state(ev.symbol)
+        sync = st.features.book if st is not None else None
+        if st is None or sync is None:
+            self.counts["ignored_DepthUpdate"] += 1
+            return
+        if self._bare_snapshot is not None:  # a capture's snapshot line: this symbol's
+            self._into_book(st, self._bare_snapshot)
+            self._bare_snapshot = None
+        outcome = sync.on_diff(ev.first_update_id, ev.final_update_id,
+                               ev.prev_final_update_id, ev.bids, ev.asks)
+        self.counts[f"depth_{outcome}"] += 1
+        if outcome == "applied":
+            st.features.on_book_update()
+        elif outcome == "break":
+            self.sink.health(ev.symbol, ev.ts_event, ev.ts_init, "book_resync", 1,
+                             f"depth update {ev.first_update_id}..{ev.final_update_id} does "
+                             "not follow the book: cleared, waiting for a snapshot")
+            log.warning("book_resync", symbol=ev.symbol, first=ev.first_update_id,
+                        final=ev.final_update_id)
+        if sync.needs_snapshot and self.gate.backfill:  # live: the shell fetches one
+            self.snapshot_requests.append(ev.symbol)
+            sync.asked()
+
+    def _on_snapshot(self, ev: DepthSnapshot) -> None:
+        """A REST depth snapshot: into its symbol's book; a bare one (no symbol) waits for the
+        next depth diff's symbol. A partial-depth frame (<= 20 levels a side) is no snapshot."""
+        if not ev.symbol:
+            if len(ev.bids) > 20 or len(ev.asks) > 20:
+                self._bare_snapshot = ev
+            return
+        st = self._state(ev.symbol)
+        if st is not None and st.features.book is not None:
+            self._into_book(st, ev)
+
+    def _into_book(self, st: SymbolState, ev: DepthSnapshot) -> None:
+        sync = st.features.book
+        assert sync is not None
+        applied = sync.on_snapshot(ev.last_update_id, ev.bids, ev.asks)
+        self.counts["book_snapshots"] += 1
+        if st.features.flow is not None:
+            st.features.flow.reset()  # the jump to a new book is no order flow
+        if sync.synced:
+            st.features.on_book_update()
+        log.info("book_snapshot", symbol=ev.symbol or "", last_update_id=ev.last_update_id,
+                 diffs_applied=applied, synced=sync.synced)
+
     def _on_gap_event(self, g: Gap) -> None:
         """A gap that stays: recorded; the symbol's bar, labels and features start afresh."""
         count = None
@@ -416,6 +482,8 @@ class Engine:
             batch.tick(bar.symbol, bar.ts_event)
         for r in st.labels.resolve(bar.close):
             self._learn(st, r, bar)
+        if self.cross is not None:
+            self.cross.on_bar(bar)  # before any symbol's features read it
         x = st.features.update(bar)
         if x is None:
             st.labels.push(None, bar.close, bar.ts_event)

@@ -55,7 +55,7 @@ from ares_stream.batch import featuredrift, jobs, worker
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
-from ares_stream.features.pipeline import feature_set
+from ares_stream.features.families import feature_names
 from ares_stream.learners import booster as bst
 from ares_stream.learners.buffer import SampleBuffer
 from ares_stream.learners.ensemble import OnlinePool, ensemble
@@ -632,5 +632,5 @@ def for_run(config: Config, store: Any, *, replay: bool) -> BatchLearner | None:
     if not config.batch.enabled or config.learner.task != "classification":
         return None
     return BatchLearner(config, Registry(store.db, run_id=store.run_id),
-                        features=feature_set(config).names, replay=replay,
+                        features=feature_names(config), replay=replay,
                         buffer_store=BufferStore(store.db))

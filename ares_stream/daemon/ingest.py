@@ -105,6 +105,8 @@ class Ingest:
         self._unsaved = 0  # backfilled items consumed since the last checkpoint of a backfill
         self._unsaved_since = 0.0  # when the first of them came (time.monotonic())
         self.on_connection: Callable[[bool], None] | None = None  # told on connect/disconnect
+        self._snapshots: list[RawFrame] = []  # REST depth snapshots fetched, not yet consumed
+        self._snapshot_tasks: set[asyncio.Task[None]] = set()
 
     def on_notice(self, notice: FeedNotice) -> None:
         """A connection incident: counted and stored in feed_health, and ``on_connection``
@@ -130,7 +132,10 @@ class Ingest:
             if self.clock is not None:
                 await self.clock.shutdown()
             self.feed.stop()
-            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=10)
+            for pending in list(self._snapshot_tasks):
+                pending.cancel()
+            await asyncio.wait_for(asyncio.gather(task, *self._snapshot_tasks,
+                                                  return_exceptions=True), timeout=10)
             if self.recorder is not None:
                 self.recorder.flush()
 
@@ -140,6 +145,8 @@ class Ingest:
         if self.catch_up_due and not self.caught_up:
             await self._catch_up()  # a restart's REST catch-up first: its warm-up, timed whole
         while not self.stopping.is_set():
+            if self._snapshots:
+                self._feed_snapshots()
             try:
                 frame = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -151,6 +158,8 @@ class Ingest:
                         await self._catch_up()
                     continue
             engine.on_frame(frame.ts_init, frame.data)
+            if engine.snapshot_requests:
+                self._ask_snapshots()
             if engine.gate.requests:
                 await self._backfill()
             if self.catch_up_due:
@@ -193,6 +202,41 @@ class Ingest:
             self.engine.batch.apply_due(self.engine.last_ts)
         if self.recorder is not None:
             self.recorder.maybe_flush()
+
+    def _ask_snapshots(self) -> None:
+        """Fetch a REST depth snapshot for each book the engine asked for, in the background:
+        the diffs go on arriving (the book buffers them) while it is on its way."""
+        for symbol in self.engine.snapshot_requests:
+            if self.backfiller is None:
+                log.warning("book_no_snapshot", symbol=symbol, reason="no REST: backfill off")
+                continue
+            task = asyncio.create_task(self._snapshot(symbol), name=f"snapshot-{symbol}")
+            self._snapshot_tasks.add(task)
+            task.add_done_callback(self._snapshot_tasks.discard)
+        self.engine.snapshot_requests.clear()
+
+    async def _snapshot(self, symbol: str) -> None:
+        """One symbol's snapshot, retried with backoff until it comes or the daemon stops (a
+        book without one stays out of sync: its symbol gets no book features)."""
+        assert self.backfiller is not None
+        delays = backoff(initial=1.0, cap=60.0)()
+        attempt = 0
+        while not self.stopping.is_set():
+            got = await self.backfiller.snapshot(symbol)
+            if not isinstance(got, str):
+                self._snapshots.append(got)
+                return
+            attempt += 1
+            self.engine.sink.health(symbol, 0, time.time_ns(), "book_snapshot_failed", 1, got)
+            log.warning("book_snapshot_failed", symbol=symbol, reason=got, attempt=attempt)
+            await asyncio.sleep(next(delays))
+
+    def _feed_snapshots(self) -> None:
+        """Fetched snapshots into the engine as frames: decoded, recorded, applied to the book
+        in this order, so a replay of the recording rebuilds the same book."""
+        ready, self._snapshots = self._snapshots, []
+        for frame in ready:
+            self.engine.on_frame(frame.ts_init, frame.data)
 
     async def _backfill(self) -> None:
         """Fetch every queued request over REST, or give it up as a gap when there is no REST."""

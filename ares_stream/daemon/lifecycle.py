@@ -350,7 +350,7 @@ class Daemon:
                         action="cold start of the engine state")
             return
         engine = self.ingest.engine
-        engine.state = saved["state"]
+        engine.restore_state(saved["state"])
         engine.counts.update(saved["counts"])
         engine.last_ts = ckpt.ts_event
         if self.broker is not None and "broker" in saved:

@@ -87,6 +87,15 @@ class OrderBook:
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)
 
+    def __getstate__(self) -> tuple[list[Level], list[Level], int]:
+        """Plain level lists for a checkpoint (:mod:`ares_stream.codec` stores no SortedDict)."""
+        return list(self._bids.items()), list(self._asks.items()), self.epoch
+
+    def __setstate__(self, state: tuple[list[Level], list[Level], int]) -> None:
+        bids, asks, self.epoch = state
+        self._bids = SortedDict((float(p), float(q)) for p, q in bids)
+        self._asks = SortedDict((float(p), float(q)) for p, q in asks)
+
     def best_bid(self) -> Level | None:
         """The highest bid ``(price, qty)``; None when there is no bid."""
         return self._bids.peekitem(-1) if self._bids else None

@@ -207,14 +207,14 @@ class MultiTimeframe:
     (0.046957, 0.044851)
     """
 
-    __slots__ = ("_frames", "_merged", "intervals", "make_features", "names")
+    __slots__ = ("_frames", "_merged", "intervals", "names")  # no factory kept: the state is
+    # checkpointed by ares_stream.codec, which stores no closures
 
     def __init__(self, intervals: tuple[str, ...], make_features: Callable[[], FeatureSet]) -> None:
         lengths = [parse_interval(text) for text in intervals]
         if not intervals or len(set(lengths)) != len(lengths):
             raise ValueError(f"intervals must be distinct and non-empty: {intervals}")
         self.intervals = intervals
-        self.make_features = make_features
         self._frames = tuple(_Frame(text, make_features()) for text in intervals)
         self.names: tuple[str, ...] = tuple(n for f in self._frames for n in f.rename.values())
         self._merged: dict[str, float] | None = None
