@@ -4,7 +4,8 @@ Measures, single process, on the real data in ``../shared/data``:
 
 1. trade frames/s decoded and barred (decode + continuity + bar builder; frames preloaded);
 2. frames/s end to end on the two BTCUSDT websocket captures (read gzip, decode, bars, features,
-   predict, learn, ADWIN, SQLite);
+   predict, learn, ADWIN, SQLite); then with ``features.book`` off and on, alternated (on: the
+   depth diffs build the local book and its features instead of being ignored);
 3. bars/s on the 130,708 one-minute candles through features + predict + learn + ADWIN + store
    (candles preloaded);
 4. the same features recomputed the naive way (pandas over a trailing 200-bar window on every bar)
@@ -90,10 +91,23 @@ def bench_decode_and_bar(repeat: int) -> tuple[float, int]:
     return len(frames) / (time.perf_counter() - start), len(frames)
 
 
-def bench_end_to_end(tmp: Path) -> tuple[float, int, int]:
-    cfg = replace_values(Config(), {"bars": {"interval": "1s"}, "labels": {"horizon": 10}})
-    result = run_replay([str(p) for p in WS], cfg, db_path=tmp / "ws.db")
+def bench_end_to_end(tmp: Path, book: bool = False, tag: str = "") -> tuple[float, int, int]:
+    """A replay of both captures, 1 s bars; ``book``: the local book and its features on (the
+    depth diffs, ~7 % of the frames, are applied instead of ignored)."""
+    cfg = replace_values(Config(), {"bars": {"interval": "1s"}, "labels": {"horizon": 10},
+                                    "features": {"book": book}})
+    result = run_replay([str(p) for p in WS], cfg, db_path=tmp / f"ws{book}{tag}.db")
     return result.items / result.elapsed, result.items, result.summary["bars"]
+
+
+def bench_depth(tmp: Path, rounds: int = 3) -> tuple[float, float]:
+    """Replay frames/s with the book off and on, alternated ``rounds`` times (the machine's
+    speed drifts): the median of each."""
+    off, on = [], []
+    for r in range(rounds):
+        off.append(bench_end_to_end(tmp, False, f"r{r}")[0])
+        on.append(bench_end_to_end(tmp, True, f"r{r}")[0])
+    return float(np.median(off)), float(np.median(on))
 
 
 def bench_bars(tmp: Path) -> tuple[float, int, list]:
@@ -167,6 +181,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dec, n_dec = bench_decode_and_bar(args.repeat)
         e2e, n_e2e, e2e_bars = bench_end_to_end(Path(tmp))
+        depth_off, depth_on = bench_depth(Path(tmp))
         bars_rate, n_bars, klines = bench_bars(Path(tmp))
         inc, naive = bench_features(klines, args.naive_bars)
     rows = [
@@ -174,6 +189,10 @@ def main() -> None:
          ">= 200,000"),
         ("end to end, BTCUSDT ws captures (1s bars)", f"{n_e2e:,} frames, {e2e_bars:,} bars",
          f"{e2e:,.0f} frames/s", "-"),
+        ("  the same, book off (median of 3, alternated)", f"{n_e2e:,} frames",
+         f"{depth_off:,.0f} frames/s", "-"),
+        ("  the same, book on: depth diffs applied", f"{n_e2e:,} frames",
+         f"{depth_on:,.0f} frames/s ({depth_on / depth_off - 1:+.0%})", "-"),
         ("1m candles: features+predict+learn+ADWIN+store", f"{n_bars:,} bars",
          f"{bars_rate:,.0f} bars/s", ">= 20,000"),
         ("features only, incremental", f"{len(klines):,} bars", f"{inc:,.0f} bars/s", "-"),
