@@ -27,6 +27,8 @@ from ares_stream.sim.simulator import (
     Regime,
     Schedule,
     SimSpec,
+    _Market,
+    _market_chunks,
     frames,
     schedule_of,
     write_recording,
@@ -368,3 +370,34 @@ def test_book_beta_changes_prices_only() -> None:
                       "aggTrade")
     assert [{**a, "p": 0} for a in tilted] == [{**a, "p": 0} for a in plain]
     assert [a["p"] for a in tilted] != [a["p"] for a in plain]
+
+
+@pytest.mark.parametrize(("block", "offset", "seconds"), [(7, 1234, 2 * HOUR + 50),
+                                                          (5000, 100, 4 * HOUR), (1, 3599, 7300)])
+def test_the_planted_imbalance_is_the_books_top_at_each_block_start(
+    block: int, offset: int, seconds: int
+) -> None:
+    """The imbalance each block's drift uses is the depth book's top imbalance at the block's
+    start (0 in the first block), also for blocks that span chunks (private: the carry)."""
+    spec = SimSpec(seconds=seconds, seed=3, block=block, start_ns=START - offset * NS,
+                   book_beta=1e-3)
+    market = _Market(spec, schedule_of(spec), depth=True, record=True)
+    planted, per_second = [], market._imbalance.per_second
+
+    def spy(*args: Any) -> np.ndarray:
+        planted.append(per_second(*args))
+        return planted[-1]
+
+    market._imbalance.per_second = spy  # type: ignore[method-assign]
+    tops = []
+    for _ in _market_chunks(market):
+        assert market.book is not None and market.book.recorded is not None
+        for _, bids, asks in market.book.recorded:
+            bid, ask = bids[max(bids)], asks[min(asks)]
+            tops.append((bid - ask) / (bid + ask))
+        market.book.recorded.clear()
+    seconds_block = np.arange(seconds) // block
+    drift = np.concatenate(planted)
+    assert np.all(drift[seconds_block == 0] == 0.0)
+    starts = np.searchsorted(seconds_block, np.arange(1, seconds_block[-1] + 1))
+    assert np.allclose(drift[starts], tops[:starts.size])
