@@ -379,6 +379,10 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.features.reference_max_lag_bars >= 1, "features.reference_max_lag_bars must be >= 1"),
         (bool(cfg.features.reference.strip()), "features.reference: a symbol, e.g. \"BTCUSDT\""),
         *_timeframe_checks(cfg),
+        (not cfg.features.cross_asset or not cfg.feed.symbols
+         or cfg.features.reference.upper() in {s.upper() for s in cfg.feed.symbols},
+         f"features.reference = {cfg.features.reference!r} is not in feed.symbols "
+         f"{list(cfg.feed.symbols)}: the cross-asset features would never warm up"),
     ]
     for ok, message in checks:
         if not ok:

@@ -598,7 +598,12 @@ class Engine:
         symbols = {sym: self._symbol_summary(st) for sym, st in sorted(self.state.items())}
         totals = {k: sum(s[k] for s in symbols.values())
                   for k in ("bars", "predictions", "labelled", "drifts")}
-        return {"counts": dict(sorted(self.counts.items())), **totals, "symbols": symbols}
+        out = {"counts": dict(sorted(self.counts.items())), **totals, "symbols": symbols}
+        if self.config.features.book:
+            c = self.counts
+            out["book"] = {"applied": c["depth_applied"], "resyncs": c["depth_break"],
+                           "snapshots": c["book_snapshots"]}
+        return out
 
     def _symbol_summary(self, st: SymbolState) -> dict[str, Any]:
         n = st.labelled

@@ -241,6 +241,12 @@ def format_summary(result: ReplayResult) -> str:
             rows.append((f"{sym} accuracy", f"{st['accuracy']:.4f}"))
         elif "mae" in st:
             rows.append((f"{sym} MAE", f"{st['mae']:.6g}"))
+    if "book" in s:
+        bk = s["book"]
+        rows.append(("order book", f"{bk['applied']:,} depth diffs applied, {bk['snapshots']:,} "
+                     f"snapshots, {bk['resyncs']:,} resyncs" if bk["applied"] else
+                     "features.book is on but no depth diff was applied (no depth stream or "
+                     "no snapshot in the input): no bar had book features, nothing was predicted"))
     if "batch" in s:
         b = s["batch"]
         rows.append(("boosters trained", f"{b['trained']:,} ({b['refits']:,} refits, "

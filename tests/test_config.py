@@ -75,6 +75,8 @@ def test_unknown_section_is_an_error(tmp_path: Path) -> None:
         ('[features]\ntimeframes = ["soon"]\n', r"'soon' must be an interval"),
         ("[features]\nbook_levels = 0\n", r"features\.book_levels must be >= 1"),
         ('[features]\nreference = " "\n', r"features\.reference: a symbol"),
+        ('[features]\ncross_asset = true\n[feed]\nsymbols = ["ETHUSDT"]\n',
+         r"features\.reference = 'BTCUSDT' is not in feed\.symbols \['ETHUSDT'\]"),
         ("[labels\n", r"cannot read config"),
     ],
 )
