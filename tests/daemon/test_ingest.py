@@ -465,3 +465,44 @@ def test_live_batch_learning_runs_off_the_loop(tape: Tape, tmp_path: Path) -> No
     assert counts["trained"] >= 2 and counts["validations"] >= 1, str(counts)
     assert trees and max(trees) <= 30
     assert clock_runs >= 1
+
+
+def test_the_live_book_resyncs_after_a_depth_gap_and_its_recording_replays_identically(
+        tmp_path: Path) -> None:
+    """With book features on, the live path syncs the local book from the exchange's depth diffs
+    and a REST snapshot, resyncs after diffs lost on its connection (recorded in feed health),
+    and the recording it writes replays to the same predictions: the same book, the same
+    features."""
+    path = tmp_path / "depth.gz"
+    write_recording(path, seconds=1200, seed=12, symbol=SYMBOL, book_beta=3e-4,
+                    streams=("aggTrade", "bookTicker", "depth@100ms"))
+    tape = Tape.from_recording([path])
+    last = tape_ids(tape)[-1]
+
+    async def main() -> tuple[CaptureEngine, ListSink]:
+        faults = Faults(skip_depth_every=3000)
+        async with LocalExchange(tape, rate=5_000, faults=faults, ping_interval=None) as ex:
+            cfg = replace_values(live_config(ex, streams=["aggTrade", "bookTicker",
+                                                          "depth@100ms"]),
+                                 {"features": {"book": True}})
+            sink = ListSink()
+            gate = Gate(backfill=True, cursors={(SYMBOL, "agg_id"): tape_ids(tape)[0] - 1})
+            from ares_stream.feed.recorder import RecordingWriter
+
+            with RecordingWriter(tmp_path / "rec") as rec:
+                engine = CaptureEngine(cfg, sink, gate=gate, recorder=rec)
+                await pump_until(engine, ex.rest_url, has_id(engine, last), recorder=rec)
+            assert ex.stats["depth_skips"] >= 2
+            return engine, sink
+
+    engine, sink = asyncio.run(main())
+    assert engine.counts["depth_break"] >= 1 and engine.counts["book_snapshots"] >= 2
+    assert any(row[3] == "book_resync" for row in sink.incidents)
+    assert engine.state[SYMBOL].features.book is not None
+    assert sink.predictions, "bars with a synced book were predicted"
+    cfg = replace_values(Config(), {"bars": {"interval": "10s"}, "features": {"book": True}})
+    result = run_replay([str(tmp_path / "rec")], cfg, db_path=tmp_path / "replay.db")
+    assert result.summary["book"]["resyncs"] == engine.counts["depth_break"]
+    with sqlite3.connect(result.db_path) as conn:
+        replayed = conn.execute("select ts_event, value from predictions order by ts_event")
+        assert [(p.ts_event, p.value) for p in sink.predictions] == list(replayed)
