@@ -237,7 +237,10 @@ def write_recording(
     """Write a recording of ``spec`` (with ``overrides``) and ``<path>.schedule.json``.
 
     One line per frame, ``<receive ns> {"stream":…,"data":…}``; gzip when ``path`` ends in
-    ``.gz``. Returns the schedule with its frame count.
+    ``.gz``. Returns the schedule with its frame count. With a depth stream the recording opens
+    with the empty book the first diff (``U`` = 1) starts from, as the snapshot line
+    ``<symbol>@depthSnapshot`` (``lastUpdateId`` 0) a daemon records: a replay syncs its book
+    from the recording alone.
     """
     spec = replace(spec or SimSpec(), **overrides)
     sched = schedule_of(spec)
@@ -245,6 +248,9 @@ def write_recording(
     opener: Any = gzip.open if path.name.endswith(".gz") else open
     kwargs = {"compresslevel": 1} if path.name.endswith(".gz") else {}
     with opener(path, "wt", encoding="ascii", **kwargs) as fh:
+        if any(s.startswith("depth") for s in spec.streams):
+            fh.write(f'{spec.start_ns} {{"stream":"{spec.symbol.lower()}@depthSnapshot",'
+                     '"data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n')
         for recv, streams, payloads in _chunks(spec):
             fh.writelines([f'{r} {{"stream":"{s}","data":{p}}}\n'
                            for r, s, p in zip(recv, streams, payloads, strict=True)])

@@ -92,3 +92,22 @@ def test_a_checkpoint_in_the_middle_changes_nothing() -> None:
     assert after.predictions, "predictions after the checkpoint"
     assert after.predictions == second.sink.predictions
     assert dumps(first.state) == dumps(second.state)
+
+
+def test_a_simulated_recording_with_depth_syncs_its_book_from_the_recording_alone(
+        tmp_path: Path) -> None:
+    """The simulator's recording opens with the empty book its first diff starts from, so a
+    replay syncs the book without any REST, never breaks, and predicts from the first warm bar."""
+    from ares_stream.sim.simulator import write_recording
+
+    path = tmp_path / "sim.gz"
+    write_recording(path, seconds=900, seed=4, streams=("aggTrade", "depth@100ms"),
+                    book_beta=3e-4)
+    engine = Engine(config(book=True), ListSink())
+    with gzip.open(path, "rb") as f:
+        for line in f:
+            ts, _, data = line.rstrip(b"\n").partition(b" ")
+            engine.on_frame(int(ts), data)
+    assert engine.counts["book_snapshots"] == 1 and engine.counts["depth_break"] == 0
+    assert engine.counts["depth_applied"] > 5000  # most 100 ms windows change the book
+    assert len(engine.sink.predictions) > 100
