@@ -349,3 +349,29 @@ def test_real_rest_klines_become_closed_kline_frames() -> None:
         assert (k.open_time, k.close_time, k.trade_count) == (row[0] * MS, row[6] * MS, row[8])
         assert (k.open, k.high, k.low, k.close) == tuple(float(v) for v in row[1:5])
         assert k.closed and k.ts_event == (row[6] + 1) * MS and k.interval == "1m"
+
+
+def test_a_depth_snapshot_comes_over_python_binance_as_a_recordable_frame(tmp_path: Any) -> None:
+    """Backfiller.snapshot asks the local exchange's /api/v3/depth through python-binance (weight
+    50 for 1,000 levels) and gives the frame the daemon records: it decodes to the symbol's
+    snapshot, the book as of the last diff the exchange broadcast."""
+    from ares_stream.events import DepthSnapshot
+    from ares_stream.sim.simulator import write_recording
+
+    path = tmp_path / "depth.gz"
+    write_recording(path, seconds=120, seed=2, symbol="SIMUSDT",
+                    streams=("aggTrade", "depth@100ms"))
+    tape = Tape.from_recording([path])
+
+    async def main() -> tuple[Any, dict[str, int]]:
+        async with LocalExchange(tape, ping_interval=None, start_on_subscribe=False) as ex:
+            await asyncio.wait_for(ex.done.wait(), DEADLINE)  # the whole tape broadcast
+            async with backfill.Backfiller(ex.rest_url) as b:
+                return await b.snapshot("SIMUSDT"), dict(b.stats)
+
+    frame, stats = run(main())
+    assert isinstance(frame, RawFrame) and stats["weight_used"] == 50
+    event = Decoder().decode(frame.data, frame.ts_init)
+    assert isinstance(event, DepthSnapshot) and event.symbol == "SIMUSDT"
+    assert event.last_update_id > 1000 and event.bids and event.asks
+    assert event.bids[0][0] < event.asks[0][0]
