@@ -15,7 +15,10 @@ better than guessing the base rate) and their mean fold PnL after costs.
   replayed through the engine at 1 s bars: without and with the local book's features — so
   few bars that the table says mostly that 20 minutes decide nothing;
 - **sim**: a simulated day (demo config, 10 s bars) with the depth stream and a planted
-  book-imbalance effect (``book_beta``), and the same day without it: without and with the book.
+  book-imbalance effect (``book_beta``), and the same day without it; with and without the
+  ``bookTicker`` stream (with it, the bar features' ``book_imb`` already holds the top-of-book
+  imbalance the effect lives in): the bar features alone, with the book, with the 1m timeframe,
+  with both.
 
 Cross-asset features are not measured here: the real data holds one symbol (BTCUSDT) and the
 simulator's symbols are independent by construction, so neither can show a leader effect.
@@ -160,22 +163,27 @@ def part_captures() -> list[tuple[str, dict[str, float]]]:
 
 
 def part_sim(tmp: Path, seconds: int, book_beta: float) -> list[tuple[str, dict[str, float]]]:
+    """The simulated day with and without ``bookTicker``: with it, the bar features already hold
+    the top-of-book imbalance (``book_imb``) the planted effect lives in."""
     path = tmp / f"sim{book_beta}.gz"
     write_recording(path, seconds=seconds, seed=3, concept=((0.0, 0.8),),
                     streams=("aggTrade", "bookTicker", "depth@100ms"), book_beta=book_beta)
-    frames = read_frames([path])
+    every = read_frames([path])
     base = load_config(ROOT / "configs" / "demo.toml")
     out = []
-    for label, book in (("bar features", False), ("+ book", True)):
-        cfg = replace_values(base, {"features": {"book": book}})
-        out.append((f"sim book_beta={book_beta:g}: {label}",
-                    score(window_of(engine_rows(frames, cfg), cfg), cfg)))
+    for tops, frames in (("", every), (", no bookTicker",
+                                       [f for f in every if b"@bookTicker" not in f[1][:40]])):
+        for label, book, tfs in (("bar features", False, []), ("+ book", True, []),
+                                 ("+ 1m", False, ["1m"]), ("+ book + 1m", True, ["1m"])):
+            cfg = replace_values(base, {"features": {"book": book, "timeframes": tfs}})
+            out.append((f"sim beta={book_beta:g}{tops}: {label}",
+                        score(window_of(engine_rows(frames, cfg), cfg), cfg)))
     return out
 
 
 def show(parts: list[tuple[str, dict[str, float]]]) -> None:
     for label, r in parts:
-        print(f"{label:<36} {r['rows']:>7,.0f} {r['xgb']:>+12.4f} {r['river']:>+14.4f} "
+        print(f"{label:<42} {r['rows']:>7,.0f} {r['xgb']:>+12.4f} {r['river']:>+14.4f} "
               f"{r['xgb_pnl']:>+9.4f} {r['river_pnl']:>+10.4f}", flush=True)
 
 
@@ -191,7 +199,7 @@ def main() -> None:
     missing = [str(p) for p in (KLINES, *CAPTURES) if not p.exists()]
     if missing and args.only != "sim":
         sys.exit(f"bench/features.py: real data missing: {', '.join(missing)}")
-    print(f"{'feature set':<36} {'rows':>7} {'xgb - prior':>12} {'river - prior':>14} "
+    print(f"{'feature set':<42} {'rows':>7} {'xgb - prior':>12} {'river - prior':>14} "
           f"{'xgb PnL':>9} {'river PnL':>10}   (log loss; PnL after costs, mean per fold)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
