@@ -32,7 +32,7 @@ from ares_stream.learners import importance
 from ares_stream.learners.online import make_model, model_options
 from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
-from ares_stream.validation import splits, walkforward
+from ares_stream.validation import regimes, splits, walkforward
 
 NS_PER_YEAR = 365 * 86_400 * 10**9
 
@@ -142,6 +142,7 @@ class ValidationOutcome:
     refit: Blob | None  # the refit recipe's model on the whole window
     summary: dict[str, dict[str, float]]
     edges: dict[str, gate.Edge]  # per candidate: does it make money after costs
+    regimes: dict[str, list[regimes.RegimeRow]] | None = None  # per candidate, folds merged
 
 
 Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
@@ -157,17 +158,37 @@ def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings
                                 max_train=None if spec.expanding else n // 2,
                                 min_train=max(50, n // (4 * spec.folds)))
     cands = _candidates(window, spec, settings, champions, lineage)
+    close = window.close
+    labels = (regimes.label(close) if close is not None and len(close)
+              and np.isfinite(close).all() else None)
     results = walkforward.run_walk_forward(
         window.X, window.y, window.fwd, folds, cands, horizon=spec.horizon, rule=spec.rule,
-        close=window.close, periods_per_year=_bars_per_year(window.ts))
+        close=close, periods_per_year=_bars_per_year(window.ts), regime_labels=labels)
     summary = walkforward.summary_by_candidate(results)
     edges = edges_of(results, confidence=spec.confidence, n_boot=spec.n_boot, seed=spec.seed)
     decision = _decide(results, summary, spec)
     # the refit recipe's model on the whole window: promoted when it won, else the lineage's
     # next booster (a fresh fit every validation, as a daily refit on a trailing window)
     refit = explained(bst.fit(window.X, window.y, window.ts, window.features, settings), window)
-    return ValidationOutcome(decision, results, walkforward.fold_table(results), refit, summary,
-                             edges)
+    by_regime = {c: regimes.summary([r.regimes for r in results if r.candidate == c])
+                 for c in dict.fromkeys(r.candidate for r in results)}
+    table = walkforward.fold_table(results) + regime_table(by_regime)
+    return ValidationOutcome(decision, results, table, refit, summary, edges, by_regime)
+
+
+def regime_table(by_regime: dict[str, list[regimes.RegimeRow]],
+                 shown: tuple[str, ...] = ("prior", "river", "xgb_refit", "champion")) -> str:
+    """The per-regime lines of the validation table ("" without regimes): each shown
+    candidate's rows, log loss, hit rate and rule PnL per regime and at transitions."""
+    lines = [f"{c:<10} {r.regime:<14} {r.n:>7,} {r.share:>6.1%} {r.log_loss:>8.4f} "
+             f"{r.hit_rate:>6.2f} {r.pnl:>+9.4f}"
+             for c in shown for r in by_regime.get(c, [])]
+    if not lines:
+        return ""
+    head = (f"\nper regime (causal: volatility tercile x trend; {regimes.TRANSITION}: the bars "
+            f"just after a change)\n{'candidate':<10} {'regime':<14} {'rows':>7} {'share':>6} "
+            f"{'logloss':>8} {'hit':>6} {'pnl':>9}")
+    return "\n".join([head, *lines])
 
 
 def edges_of(results: list[walkforward.FoldResult], *, confidence: float, n_boot: int,

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ares_stream.rule import Rule
-from ares_stream.validation import metrics
+from ares_stream.validation import metrics, regimes
 from ares_stream.validation.splits import Fold
 
 __all__ = [
@@ -220,6 +220,7 @@ class FoldResult:
     roc_auc: float
     accuracy: float
     trading: dict[str, float] = field(default_factory=dict)
+    regimes: tuple[regimes.RegimeRow, ...] = ()  # per market regime (not in the stored row)
 
     def row(self) -> dict[str, Any]:
         """A flat dict (fold, candidate, n, metrics...): one row of ``validations.fold_table``."""
@@ -240,13 +241,16 @@ def run_walk_forward(
     X: np.ndarray, y: np.ndarray, fwd: np.ndarray, folds: Sequence[Fold],
     candidates: Sequence[Candidate], *, horizon: int, rule: Rule,
     close: np.ndarray | None = None, periods_per_year: float = math.nan,
+    regime_labels: np.ndarray | None = None,
 ) -> list[FoldResult]:
     """Score every candidate on every fold; results ordered by fold, then candidate.
 
     ``fwd`` is each row's forward log return. With ``close`` (each row's bar close) every
     candidate's probabilities are also traded through ``rule`` — the broker's rule — over the
     test rows (:func:`metrics.rule_metrics`, ``periods_per_year`` bars a year); a fold whose test
-    rows miss a close gets NaN trading metrics (nothing validated).
+    rows miss a close gets NaN trading metrics (nothing validated). With ``regime_labels``
+    (each row's causal regime, :func:`ares_stream.validation.regimes.label`) every result also
+    holds its scores and rule PnL per regime and at regime transitions.
     """
     X, y, fwd = np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(fwd, dtype=np.float64)
     closes = None if close is None else np.asarray(close, dtype=np.float64)
@@ -268,7 +272,9 @@ def run_walk_forward(
             until = getattr(c, "trained_until", None)
             if until is not None:
                 p[te <= until + horizon] = np.nan
-            results.append(_score(fold.index, c.name, y[te], p, c_te, rule, periods_per_year))
+            lab = None if regime_labels is None else regime_labels[te]
+            results.append(_score(fold.index, c.name, y[te], p, c_te, rule, periods_per_year,
+                                  lab))
     return results
 
 
@@ -281,18 +287,21 @@ def _realized(c: Realized, y_train: np.ndarray, te: np.ndarray) -> np.ndarray:
 
 
 def _score(fold: int, name: str, y: np.ndarray, p: np.ndarray, close: np.ndarray | None,
-           rule: Rule, ppy: float) -> FoldResult:
+           rule: Rule, ppy: float, labels: np.ndarray | None = None) -> FoldResult:
     """The metrics of the rows with a prediction; the rule traded over every test row (a row
     without a prediction holds, as the broker does on a NaN)."""
     ok = ~np.isnan(p)
     trading: dict[str, float] = {}
+    returns = None
     if ok.any() and close is not None and not np.isnan(close).any():
-        trading = metrics.rule_metrics(rule.simulate(p, close), ppy)
+        sim = rule.simulate(p, close)
+        trading, returns = metrics.rule_metrics(sim, ppy), sim.returns
     if not ok.any():
         return FoldResult(fold, name, 0, math.nan, math.nan, math.nan, math.nan, trading)
+    by_regime = () if labels is None else tuple(regimes.table(labels, y, p, returns))
     y, p = y[ok], p[ok]
     return FoldResult(fold, name, int(ok.sum()), metrics.log_loss(y, p), metrics.brier(y, p),
-                      metrics.roc_auc(y, p), metrics.accuracy(y, p), trading)
+                      metrics.roc_auc(y, p), metrics.accuracy(y, p), trading, by_regime)
 
 
 def fold_losses(results: Sequence[FoldResult], candidate: str) -> list[float]:

@@ -84,3 +84,15 @@ def test_the_refit_always_comes_back() -> None:
                         jobs.settings_of(cfg), [], [])
     assert not out.decision.promote
     assert out.refit is not None and jobs.from_blob(out.refit).rows == 3000
+
+
+def test_a_validation_scores_every_candidate_per_market_regime() -> None:
+    """With bar closes the validation labels every row's regime causally and prints, after the
+    fold table, each candidate's rows, log loss, hit rate and PnL per regime."""
+    cfg = _config()
+    out = jobs.validate(_window(3000), jobs.spec_of(cfg), jobs.settings_of(cfg), [], [])
+    assert out.regimes is not None and "per regime" in out.table
+    rows = out.regimes["xgb_refit"]
+    assert {r.regime for r in rows} >= {"transition"} and len(rows) >= 4
+    assert all(r.n > 0 and 0.0 <= r.hit_rate <= 1.0 for r in rows)
+    assert any(line.startswith("xgb_refit") for line in out.table.splitlines())
