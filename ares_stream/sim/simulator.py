@@ -32,6 +32,13 @@ The market, second by second (``t`` counts seconds from ``start_ns``):
   (in log-return units: 5e-4 is 5 bps for a top all on the bid side). The quote sizes are drawn
   independently of the path, so the imbalance predicts the next block's return with slope
   ``book_beta`` and nothing else changes.
+- **stress episodes** (``episodes``, none by default; :mod:`ares_stream.sim.scenarios` builds
+  them): an :class:`Episode` is a stretch of whole seconds during which the log mid drifts by
+  ``log_return`` spread evenly over its seconds (a crash: ``log(0.8)`` in an hour), the
+  volatility is multiplied by ``vol`` (the trade rate follows it, as everywhere), the trade rate
+  by ``rate``, the quoted spread by ``spread`` and the quote sizes by ``depth`` (book thinning:
+  the bookTicker sizes and the depth book's best levels). Episodes change values, never the
+  random draws: a spec without episodes gives the bytes it always gave.
 
 Regime boundaries (``concept`` and ``vol_regimes`` fractions of ``seconds``) are rounded down to a
 whole block, so a block never mixes two regimes. :func:`schedule_of` knows them before any frame
@@ -69,7 +76,7 @@ from ares_stream.sim.book import GAP_PPM, Book
 from ares_stream.sim.frames import NS, STREAMS, Chunk, ChunkFormatter
 
 __all__ = [
-    "NS", "STREAMS", "Regime", "Schedule", "SimSpec", "SimSpecError", "books", "frames",
+    "NS", "STREAMS", "Episode", "Regime", "Schedule", "SimSpec", "SimSpecError", "books", "frames",
     "schedule_of", "write_recording",
 ]  # fmt: skip
 
@@ -91,6 +98,30 @@ class SimSpecError(AresError, ValueError):
 
 
 @dataclass(frozen=True)
+class Episode:
+    """A stressed stretch ``[start_s, start_s + seconds)`` (seconds from the spec's start): what
+    changes during it (module docstring). The neutral values change nothing."""
+
+    start_s: int
+    seconds: int
+    log_return: float = 0.0  # total drift of the log mid over the episode (crash: log(0.8))
+    vol: float = 1.0  # volatility multiplier (the trade rate follows the volatility)
+    rate: float = 1.0  # trade rate multiplier on top of that
+    spread: float = 1.0  # quoted spread multiplier (ticks, rounded; at least one)
+    depth: float = 1.0  # quote size multiplier (book thinning; at least one lot)
+
+    def check(self, total: int) -> None:
+        """Raise :class:`SimSpecError` unless the episode lies in ``[0, total)`` seconds and its
+        multipliers are positive and finite."""
+        _check(self.start_s >= 0 and self.seconds >= 1 and self.start_s + self.seconds <= total,
+               "episodes", f"{self}: must lie within the {total} simulated seconds")
+        _check(math.isfinite(self.log_return), "episodes", f"{self}: log_return must be finite")
+        for name in ("vol", "rate", "spread", "depth"):
+            _check(0 < getattr(self, name) < math.inf, "episodes",
+                   f"{self}: {name} must be positive and finite")
+
+
+@dataclass(frozen=True)
 class SimSpec:
     """What to simulate; validated on construction (:class:`SimSpecError` names the field)."""
 
@@ -107,6 +138,7 @@ class SimSpec:
         (0.0, 1.0), (0.25, 2.0), (0.5, 1.0), (0.75, 2.0))  # (start fraction, vol multiplier)
     streams: tuple[str, ...] = ("aggTrade", "bookTicker")  # any of STREAMS
     book_beta: float = 0.0  # next block's log return per unit of top-of-book imbalance
+    episodes: tuple[Episode, ...] = ()  # stressed stretches (crash, volatility, liquidity)
 
     def __post_init__(self) -> None:
         _check(self.seconds >= 1, "seconds", "must be at least 1")
@@ -127,6 +159,8 @@ class SimSpec:
                    f"(known: {', '.join(STREAMS)})")
         _check(0 < len(set(self.streams)) == len(self.streams), "streams",
                "must be one or more distinct streams")
+        for episode in self.episodes:
+            episode.check(self.seconds)
 
 
 def _check(ok: bool, field: str, message: str) -> None:
@@ -176,7 +210,10 @@ class Schedule:
 
     def to_json(self) -> bytes:
         """The schedule as JSON (with its spec), for ``<recording>.schedule.json``."""
-        data = {"spec": asdict(self.spec), "frames": self.frames, "start_ns": self.start_ns,
+        spec = asdict(self.spec)
+        if not self.spec.episodes:  # the schedule of a spec without episodes stays as it was
+            del spec["episodes"]
+        data = {"spec": spec, "frames": self.frames, "start_ns": self.start_ns,
                 "seconds": self.seconds, "regimes": [asdict(r) for r in self.regimes],
                 "concept_drifts_ns": self.concept_drifts_ns,
                 "volatility_switches_ns": self.volatility_switches_ns}
@@ -194,6 +231,7 @@ class Schedule:
         spec = raw["spec"]
         for key in ("concept", "vol_regimes", "streams"):
             spec[key] = tuple(tuple(v) if isinstance(v, list) else v for v in spec[key])
+        spec["episodes"] = tuple(Episode(**e) for e in spec.get("episodes", ()))
         return cls(SimSpec(**spec), raw["frames"], [Regime(**r) for r in raw["regimes"]],
                    raw["concept_drifts_ns"], raw["volatility_switches_ns"])
 
@@ -334,9 +372,14 @@ class _Market:
         n, rng, spec = b - a, self._rng, self.spec
         idx = np.searchsorted(self._starts, np.arange(a, b), side="right") - 1
         vol = spec.sigma * self._mults[idx] * np.exp(self._log_vol(n))
+        stress = _Stress(spec.episodes, a, b) if spec.episodes else None
+        if stress is not None:
+            vol = vol * stress.vol
         m, m_prev = self._flow_states(a, b)
         steps = self._betas[idx] * m_prev * vol + vol * rng.standard_normal(n)
         rate = spec.trades_per_second * (vol / spec.sigma) ** INTENSITY_POWER
+        if stress is not None:
+            steps, rate = steps + stress.drift, rate * stress.rate
         counts = rng.poisson(rate)
         sec = np.repeat(np.arange(n), counts)
         t = np.sort(sec * NS + rng.integers(1, NS, sec.size))  # never on a whole second
@@ -347,6 +390,9 @@ class _Market:
         fills = np.minimum(1 + rng.poisson(FILLS_MEAN, t.size), lots)
         times, order, first, te, se, bid_lots, ask_lots = self._book_events(rng, t, spread, n)
         book_ns = times[order]
+        if stress is not None:  # values only: every draw above is made as without episodes
+            spread, se = stress.widen(spread, t), stress.widen(se, te)
+            bid_lots, ask_lots = stress.thin(bid_lots, book_ns), stress.thin(ask_lots, book_ns)
         if spec.book_beta:
             drift = self._imbalance.per_second(a, b, book_ns, bid_lots, ask_lots) / spec.block
             steps = steps + spec.book_beta * drift
@@ -415,6 +461,31 @@ class _Market:
         order = np.argsort(times, kind="stable")
         qty = np.round(rng.lognormal(math.log(0.3 / LOT), 1.0, (2, times.size))).astype(np.int64)
         return times, order, first, te, se, 1 + qty[0], 1 + qty[1]
+
+
+class _Stress:
+    """The episodes' values per second of a chunk ``[a, b)`` (seconds from the start)."""
+
+    def __init__(self, episodes: tuple[Episode, ...], a: int, b: int) -> None:
+        n = b - a
+        self.drift, self.vol, self.rate = np.zeros(n), np.ones(n), np.ones(n)
+        self._spread, self._depth = np.ones(n), np.ones(n)
+        for e in episodes:
+            lo, hi = max(e.start_s, a) - a, min(e.start_s + e.seconds, b) - a
+            if lo < hi:
+                self.drift[lo:hi] += e.log_return / e.seconds
+                for mult, value in ((self.vol, e.vol), (self.rate, e.rate),
+                                    (self._spread, e.spread), (self._depth, e.depth)):
+                    mult[lo:hi] *= value
+
+    def widen(self, spread: np.ndarray, ns: np.ndarray) -> np.ndarray:
+        """Spreads (ticks) quoted at chunk times ``ns``, times their second's multiplier."""
+        wide = np.round(spread * self._spread[ns // NS]).astype(np.int64)
+        return np.maximum(wide, 1)
+
+    def thin(self, lots: np.ndarray, ns: np.ndarray) -> np.ndarray:
+        """Quote sizes (lots) at chunk times ``ns``, times their second's multiplier."""
+        return np.maximum(np.round(lots * self._depth[ns // NS]).astype(np.int64), 1)
 
 
 class _TopImbalance:
