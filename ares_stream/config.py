@@ -208,6 +208,18 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class StressConfig:
+    """``[stress]``: ``ares-stream stress`` — the champions and the trading rule through crash,
+    volatility, illiquidity and the worst historical windows; a scenario fails past these."""
+    max_loss: float = 0.05  # a scenario FAILS when it loses more than this fraction of equity
+    max_drawdown: float = 0.1  # ... or its equity falls more than this below its peak
+    warmup_bars: int = 100  # bars replayed before a scenario trades, so the features warm up
+    windows: int = 3  # historical: the worst peak-to-trough windows of the candles replayed
+    window_days: float = 30.0  # ... each at most this long from peak to trough
+    seed: int = 0  # simulated scenarios: the simulator's seed
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one frozen section per TOML table."""
     feed: FeedConfig = field(default_factory=FeedConfig)
@@ -221,6 +233,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    stress: StressConfig = field(default_factory=StressConfig)
 
 
 _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
@@ -379,6 +392,11 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.features.reference_max_lag_bars >= 1, "features.reference_max_lag_bars must be >= 1"),
         (bool(cfg.features.reference.strip()), "features.reference: a symbol, e.g. \"BTCUSDT\""),
         *_timeframe_checks(cfg),
+        (0 < cfg.stress.max_loss <= 1 and 0 < cfg.stress.max_drawdown <= 1,
+         "stress.max_loss and stress.max_drawdown must be fractions in (0, 1]"),
+        (cfg.stress.warmup_bars >= 1 and cfg.stress.windows >= 1,
+         "stress.warmup_bars and stress.windows must be >= 1"),
+        (cfg.stress.window_days > 0, "stress.window_days must be > 0"),
         (not cfg.features.cross_asset or not cfg.feed.symbols
          or cfg.features.reference.upper() in {s.upper() for s in cfg.feed.symbols},
          f"features.reference = {cfg.features.reference!r} is not in feed.symbols "

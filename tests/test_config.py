@@ -119,3 +119,25 @@ def test_a_removed_key_says_what_replaced_it(tmp_path: Path) -> None:
     p.write_text("[batch]\nfee_bps = 1.0\n")
     with pytest.raises(ConfigError, match=r"old\.toml: batch\.fee_bps was removed: .*\[trading\]"):
         load_config(p)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[stress]\nmax_loss = 0.0\n", r"stress\.max_loss and stress\.max_drawdown must be"),
+        ("[stress]\nmax_drawdown = 1.5\n", r"stress\.max_loss and stress\.max_drawdown must be"),
+        ("[stress]\nwindows = 0\n", r"stress\.warmup_bars and stress\.windows must be >= 1"),
+        ("[stress]\nwindow_days = 0\n", r"stress\.window_days must be > 0"),
+        ("[stress]\nmax_loss = \"5%\"\n", r"stress\.max_loss must be float"),
+    ],
+)
+def test_bad_stress_limits_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    """The [stress] limits are fractions in (0, 1]; counts and days are positive."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_stress_limits_load_from_a_file(tmp_path: Path) -> None:
+    """A [stress] section overrides the pass/fail limits of ares-stream stress."""
+    cfg = load_config(write(tmp_path, "[stress]\nmax_loss = 0.02\nmax_drawdown = 0.03\n"))
+    assert (cfg.stress.max_loss, cfg.stress.max_drawdown) == (0.02, 0.03)
