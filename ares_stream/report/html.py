@@ -26,6 +26,7 @@ import ares_stream
 
 from .figures import time_span
 from .model import ReportData, Uses, Validation
+from .summary import MIN_DAYS
 
 __all__ = ["cell", "page", "reason"]
 
@@ -203,7 +204,25 @@ def _why(s: dict[str, Any], key: str) -> str:
         return "no trades"
     if key == "hit_rate" and not s.get("round_trips"):
         return "no closed round trips"
+    if key in ("sharpe", "sortino", "volatility") and s.get("daily_returns", 0) < MIN_DAYS:
+        return f"run shorter than {MIN_DAYS} days"
     return "no drawdown" if key == "calmar" and s.get("max_drawdown") == 0 else ""
+
+
+def _daily_note(s: dict[str, Any], key: str) -> str:
+    """How a daily ratio was computed and its interval; for a short run, the per-bar figure
+    labelled for what it is (see :mod:`.summary`)."""
+    days = s.get("daily_returns", 0)
+    kind = "pct0" if key == "volatility" else "ratio"
+    lo, hi = s.get(f"{key}_ci") or (math.nan, math.nan)
+    if isinstance(s.get(key), float) and math.isfinite(s[key]):
+        return (f"from {cell(days, 'int')} daily returns ×√365; 90 % CI {cell(lo, kind)} … "
+                f"{cell(hi, kind)} (block bootstrap)")
+    bar = s.get(f"{key}_bar")
+    if not isinstance(bar, float) or not math.isfinite(bar):
+        return ""
+    return (f"per-bar, indicative only: {cell(bar, kind)} on {s.get('period', '?')} returns "
+            f"×√{cell(s.get('periods_per_year'), 'int')} (intraday autocorrelation biases it)")
 
 
 def _value(s: dict[str, Any], key: str, kind: str) -> str:
@@ -214,12 +233,13 @@ def _value(s: dict[str, Any], key: str, kind: str) -> str:
 
 def _summary(data: ReportData) -> str:
     s = data.summary
-    per = f"on {s.get('period', '?')} returns, {cell(s.get('periods_per_year'), 'int')}/year"
     duration = s.get("max_drawdown_duration") or ""
     equity = f"{cell(s.get('start_equity'), 'money')} → {cell(s.get('end_equity'), 'money')}"
     rows = [["Return", _value(s, "return", "pct"), "" if "n/a" in equity else equity],
-            ["Sharpe (annualised)", _value(s, "sharpe", "ratio"), per],
-            ["Sortino (annualised)", _value(s, "sortino", "ratio"), per],
+            ["Sharpe (annualised)", _value(s, "sharpe", "ratio"), _daily_note(s, "sharpe")],
+            ["Sortino (annualised)", _value(s, "sortino", "ratio"), _daily_note(s, "sortino")],
+            ["Volatility (annualised)", _value(s, "volatility", "pct0"),
+             _daily_note(s, "volatility")],
             ["Max drawdown", _value(s, "max_drawdown", "pct0"),
              f"lasted {duration}" if duration else ""],
             ["Calmar", _value(s, "calmar", "ratio"), "annualised return / max drawdown"],

@@ -59,6 +59,28 @@ def make_data(n: int = 3000, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
     return data
 
 
+def long_data(days: int = 90, seed: int = 0) -> ReportData:
+    """``days`` of hourly bars of BTCUSDT from 07:00 UTC: a strategy's equity (autocorrelated
+    hourly returns, a day a week without a mark) and the symbol's closes, summarised as
+    :func:`ares_stream.report.data.load` does."""
+    from ares_stream.report import summary as metrics
+
+    rng = np.random.default_rng(seed)
+    t = START + np.timedelta64(7, "h") + np.arange(days * 24) * np.timedelta64(1, "h")
+    shocks = rng.standard_t(4, t.size) * 4e-3
+    equity = 10_000.0 * np.cumprod(1.0 + shocks + 0.3 * np.r_[0.0, shocks[:-1]])
+    marked = (t - t[0]) // np.timedelta64(1, "D") % 7 != 3
+    close = 60_000.0 * np.exp(np.cumsum(rng.normal(0, 6e-3, t.size)))
+    eq = Equity(t[marked], equity[marked], 1.0 - equity[marked]
+                / np.maximum.accumulate(equity[marked]), np.zeros(int(marked.sum())))
+    info = RunInfo(9, "replay", "finished", "/tmp/long.db", "1h", 3600 * 10**9, ["BTCUSDT"],
+                   0, 1)
+    data = ReportData(info, eq, [Prices("BTCUSDT", t, close)], Fills(), Scores(), Drift(), [],
+                      [], Health(), {})
+    data.summary = metrics.summary(data, {})
+    return data
+
+
 def empty_data() -> ReportData:
     """A run with nothing in it: no broker, no bars, no scores, no incidents."""
     data = ReportData(run_info([]), Equity(), [], Fills(), Scores(), Drift(), [], [], Health(),
@@ -78,6 +100,10 @@ def summary(n: int, fills: int) -> dict[str, Any]:
     nan = math.nan
     return {"start_equity": 10_000.0, "end_equity": 10_123.45, "return": 0.012345,
             "sharpe": 1.234 if fills else nan, "sortino": 2.1 if fills else nan,
+            "sharpe_ci": (0.2, 2.3) if fills else (nan, nan),
+            "sortino_ci": (0.4, 3.9) if fills else (nan, nan), "volatility": 0.45,
+            "volatility_ci": (0.38, 0.52), "daily_returns": 90 if fills else 0,
+            "sharpe_bar": 2.5 if fills else nan, "sortino_bar": 4.0 if fills else nan,
             "max_drawdown": 0.0321, "max_drawdown_duration": "3h 20m" if fills else "",
             "calmar": math.inf if fills else nan, "hit_rate": 0.55 if fills else nan,
             "round_trips": fills // 2, "turnover": 3.2, "fees": 1234.5678, "fills": fills,

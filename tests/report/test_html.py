@@ -102,7 +102,9 @@ def test_the_summary_is_formatted_for_people(full: ReportData) -> None:
     with two decimals, infinity as ∞, the notes and the model table."""
     summary = _text(_sections(page(full, FAKE))["summary"])
     for text in ("Return +1.23 %", "10,000.00 → 10,123.45", "Sharpe (annualised) 1.23",
-                 "Sortino (annualised) 2.10", "Max drawdown 3.21 % lasted 3h 20m", "Calmar ∞",
+                 "from 90 daily returns ×√365; 90 % CI 0.20 … 2.30 (block bootstrap)",
+                 "Sortino (annualised) 2.10", "Volatility (annualised) 45.00 %",
+                 "Max drawdown 3.21 % lasted 3h 20m", "Calmar ∞",
                  "Hit rate 55.00 % of 100 closed round trips", "Fees paid 1,234.57 200 fills",
                  "Turnover 3.20", "0.83 hours", "a run of 0.03 days &lt;short&gt;.",
                  "river 0.6912 52.00 %", "booster n/a n/a", "ensemble 0.6901 53.00 %",
@@ -119,6 +121,19 @@ def test_undefined_figures_say_why(full: ReportData) -> None:
     assert "No trades in this run." in summary
     assert "Sharpe (annualised) n/a (no trades)" in summary
     assert "Hit rate n/a (no trades)" in summary
+
+
+def test_a_run_shorter_than_30_days_has_no_daily_ratios_but_shows_the_per_bar_ones(
+        full: ReportData) -> None:
+    """Below 30 daily returns Sharpe and Sortino read ``n/a (run shorter than 30 days)``, with the
+    per-bar figures beside them labelled indicative only."""
+    full.summary |= {"daily_returns": 12, "sharpe": math.nan, "sortino": math.nan,
+                     "volatility": math.nan}
+    summary = _text(_sections(page(full, FAKE))["summary"])
+    assert "Sharpe (annualised) n/a (run shorter than 30 days) per-bar, indicative only: 2.50 " \
+           "on 1s returns ×√31,536,000" in summary
+    assert "Sortino (annualised) n/a (run shorter than 30 days) per-bar" in summary
+    assert "Volatility (annualised) n/a (run shorter than 30 days)" in summary
 
 
 def test_an_empty_run_reads_clearly(empty: ReportData) -> None:

@@ -30,8 +30,8 @@ SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown",
             "uses": "What the models use", "validation": "Walk-forward validation",
             "feed-health": "Feed health"}
 FIGURES = ("equity", "price", "learners", "feed_health", "importance", "drift_timeline")
-SUMMARY_ROWS = ("Return", "Sharpe", "Sortino", "Max drawdown", "Calmar", "Hit rate", "Turnover",
-                "Fees")
+SUMMARY_ROWS = ("Return", "Sharpe", "Sortino", "Volatility", "Max drawdown", "Calmar", "Hit rate",
+                "Turnover", "Fees")
 # anything that would make a browser fetch: a URL scheme, a protocol-relative or relative path
 _REFERENCE = re.compile(r"""(?:src|href|action|poster|data)\s*=\s*["']?(?!data:image/png;base64,)
                             (?!\#)[^"'\s>]+|url\(|@import|<link|<script[^>]*src""", re.I | re.X)
