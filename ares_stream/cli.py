@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "8601, e.g. 2026-11-20T00:00)")
     rep.add_argument("--rolling", type=int, default=500,
                      help="window of the rolling log loss and accuracy, in predictions")
+    stress = sub.add_parser("stress", help="the champions and the trading rule through crash, "
+                            "volatility, illiquidity and the worst historical windows")
+    stress.add_argument("--db", type=Path, help="database (default: the newest under state/)")
+    stress.add_argument("--scenario", nargs="+", metavar="NAME", help="crash, vol_spike, "
+                        "liquidity, historical (default: all)")
+    stress.add_argument("--config", type=Path, help="config of the limits and the rule "
+                        "(default: the one of the database's latest run)")
+    stress.add_argument("--candles", type=Path, help="historical: candle CSV (default: the "
+                        "hourly BTCUSDT file under /work/shared/data/klines when present)")
     sim = sub.add_parser("simulate", help="write a seeded simulated recording and its schedule")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
@@ -438,6 +447,19 @@ def _run_config(db: Any) -> Config:
     return from_stored(data, source="the database's latest run")
 
 
+def cmd_stress(args: argparse.Namespace) -> int:
+    """``ares-stream stress``: the champions through stress scenarios; 1 when any fails."""
+    from ares_stream import logs
+    from ares_stream.store.db import open_db
+    from ares_stream.stress import main_stress
+
+    logs.configure(level="warning")
+    db = open_db(_database(args.db))
+    cfg = load_config(args.config) if args.config else _run_config(db)
+    return main_stress(db, cfg, args.scenario, args.candles,
+                       out=lambda line: print(line, flush=True))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``ares-stream simulate``: write a seeded simulated recording, and its schedule beside it."""
     from ares_stream.sim.harness import describe
@@ -492,7 +514,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
             "validate": cmd_validate, "explain": cmd_explain, "status": cmd_status,
-            "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report}
+            "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report,
+            "stress": cmd_stress}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
