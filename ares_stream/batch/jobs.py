@@ -32,7 +32,7 @@ from ares_stream.learners import importance
 from ares_stream.learners.online import make_model, model_options
 from ares_stream.rule import Rule
 from ares_stream.validation import promotion as gate
-from ares_stream.validation import regimes, splits, walkforward
+from ares_stream.validation import regimes, risk, splits, walkforward
 
 NS_PER_YEAR = 365 * 86_400 * 10**9
 
@@ -143,6 +143,7 @@ class ValidationOutcome:
     summary: dict[str, dict[str, float]]
     edges: dict[str, gate.Edge]  # per candidate: does it make money after costs
     regimes: dict[str, list[regimes.RegimeRow]] | None = None  # per candidate, folds merged
+    monte_carlo: dict[str, risk.MonteCarlo] | None = None  # per traded candidate
 
 
 Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
@@ -172,8 +173,37 @@ def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings
     refit = explained(bst.fit(window.X, window.y, window.ts, window.features, settings), window)
     by_regime = {c: regimes.summary([r.regimes for r in results if r.candidate == c])
                  for c in dict.fromkeys(r.candidate for r in results)}
-    table = walkforward.fold_table(results) + regime_table(by_regime)
-    return ValidationOutcome(decision, results, table, refit, summary, edges, by_regime)
+    mc = monte_carlo_of(results, _bars_per_year(window.ts), spec.seed)
+    table = walkforward.fold_table(results) + regime_table(by_regime) + monte_carlo_table(mc)
+    return ValidationOutcome(decision, results, table, refit, summary, edges, by_regime, mc)
+
+
+def monte_carlo_of(results: list[walkforward.FoldResult], periods_per_year: float,
+                   seed: int) -> dict[str, risk.MonteCarlo]:
+    """Per traded candidate, a block bootstrap of its out-of-sample per-bar returns (its folds'
+    test rows, in order): the spread of what its walk-forward could have made."""
+    out = {}
+    for c in dict.fromkeys(r.candidate for r in results):
+        parts = [r.returns for r in results if r.candidate == c and r.returns is not None]
+        if parts:
+            out[c] = risk.monte_carlo(np.concatenate(parts), periods_per_year, n_paths=500,
+                                      seed=seed)
+    return out
+
+
+def monte_carlo_table(mc: dict[str, risk.MonteCarlo],
+                      shown: tuple[str, ...] = ("river", "xgb_refit", "champion")) -> str:
+    """The Monte Carlo lines of the validation table ("" when nothing was traded)."""
+    lines = [f"{c:<10} {m.final_return[0]:>+8.4f} {m.final_return[2]:>+8.4f} "
+             f"{m.final_return[4]:>+8.4f} {m.max_drawdown[2]:>7.4f} {m.max_drawdown[4]:>7.4f} "
+             f"{m.p_loss:>6.1%} {m.block:>6}"
+             for c in shown if (m := mc.get(c)) is not None and m.horizon]
+    if not lines:
+        return ""
+    head = ("\nmonte carlo (block bootstrap of the out-of-sample per-bar PnL, 500 paths)\n"
+            f"{'candidate':<10} {'ret 5%':>8} {'ret 50%':>8} {'ret 95%':>8} {'dd 50%':>7} "
+            f"{'dd 95%':>7} {'P loss':>6} {'block':>6}")
+    return "\n".join([head, *lines])
 
 
 def regime_table(by_regime: dict[str, list[regimes.RegimeRow]],

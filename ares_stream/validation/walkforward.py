@@ -221,6 +221,8 @@ class FoldResult:
     accuracy: float
     trading: dict[str, float] = field(default_factory=dict)
     regimes: tuple[regimes.RegimeRow, ...] = ()  # per market regime (not in the stored row)
+    returns: np.ndarray | None = field(default=None, compare=False, repr=False)  # the rule's
+    # per-bar returns on the fold (not stored)
 
     def row(self) -> dict[str, Any]:
         """A flat dict (fold, candidate, n, metrics...): one row of ``validations.fold_table``."""
@@ -301,7 +303,8 @@ def _score(fold: int, name: str, y: np.ndarray, p: np.ndarray, close: np.ndarray
     by_regime = () if labels is None else tuple(regimes.table(labels, y, p, returns))
     y, p = y[ok], p[ok]
     return FoldResult(fold, name, int(ok.sum()), metrics.log_loss(y, p), metrics.brier(y, p),
-                      metrics.roc_auc(y, p), metrics.accuracy(y, p), trading, by_regime)
+                      metrics.roc_auc(y, p), metrics.accuracy(y, p), trading, by_regime,
+                      returns)
 
 
 def fold_losses(results: Sequence[FoldResult], candidate: str) -> list[float]:

@@ -96,3 +96,18 @@ def test_a_validation_scores_every_candidate_per_market_regime() -> None:
     assert {r.regime for r in rows} >= {"transition"} and len(rows) >= 4
     assert all(r.n > 0 and 0.0 <= r.hit_rate <= 1.0 for r in rows)
     assert any(line.startswith("xgb_refit") for line in out.table.splitlines())
+
+
+def test_a_validation_bootstraps_each_traded_candidates_out_of_sample_pnl() -> None:
+    """Each traded candidate gets a Monte Carlo of its folds' per-bar returns: ordered
+    quantiles, a block length, and a 5-95 % band around the walk-forward's own compounded
+    return."""
+    cfg = _config()
+    out = jobs.validate(_window(3000), jobs.spec_of(cfg), jobs.settings_of(cfg), [], [])
+    assert out.monte_carlo is not None and "monte carlo" in out.table
+    mc = out.monte_carlo["xgb_refit"]
+    assert list(mc.final_return) == sorted(mc.final_return) and mc.block >= 1
+    returns = np.concatenate([r.returns for r in out.results
+                              if r.candidate == "xgb_refit" and r.returns is not None])
+    realised = float(np.prod(1.0 + returns) - 1.0)
+    assert mc.final_return[0] < realised < mc.final_return[4]
