@@ -27,6 +27,7 @@ FLOORS: list[set[str]] = [
     {"runtime", "report", "status"},
     {"replay", "daemon"},
     {"sim"},
+    {"stress"},  # ares-stream stress: the engine over simulated and historical scenarios
     {"cli"},
 ]
 
