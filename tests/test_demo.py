@@ -33,7 +33,7 @@ def test_demo_task_exits_0_and_lists_planted_and_detected_drifts(tmp_path: Path)
     assert "false alarms 0" in out and "volatility switches     +1:30:00, +3:00:00" in out
     assert re.search(r"boosters trained +[1-9]", out) and "paper trading" in out
     page = (tmp_path / "report.html").read_text()
-    # equity, price, learners, feed health; what the models use: importance, the online
-    # learner's coefficients, the drift timeline
-    assert "Planted regimes" in page and page.count("data:image/png;base64,") == 7
+    # equity, the risk section's fan chart, price, learners, feed health; what the models use:
+    # importance, the online learner's coefficients, the drift timeline
+    assert "Planted regimes" in page and page.count("data:image/png;base64,") == 8
     assert "Traceback" not in done.stderr

@@ -20,6 +20,7 @@ import numpy as np
 
 from ares_stream.errors import AresError
 from ares_stream.features.bars import parse_interval
+from ares_stream.report import risk
 from ares_stream.report import summary as metrics
 from ares_stream.report.model import (
     Coefficients,
@@ -89,6 +90,7 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
     data = ReportData(info, equity, prices, fills, scores, drift, promotions,
                       decisions[-RECENT_VALIDATIONS:], health, {}, uses)
     data.summary = metrics.summary(data, run["config"])
+    data.risk = risk.assess(data)
     if info.integrity:
         data.summary["notes"].insert(0, f"{integrity_warning(info)}.")
     return data

@@ -1,6 +1,6 @@
-"""The report's figures as PNG bytes: equity and drawdown, price with position and fills, the
-learners' rolling scores, feed health, and (drawn by :mod:`.uses`) booster importance across
-versions and the drift timeline.
+"""The report's figures as PNG bytes: equity and drawdown, the bootstrapped equity paths (drawn by
+:mod:`.risk`), price with position and fills, the learners' rolling scores, feed health, and
+(drawn by :mod:`.uses`) booster importance across versions and the drift timeline.
 
 Drawn on :class:`~matplotlib.figure.Figure` with the Agg canvas only, never pyplot: pyplot keeps a
 global figure registry that is not thread-safe, and the daemon renders in a worker thread. Long
@@ -12,8 +12,9 @@ data: the axes then carry a centred message saying what is missing.
 >>> run = RunInfo(1, "replay", "finished", "state.db", "1s", 10**9, [], 0, None)
 >>> empty = ReportData(run, Equity(), [], Fills(), Scores(), Drift(), [], [], Health(), {})
 >>> {k: v[:4] for k, v in render(empty).items()}  # doctest: +NORMALIZE_WHITESPACE
-{'equity': b'\\x89PNG', 'price': b'\\x89PNG', 'learners': b'\\x89PNG', 'feed_health': b'\\x89PNG',
- 'importance': b'\\x89PNG', 'coefficients': b'\\x89PNG', 'drift_timeline': b'\\x89PNG'}
+{'equity': b'\\x89PNG', 'fan': b'\\x89PNG', 'price': b'\\x89PNG', 'learners': b'\\x89PNG',
+ 'feed_health': b'\\x89PNG', 'importance': b'\\x89PNG', 'coefficients': b'\\x89PNG',
+ 'drift_timeline': b'\\x89PNG'}
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ares_stream.learners.scores import log_losses, prequential_rate
 
-from . import uses
+from . import risk, uses
 from .canvas import _GREY, Span, _empty, _figure, _message, _num, _png, _time_axis, _vlines
 from .model import Fills, Health, Prices, ReportData, Scores
 
@@ -48,11 +49,13 @@ _ROUTINE = {"gap", "disconnected", "rejected", "connected"}  # not in the strip 
 
 
 def render(data: ReportData, *, rolling: int = 500) -> dict[str, bytes]:
-    """PNG bytes of the ``equity``, ``price``, ``learners`` and ``feed_health`` figures, and of
-    ``importance``, ``coefficients`` and ``drift_timeline`` (:mod:`.uses`)."""
+    """PNG bytes of the ``equity``, ``fan`` (:mod:`.risk`), ``price``, ``learners`` and
+    ``feed_health`` figures, and of ``importance``, ``coefficients`` and ``drift_timeline``
+    (:mod:`.uses`)."""
     span = time_span(data)
     feed_span, own_clock = health_span(data.health, span)
-    return {"equity": _png(_equity(data, span)), "price": _png(_price(data, span)),
+    return {"equity": _png(_equity(data, span)), "fan": _png(risk.fan_chart(data.risk)),
+            "price": _png(_price(data, span)),
             "learners": _png(_learners(data, span, rolling)),
             "feed_health": _png(_feed_health(data.health, feed_span, own_clock)),
             "importance": _png(uses.importance_heatmap(data)),

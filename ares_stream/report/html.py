@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 import ares_stream
+from ares_stream.validation.risk import QUANTILES, MonteCarlo, TailRisk
 
 from .figures import time_span
 from .model import ReportData, Uses, Validation
 from .summary import MIN_DAYS
 
-__all__ = ["cell", "page", "reason"]
+__all__ = ["cell", "page", "reason", "regime_table", "stress_results"]
 
 MAX_DECISIONS = 20  # rows of the recent decisions table
 MAX_INCIDENTS = 20  # rows of the recent incidents table
@@ -44,6 +45,10 @@ _FIGURES = {  # key: (section id, heading, alt text, what to look for)
     "equity": ("equity", "Equity and drawdown", "Equity curve and drawdown over time",
                "Equity above the dashed start line is profit; the red area below is the "
                "distance from the running peak — look for shallow, short drawdowns."),
+    "fan": ("risk", "Risk", "Fan chart of bootstrapped equity paths with the realised equity",
+            "Block-bootstrapped paths of the strategy's own returns, as long as the run: the "
+            "light band holds 90 % of them, the dark band half; a realised line near the "
+            "band's edge is a run luckier (or unluckier) than its returns' distribution."),
     "price": ("price", "Price, position and fills", "Close price per symbol with buy and sell "
               "fills and the position held", "Green ▲ are buys, red ▼ sells; the strip below "
               "each symbol is the quantity held — look for buys before rises and sells before "
@@ -97,7 +102,10 @@ def page(data: ReportData, figures: dict[str, bytes], *,
     body = [_header(data, title, when), _nav([(sid, heading) for sid, heading, _ in opening]),
             *(_section(sid, heading, f"<pre>{_esc(text)}</pre>")
               for sid, heading, text in opening), _summary(data),
-            _figure_section(figures, "equity"), _figure_section(figures, "price"),
+            _figure_section(figures, "equity"),
+            _risk(data, figures, "<h3>Regimes</h3>", regime_table(data),
+                  "<h3>Stress results</h3>", stress_results(data)),
+            _figure_section(figures, "price"),
             _figure_section(figures, "learners"), _uses(data, figures),
             _validation(data.validations),
             _figure_section(figures, "feed_health", _health(data))]
@@ -165,7 +173,8 @@ def _slug(text: str) -> str:
 
 
 def _nav(first: list[tuple[str, str]]) -> str:
-    links = [*first, ("summary", "Summary"), ("equity", "Equity"), ("price", "Price"),
+    links = [*first, ("summary", "Summary"), ("equity", "Equity"), ("risk", "Risk"),
+             ("price", "Price"),
              ("learners", "Learners"), ("uses", "Models use"), ("validation", "Validation"),
              ("feed-health", "Feed")]
     return "<nav>" + "".join(f'<a href="#{i}">{_esc(t)}</a>' for i, t in links) + "</nav>"
@@ -306,6 +315,73 @@ def _figure(figures: dict[str, bytes], key: str) -> str:
     uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     return (f'<figure><img id="fig-{key}" alt="{_esc(alt)}" src="{uri}">'
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+# -- risk --------------------------------------------------------------------------------------
+
+def _risk(data: ReportData, figures: dict[str, bytes], *parts: str) -> str:
+    """The section "Risk": the fan chart, the Monte Carlo's distributions, daily VaR/ES, then
+    ``parts`` (HTML: the regime table and stress results, see :func:`regime_table`)."""
+    r = data.risk
+    mc = r.monte_carlo
+    return _section("risk", "Risk", "<h3>Bootstrapped equity paths</h3>",
+                    _figure(figures, "fan") if mc is not None
+                    else _none_yet(f"Monte Carlo paths ({r.why})"),
+                    "<h3>Monte Carlo distribution</h3>",
+                    _monte_carlo(mc, r.basis, r.intraday) if mc is not None
+                    else _none_yet("Monte Carlo distribution"),
+                    "<h3>Daily value at risk and expected shortfall</h3>", _tails(r.tails, r.days),
+                    *parts)
+
+
+def _monte_carlo(mc: MonteCarlo, basis: str, intraday: bool) -> str:
+    head = ["Over the horizon", *(f"{q:.0%}".replace("%", " %") for q in QUANTILES)]
+    rows = [[name, *(cell(v, kind) for v in values)] for name, values, kind in (
+        ("Final return", mc.final_return, "pct"), ("Max drawdown", mc.max_drawdown, "pct0"),
+        ("Sharpe (annualised)", mc.sharpe, "ratio"))]
+    note = (f"P(loss) over the horizon: {cell(mc.p_loss, 'pct0')}. {mc.n_paths:,} paths of "
+            f"{mc.horizon:,} {basis} returns, circular blocks of {mc.block} (Politis–White)."
+            + (" Intraday returns (a run shorter than 30 days): the annualised Sharpe is "
+               "indicative only." if intraday else ""))
+    return (_table(head, rows, numeric=tuple(range(1, len(head))))
+            + f'\n<p class="muted">{_esc(note)}</p>')
+
+
+def _tails(tails: dict[str, list[TailRisk]], days: dict[str, int]) -> str:
+    """VaR and ES of each series at each level with their intervals; n/a for a short series."""
+    rows = []
+    for name, n in days.items():
+        if name not in tails:
+            rows.append([name, "", f"n/a ({n} daily returns, needs {MIN_DAYS})", "", "", "",
+                         cell(n, "int")])
+            continue
+        rows += [[name, f"{t.level:.0%}".replace("%", " %"), cell(t.var, "pct0"),
+                  _ci(t.var_ci), cell(t.es, "pct0"), _ci(t.es_ci), cell(t.n, "int")]
+                 for t in tails[name]]
+    if not rows:
+        return _none_yet("Value at risk")
+    return (_table(["Series", "Level", "VaR (1 day)", "90 % CI", "ES (1 day)", "90 % CI",
+                    "Days"], rows, numeric=(2, 3, 4, 5, 6))
+            + '\n<p class="muted">Historical, as losses of a day: VaR is the loss not exceeded '
+              "on that share of days, ES the mean of the worst days beyond it; intervals are "
+              "percentiles of the block bootstrap.</p>")
+
+
+def _ci(interval: tuple[float, float]) -> str:
+    return f"{cell(interval[0], 'pct0')} … {cell(interval[1], 'pct0')}"
+
+
+def regime_table(data: ReportData) -> str:
+    """PLACEHOLDER of the risk section's regime table (performance by market regime): to be
+    filled by the regimes work of the issue "Risk analysis"; says "none yet" until then."""
+    return _none_yet("Regime table")
+
+
+def stress_results(data: ReportData) -> str:
+    """PLACEHOLDER of the risk section's stress results (the strategy under replayed or
+    simulated stress): to be filled by the stress work of "Risk analysis"; "none yet" until
+    then."""
+    return _none_yet("Stress results")
 
 
 # -- what the models use -----------------------------------------------------------------------

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ares_stream.validation.risk import MonteCarlo, TailRisk
+
 __all__ = ["Drift", "Equity", "FeatureDrift", "Fills", "Health", "Importance", "Prices",
-           "ReportData", "RunInfo", "Scores", "Uses", "Validation"]
+           "ReportData", "Risk", "RunInfo", "Scores", "Uses", "Validation"]
 
 
 def _times() -> np.ndarray:
@@ -177,6 +179,23 @@ class Uses:
 
 
 @dataclass
+class Risk:
+    """The section "Risk" (:mod:`.risk`): the Monte Carlo of the strategy's returns on its
+    ``basis`` period (``daily``, or an intraday grid for a short run) with the realised equity
+    on that grid, and daily VaR/ES by series ("strategy", "<SYMBOL> buy-and-hold"); ``days``
+    counts each series' daily returns, those with too few have no ``tails`` entry."""
+
+    basis: str = ""  # "daily" | "20s" …: the period the Monte Carlo resampled
+    intraday: bool = False  # True: a short run's grid, its annualised Sharpe is indicative
+    time: np.ndarray = field(default_factory=_times)  # end of each period, the start first
+    realised: np.ndarray = field(default_factory=_floats)  # equity sampled there
+    monte_carlo: MonteCarlo | None = None
+    tails: dict[str, list[TailRisk]] = field(default_factory=dict)
+    days: dict[str, int] = field(default_factory=dict)
+    why: str = "no equity"  # why there is no Monte Carlo
+
+
+@dataclass
 class ReportData:
     """Everything a report shows, as :mod:`.data` loads it for :mod:`.figures` and :mod:`.html`."""
     run: RunInfo
@@ -190,3 +209,4 @@ class ReportData:
     health: Health
     summary: dict[str, Any]  # see metrics.summary: return, sharpe, ... and how they were computed
     uses: Uses = field(default_factory=Uses)  # importance, feature drift, why each order
+    risk: Risk = field(default_factory=Risk)  # Monte Carlo, VaR/ES (see report.risk.assess)

@@ -24,6 +24,7 @@ from ares_stream.report.model import (
     Uses,
     Validation,
 )
+from ares_stream.report.risk import assess
 
 START = np.datetime64("2024-05-01T00:00:00", "ns")
 SECOND = np.timedelta64(1_000_000_000, "ns")
@@ -56,13 +57,15 @@ def make_data(n: int = 3000, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
                       [v for v in validations if v.promoted], validations, health, {},
                       _uses(rng, t, symbols, fills))
     data.summary = summary(n, len(fills.time))
+    data.risk = assess(data)
     return data
 
 
 def long_data(days: int = 90, seed: int = 0) -> ReportData:
     """``days`` of hourly bars of BTCUSDT from 07:00 UTC: a strategy's equity (autocorrelated
     hourly returns, a day a week without a mark) and the symbol's closes, summarised as
-    :func:`ares_stream.report.data.load` does."""
+    :func:`ares_stream.report.data.load` does, with its risk section."""
+    from ares_stream.report import risk
     from ares_stream.report import summary as metrics
 
     rng = np.random.default_rng(seed)
@@ -78,6 +81,7 @@ def long_data(days: int = 90, seed: int = 0) -> ReportData:
     data = ReportData(info, eq, [Prices("BTCUSDT", t, close)], Fills(), Scores(), Drift(), [],
                       [], Health(), {})
     data.summary = metrics.summary(data, {})
+    data.risk = risk.assess(data)
     return data
 
 

@@ -21,7 +21,7 @@ from ares_stream.report.figures import decimate, render, rolling_mean
 from ares_stream.report.model import Equity, Fills, Prices, ReportData, Scores
 
 pytestmark = pytest.mark.filterwarnings("error")  # a warning is a failure
-KEYS = ["equity", "price", "learners", "feed_health", "importance", "coefficients",
+KEYS = ["equity", "fan", "price", "learners", "feed_health", "importance", "coefficients",
         "drift_timeline"]
 Build = Callable[..., ReportData]
 START = np.datetime64("2024-05-01T00:00:00", "ns")
@@ -66,7 +66,7 @@ def _fills_only(data: ReportData) -> ReportData:
 
 
 def test_every_figure_of_a_full_run_is_a_png_in_order(full: ReportData) -> None:
-    """A realistic run gives the six figures, in order, each a valid ~1200 px wide PNG."""
+    """A realistic run gives the eight figures, in order, each a valid ~1200 px wide PNG."""
     pngs = render(full)
     assert list(pngs) == KEYS
     for png in pngs.values():
@@ -75,7 +75,7 @@ def test_every_figure_of_a_full_run_is_a_png_in_order(full: ReportData) -> None:
 
 
 def test_an_empty_run_draws_every_figure_with_a_message(empty: ReportData) -> None:
-    """No rows anywhere (no broker, no bars, no scores, no incidents): six PNGs, no error."""
+    """No rows anywhere (no broker, no bars, no scores, no incidents): eight PNGs, no error."""
     pngs = render(empty)
     assert list(pngs) == KEYS and all(_size(p)[0] > 1000 for p in pngs.values())
 
@@ -191,7 +191,7 @@ def test_concurrent_renders_are_identical(build: Build) -> None:
 
 
 def test_a_day_of_one_second_bars_renders(build: Build) -> None:
-    """86,400 bars, equity rows and scores, and ~5,800 fills: all six figures render.
+    """86,400 bars, equity rows and scores, and ~5,800 fills: all eight figures render.
 
     How fast (about 1 s here) is bench/report.py's to measure: a test on a busy machine can
     only say that it ends."""

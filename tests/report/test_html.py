@@ -17,7 +17,7 @@ from ares_stream.report.figures import render
 from ares_stream.report.html import page
 from ares_stream.report.model import ReportData, Validation
 
-SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown",
+SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown", "risk": "Risk",
             "price": "Price, position and fills",
             "learners": "Learners: rolling log loss and accuracy",
             "uses": "What the models use", "validation": "Walk-forward validation",
@@ -42,7 +42,7 @@ def _text(fragment: str) -> str:
 
 
 def test_every_section_heading_and_figure_is_on_the_page(full: ReportData) -> None:
-    """The seven sections carry their headings in order, and each real figure is an ``<img>`` whose
+    """The eight sections carry their headings in order, and each real figure is an ``<img>`` whose
     data URI decodes to the PNG it was given."""
     figures = render(full)
     html = page(full, figures)

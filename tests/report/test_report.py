@@ -24,12 +24,12 @@ from ares_stream.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo.toml"
-SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown",
+SECTIONS = {"summary": "Summary", "equity": "Equity and drawdown", "risk": "Risk",
             "price": "Price, position and fills",
             "learners": "Learners: rolling log loss and accuracy",
             "uses": "What the models use", "validation": "Walk-forward validation",
             "feed-health": "Feed health"}
-FIGURES = ("equity", "price", "learners", "feed_health", "importance", "drift_timeline")
+FIGURES = ("equity", "fan", "price", "learners", "feed_health", "importance", "drift_timeline")
 SUMMARY_ROWS = ("Return", "Sharpe", "Sortino", "Volatility", "Max drawdown", "Calmar", "Hit rate",
                 "Turnover", "Fees")
 # anything that would make a browser fetch: a URL scheme, a protocol-relative or relative path
