@@ -289,6 +289,7 @@ def write_recording(
         if any(s.startswith("depth") for s in spec.streams):
             fh.write(f'{spec.start_ns} {{"stream":"{spec.symbol.lower()}@depthSnapshot",'
                      '"data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n')
+            sched.frames += 1
         for recv, streams, payloads in _chunks(spec):
             fh.writelines([f'{r} {{"stream":"{s}","data":{p}}}\n'
                            for r, s, p in zip(recv, streams, payloads, strict=True)])
