@@ -454,10 +454,11 @@ def cmd_stress(args: argparse.Namespace) -> int:
     from ares_stream.stress import main_stress
 
     logs.configure(level="warning")
-    db = open_db(_database(args.db))
+    path = _database(args.db)
+    db = open_db(path)
     cfg = load_config(args.config) if args.config else _run_config(db)
     return main_stress(db, cfg, args.scenario, args.candles,
-                       out=lambda line: print(line, flush=True))
+                       out=lambda line: print(line, flush=True), db_path=Path(path))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -51,6 +51,11 @@ def test_every_simulated_scenario_runs_in_under_a_minute(
         assert float(re.findall(r"([\d.]+) s\)", line)[0]) < 60
     assert "champion booster" in out and out.splitlines()[-1].startswith("stress: ")
     assert _counts(db) == before  # the champion is frozen: nothing trained, nothing written
+    from ares_stream.report.data import load  # the run's report shows the stress results
+
+    kept = load(db).stress
+    assert [x["scenario"] for x in kept["scenarios"]] == ["crash", "vol_spike", "liquidity"]
+    assert kept["summary"] == out.splitlines()[-1]
 
 
 def test_a_loss_past_the_limit_fails_with_exit_1(

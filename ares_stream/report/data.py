@@ -37,6 +37,7 @@ from ares_stream.report.model import (
     Uses,
     Validation,
 )
+from ares_stream.report.regimes import by_regime, stress_results
 from ares_stream.store import history
 from ares_stream.store.status import integrity, open_readonly
 
@@ -80,7 +81,7 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
     fills = Fills(_time(fl["ts_event"][keep]), fl["symbol"][keep], fl["side"][keep],
                   fl["qty"][keep], fl["price"][keep], fl["fee"][keep], fl["client_id"][keep])
     scores = Scores(_time(sc["ts_event"]), sc["label"], sc["river"], sc["booster"],
-                    sc["ensemble"])
+                    sc["ensemble"], sc["symbol"])
     drift = Drift(_time(dr["ts_event"]), dr["symbol"], dr["mean_before"], dr["mean_after"],
                   dr["detector"])
     health = Health(_time(hl["ts"]), hl["kind"], hl["count"], hl["detail"],
@@ -91,6 +92,8 @@ def load(db_path: str | Path, run_id: int | None = None, since: int | None = Non
                       decisions[-RECENT_VALIDATIONS:], health, {}, uses)
     data.summary = metrics.summary(data, run["config"])
     data.risk = risk.assess(data)
+    data.regimes = by_regime(data)
+    data.stress = stress_results(Path(db_path))
     if info.integrity:
         data.summary["notes"].insert(0, f"{integrity_warning(info)}.")
     return data

@@ -372,16 +372,39 @@ def _ci(interval: tuple[float, float]) -> str:
 
 
 def regime_table(data: ReportData) -> str:
-    """PLACEHOLDER of the risk section's regime table (performance by market regime): to be
-    filled by the regimes work of the issue "Risk analysis"; says "none yet" until then."""
-    return _none_yet("Regime table")
+    """Per symbol and market regime (causal, :mod:`.regimes`), and at regime transitions: the
+    labelled bars, the traded probability's log loss and hit rate, the account's return."""
+    rows = [[str(symbol), r.regime, cell(r.n, "int"), cell(r.share, "pct0"),
+             cell(r.log_loss), cell(r.hit_rate, "pct0"), cell(r.pnl, "pct")]
+            for symbol, table in sorted(data.regimes.items()) for r in table]
+    if not rows:
+        return _none_yet("Regime table (labelled bars with a known regime)")
+    note = ('<p class="muted">Regimes from past data only: the volatility tercile (60 bars, '
+            "against earlier bars' volatilities) and the 60-bar trend; transition: the 10 bars "
+            "after a change. The return is the whole account's over those bars.</p>")
+    return "<h3>By market regime</h3>\n" + note + _table(
+        ["Symbol", "Regime", "Bars", "Share", "Log loss", "Hit rate", "Account return"], rows,
+        numeric=(2, 3, 4, 5, 6))
 
 
 def stress_results(data: ReportData) -> str:
-    """PLACEHOLDER of the risk section's stress results (the strategy under replayed or
-    simulated stress): to be filled by the stress work of "Risk analysis"; "none yet" until
-    then."""
-    return _none_yet("Stress results")
+    """The last ``ares-stream stress`` run on this database (kept beside it), as it was."""
+    s = data.stress
+    if not s:
+        return _none_yet("Stress results (run `ares-stream stress --db …`)")
+    rows = [[str(x.get("symbol", "")), str(x.get("scenario", "")), str(x.get("verdict", "")),
+             cell(x.get("return"), "pct"), cell(x.get("max_drawdown"), "pct0"),
+             cell(x.get("fills"), "int"), cell(x.get("fees"), "money"),
+             cell(x.get("slippage"), "money"),
+             (f"{x['kill_switch']} at {_when(int(x['kill_switch_at']))}"
+              if x.get("kill_switch") and x.get("kill_switch_at") is not None
+              else str(x.get("skipped") or "none"))]
+            for x in s["scenarios"] if isinstance(x, dict)]
+    head = (f"<h3>Stress scenarios</h3>\n<p class=\"muted\">{_esc(str(s.get('summary', '')))} "
+            f"— ran {_esc(_when(int(s.get('ran_at') or 0)))}</p>")
+    return head + _table(["Symbol", "Scenario", "Verdict", "Return", "Max drawdown", "Fills",
+                          "Fees", "Slippage", "Kill switch (or why skipped)"], rows,
+                         numeric=(3, 4, 5, 6, 7))
 
 
 # -- what the models use -----------------------------------------------------------------------

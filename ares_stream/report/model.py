@@ -89,6 +89,8 @@ class Scores:
     river: np.ndarray = field(default_factory=_floats)
     booster: np.ndarray = field(default_factory=_floats)
     ensemble: np.ndarray = field(default_factory=_floats)
+    symbol: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # per row;
+    # empty: one symbol (older callers)
 
 
 @dataclass
@@ -210,3 +212,5 @@ class ReportData:
     summary: dict[str, Any]  # see metrics.summary: return, sharpe, ... and how they were computed
     uses: Uses = field(default_factory=Uses)  # importance, feature drift, why each order
     risk: Risk = field(default_factory=Risk)  # Monte Carlo, VaR/ES (see report.risk.assess)
+    regimes: dict[str, list[Any]] = field(default_factory=dict)  # symbol -> RegimeRow list
+    stress: dict[str, Any] = field(default_factory=dict)  # the last `ares-stream stress` run

@@ -28,6 +28,7 @@ from ares_stream.config import Config, from_stored
 from ares_stream.errors import AresError
 from ares_stream.features.bars import parse_interval
 from ares_stream.learners.registry import Registry
+from ares_stream.report.regimes import save_stress
 from ares_stream.sim.scenarios import SCENARIOS, scenario
 from ares_stream.store.history import run_config
 from ares_stream.stress import history
@@ -48,9 +49,10 @@ DEFAULT_CANDLES = Path("/work/shared/data/klines/BTCUSDT-1h-2017-08-17_2024-04-2
 
 
 def main_stress(db: Any, config: Config, names: Sequence[str] | None, candles: Path | None,
-                out: Callable[[str], None] = print) -> int:
+                out: Callable[[str], None] = print, db_path: Path | None = None) -> int:
     """Run the scenarios ``names`` (default: all) for every champion of ``db``; print each as it
-    ends and a summary line. Returns 0 when all ran scenarios pass, 1 when any fails."""
+    ends and a summary line. Returns 0 when all ran scenarios pass, 1 when any fails. With
+    ``db_path`` the results are kept beside it for the report (``<db>.stress.json``)."""
     wanted = _names(names)
     found = _champions(db, config)
     results: list[Outcome] = []
@@ -63,7 +65,22 @@ def main_stress(db: Any, config: Config, names: Sequence[str] | None, candles: P
                 results.append(result)
     line = summary(results, config)
     out(line)
+    if db_path is not None:
+        save_stress(db_path, {"ran_at": time.time_ns(), "summary": line,
+                              "max_loss": config.stress.max_loss,
+                              "max_drawdown": config.stress.max_drawdown,
+                              "scenarios": [_kept(r, config) for r in results]})
     return 1 if "FAILED" in line else 0
+
+
+def _kept(r: Outcome, config: Config) -> dict[str, Any]:
+    """One outcome as the report shows it (plain JSON values)."""
+    verdict = "SKIPPED" if r.skipped else ("PASS" if r.passed(config) else "FAIL")
+    return {"symbol": r.symbol, "scenario": r.name, "verdict": verdict, "return": r.ret,
+            "max_drawdown": r.max_drawdown, "fills": r.fills, "fees": r.fees,
+            "slippage": r.slippage, "kill_switch": r.switch[0] if r.switch else "",
+            "kill_switch_at": r.switch[1] if r.switch else None, "start_ns": r.start_ns,
+            "description": r.description, "skipped": r.skipped}
 
 
 def _names(names: Sequence[str] | None) -> list[str]:

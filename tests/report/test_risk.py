@@ -46,7 +46,8 @@ def test_a_long_run_shows_the_fan_chart_and_both_tables(long: ReportData) -> Non
                 "1,000 paths of 90 daily returns"):
         assert row in plain, row
     assert plain.count("strategy 95 %") == 1 and plain.count("BTCUSDT buy-and-hold 99 %") == 1
-    assert "Regime table: none yet." in plain and "Stress results: none yet." in plain
+    assert "Regime table (labelled bars with a known regime): none yet." in plain
+    assert "Stress results (run `ares-stream stress --db …`): none yet." in plain
 
 
 def test_the_var_rows_equal_var_es_on_the_runs_daily_returns(long: ReportData) -> None:
@@ -95,8 +96,9 @@ def test_an_empty_run_says_none_yet(empty: ReportData) -> None:
     text = _section(page(empty, render(empty)))
     plain = _text(text)
     for what in ("Monte Carlo paths (no equity): none yet.", "Monte Carlo distribution: none yet.",
-                 "Value at risk: none yet.", "Regime table: none yet.",
-                 "Stress results: none yet."):
+                 "Value at risk: none yet.",
+                 "Regime table (labelled bars with a known regime): none yet.",
+                 "Stress results (run `ares-stream stress --db …`): none yet."):
         assert what in plain, what
     assert "fig-fan" not in text
 
