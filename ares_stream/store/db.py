@@ -7,8 +7,8 @@ by the same code. A database newer than this code is refused with a clear messag
 >>> db = open_db(":memory:")
 >>> schema_version(db) == len(MIGRATIONS)
 True
->>> sorted(db.table_names())[:6]
-['buffer', 'checkpoints', 'drift_events', 'equity', 'feature_drift', 'feed_health']
+>>> sorted(db.table_names())[:5]
+['buffer', 'checkpoints', 'drift_events', 'equity', 'feature_drift']
 """
 
 from __future__ import annotations
@@ -272,6 +272,46 @@ MIGRATIONS: list[str] = [
         model_id INTEGER               -- the booster whose training window was the reference
     );
     CREATE INDEX feature_drift_symbol ON feature_drift(symbol, ts_event);
+    """,
+    # 9: hyperparameter searches (the trials themselves live in Optuna's own <db>.optuna.db).
+    """
+    CREATE TABLE tuning (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,                -- NULL: ares-stream tune, on demand
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- event time of the search: rows labelled by then, ns
+        study TEXT NOT NULL,           -- the Optuna study's name
+        rows INTEGER NOT NULL,         -- buffered rows searched on
+        trials INTEGER NOT NULL,       -- configurations tried (completed and pruned)
+        pruned INTEGER NOT NULL,
+        best_value REAL,               -- best mean walk-forward log loss; NULL: none completed
+        best_params TEXT NOT NULL,     -- JSON: the best trial's parameters
+        sharpe REAL,                   -- the best trial's per-bar Sharpe over its test rows
+        sr0 REAL,                      -- expected maximum Sharpe of that many unskilled trials
+        dsr REAL,                      -- the deflated Sharpe ratio of the best trial
+        seconds REAL NOT NULL          -- wall time of the search
+    );
+    CREATE INDEX tuning_symbol ON tuning(symbol, ts_event);
+    """,
+    # 10: feature selection: per validation with [selection] enabled, each feature's permutation
+    # importance on the walk-forward folds and whether it was kept (store/selection.py).
+    """
+    CREATE TABLE feature_selection (
+        run_id INTEGER,
+        symbol TEXT NOT NULL,
+        ts_event INTEGER NOT NULL,     -- event time of the validation that selected, ns
+        feature TEXT NOT NULL,
+        mean REAL,                     -- mean log-loss increase when permuted (folds x repeats)
+        low REAL,                      -- the interval that decided it: kept <=> low > 0
+        high REAL,
+        kept INTEGER NOT NULL,
+        per_fold TEXT NOT NULL,        -- JSON: each fold's mean over its repeats, oldest first
+        folds TEXT NOT NULL,           -- JSON: the folds (walk-forward block index) measured
+        repeats INTEGER NOT NULL,
+        confidence REAL NOT NULL,
+        model_id INTEGER               -- the booster trained on the kept features, if registered
+    );
+    CREATE INDEX feature_selection_symbol ON feature_selection(symbol, ts_event);
     """,
 ]
 
