@@ -157,6 +157,17 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class TuningConfig:
+    """``[tuning]``: the periodic hyperparameter search of the booster recipe (docs/tuning.md)."""
+    enabled: bool = False  # search on the batch worker every ``every``; the best tries to promote
+    every: str = "7d"  # search period (event time)
+    trials: int = 50  # configurations tried per search, at most ...
+    seconds: float = 600.0  # ... and for at most this long (live only: replay counts trials)
+    seed: int = 0  # TPE sampler seed: the same window gives the same search
+    min_dsr: float = 0.95  # a tuned challenger's deflated Sharpe must reach this to be promoted
+
+
+@dataclass(frozen=True)
 class TradingConfig:
     """``[trading]``: paper fills, entry and exit thresholds, risk limits and live orders."""
     starting_cash: float = 10_000.0  # quote asset (e.g. USDT) of a fresh paper account
@@ -229,6 +240,7 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -355,6 +367,11 @@ def _validate(cfg: Config, source: str) -> None:
          "learner.l2, learner.clip and learner.warmup must be >= 0"),
         (0 < cfg.learner.discount <= 1, "learner.discount must be in (0, 1]"),
         (0.5 <= cfg.batch.edge_confidence < 1.0, "batch.edge_confidence must be in [0.5, 1)"),
+        (_INTERVAL.fullmatch(cfg.tuning.every) is not None,
+         "tuning.every: a positive number and s, m, h or d"),
+        (cfg.tuning.trials >= 1 and cfg.tuning.seconds > 0,
+         "tuning.trials must be >= 1 and tuning.seconds > 0"),
+        (0 < cfg.tuning.min_dsr < 1, "tuning.min_dsr must be in (0, 1)"),
         (cfg.batch.champion_max_validations >= 1, "batch.champion_max_validations must be >= 1"),
         (_INTERVAL.fullmatch(cfg.batch.champion_max_age) is not None,
          "batch.champion_max_age: a positive number and s, m, h or d"),

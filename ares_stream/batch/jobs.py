@@ -9,7 +9,9 @@ re-validation (River is pure Python; in a thread it would stall the engine).
   the window's rows, :mod:`ares_stream.learners.importance`) in ``meta["importance"]``;
 - :func:`validate` runs the purged walk-forward over the buffer window for every candidate, picks
   the challenger, asks the promotion gate, and — when the winning challenger is the refit recipe —
-  fits the model that will be promoted on the whole window.
+  fits the model that will be promoted on the whole window. With a :class:`Tuned` search result
+  the ``xgb_tuned`` recipe (the search's best parameters) competes too, and the gate charges it
+  for every configuration the search tried (the deflated Sharpe, :mod:`ares_stream.batch.tuning`).
 
 A model trained on everything up to now can only be judged on later data, so stored models are
 scored as **policies by what they would really have predicted**: at each row, the lineage's
@@ -113,6 +115,17 @@ class ValidationSpec:
     river_model: str
     seed: int
     river_options: tuple[tuple[str, Any], ...] = ()  # make_model keyword options
+    min_dsr: float = 0.95  # a tuned challenger's deflated Sharpe must reach this
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """The outcome of a hyperparameter search that validation tries as ``xgb_tuned``: its
+    settings and what the deflated Sharpe needs (how many trials, their Sharpe ratios)."""
+    settings: bst.BoosterSettings
+    n_trials: int
+    trial_sharpes: tuple[float, ...]
+    study: str = ""
 
 
 def settings_of(config: Config) -> bst.BoosterSettings:
@@ -130,7 +143,8 @@ def spec_of(config: Config) -> ValidationSpec:
         embargo=b.embargo, margin=b.margin, n_boot=b.bootstrap,
         rule=Rule.from_config(config.trading), confidence=b.edge_confidence,
         river_model=config.learner.model, seed=config.learner.seed,
-        river_options=tuple(model_options(config.learner).items()))
+        river_options=tuple(model_options(config.learner).items()),
+        min_dsr=config.tuning.min_dsr)
 
 
 @dataclass(frozen=True)
@@ -144,38 +158,74 @@ class ValidationOutcome:
     edges: dict[str, gate.Edge]  # per candidate: does it make money after costs
     regimes: dict[str, list[regimes.RegimeRow]] | None = None  # per candidate, folds merged
     monte_carlo: dict[str, risk.MonteCarlo] | None = None  # per traded candidate
+    tuned: Blob | None = None  # the tuned recipe's model on the whole window, when it won
+    deflated: gate.Deflated | None = None  # the tuned challenger's deflated Sharpe
 
 
 Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
 
 
+def folds_of(n: int, spec: ValidationSpec) -> list[splits.Fold]:
+    """The purged, embargoed walk-forward folds of a validation (and of every tuning trial) over
+    ``n`` rows: test blocks over the last half of the window."""
+    return splits.walk_forward(n, n_folds=spec.folds, test_size=n // (2 * spec.folds),
+                               horizon=spec.horizon, embargo=spec.embargo,
+                               expanding=spec.expanding,
+                               max_train=None if spec.expanding else n // 2,
+                               min_train=max(50, n // (4 * spec.folds)))
+
+
+def refit_recipe(name: str, features: tuple[str, ...],
+                 settings: bst.BoosterSettings) -> walkforward.RefitCandidate:
+    """A fresh booster of ``settings`` fitted on each fold's rows: a walk-forward candidate."""
+
+    def recipe(X: np.ndarray, y: np.ndarray) -> Any:
+        tb = bst.fit(X, y, np.arange(len(y), dtype=np.int64), features, settings)
+        return lambda Xt: bst.predict(tb, Xt)
+
+    return walkforward.RefitCandidate(name, recipe)
+
+
 def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
-             champions: Timeline, lineage: Timeline) -> ValidationOutcome:
+             champions: Timeline, lineage: Timeline,
+             tuned: Tuned | None = None) -> ValidationOutcome:
     """Walk-forward over the window: recipes refit per fold, stored models scored out of sample."""
-    n = len(window.y)
-    folds = splits.walk_forward(n, n_folds=spec.folds, test_size=n // (2 * spec.folds),
-                                horizon=spec.horizon, embargo=spec.embargo,
-                                expanding=spec.expanding,
-                                max_train=None if spec.expanding else n // 2,
-                                min_train=max(50, n // (4 * spec.folds)))
+    folds = folds_of(len(window.y), spec)
     cands = _candidates(window, spec, settings, champions, lineage)
+    if tuned is not None:
+        cands.append(refit_recipe("xgb_tuned", window.features, tuned.settings))
     close = window.close
     labels = (regimes.label(close) if close is not None and len(close)
               and np.isfinite(close).all() else None)
     results = walkforward.run_walk_forward(
         window.X, window.y, window.fwd, folds, cands, horizon=spec.horizon, rule=spec.rule,
-        close=close, periods_per_year=_bars_per_year(window.ts), regime_labels=labels)
+        close=close, periods_per_year=bars_per_year(window.ts), regime_labels=labels)
     summary = walkforward.summary_by_candidate(results)
     edges = edges_of(results, confidence=spec.confidence, n_boot=spec.n_boot, seed=spec.seed)
-    decision = _decide(results, summary, spec)
+    deflated = None
+    if tuned is not None and "xgb_tuned" in summary:
+        deflated = gate.deflated_sharpe(_returns(results, "xgb_tuned"), tuned.trial_sharpes,
+                                        tuned.n_trials)
+    decision = _decide(results, summary, spec, deflated)
     # the refit recipe's model on the whole window: promoted when it won, else the lineage's
     # next booster (a fresh fit every validation, as a daily refit on a trailing window)
     refit = explained(bst.fit(window.X, window.y, window.ts, window.features, settings), window)
     by_regime = {c: regimes.summary([r.regimes for r in results if r.candidate == c])
                  for c in dict.fromkeys(r.candidate for r in results)}
-    mc = monte_carlo_of(results, _bars_per_year(window.ts), spec.seed)
+    mc = monte_carlo_of(results, bars_per_year(window.ts), spec.seed)
     table = walkforward.fold_table(results) + regime_table(by_regime) + monte_carlo_table(mc)
-    return ValidationOutcome(decision, results, table, refit, summary, edges, by_regime, mc)
+    fitted = None
+    if tuned is not None and decision.promote and decision.challenger == "xgb_tuned":
+        fitted = explained(bst.fit(window.X, window.y, window.ts, window.features,
+                                   tuned.settings), window)
+    return ValidationOutcome(decision, results, table, refit, summary, edges, by_regime, mc,
+                             fitted, deflated)
+
+
+def _returns(results: list[walkforward.FoldResult], candidate: str) -> np.ndarray:
+    """A candidate's out-of-sample per-bar rule returns, its folds' test rows in order."""
+    parts = [r.returns for r in results if r.candidate == candidate and r.returns is not None]
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def monte_carlo_of(results: list[walkforward.FoldResult], periods_per_year: float,
@@ -232,17 +282,11 @@ def edges_of(results: list[walkforward.FoldResult], *, confidence: float, n_boot
 def _candidates(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
                 champions: Timeline, lineage: Timeline) -> list[Any]:
 
-    def recipe(X: np.ndarray, y: np.ndarray) -> Any:
-        """The refit recipe: a fresh booster fitted on a fold's rows, as its predict function."""
-        ts = np.arange(len(y), dtype=np.int64)
-        tb = bst.fit(X, y, ts, window.features, settings)
-        return lambda Xt: bst.predict(tb, Xt)
-
     cands: list[Any] = [
         walkforward.ConstantPrior(), walkforward.Persistence(),
         walkforward.RiverCandidate("river", lambda: make_model(  # the traded learner's recipe
             spec.river_model, seed=spec.seed, delay=spec.horizon, **dict(spec.river_options))),
-        walkforward.RefitCandidate("xgb_refit", recipe),
+        refit_recipe("xgb_refit", window.features, settings),
     ]
     cands.append(walkforward.Realized("champion", realized(window, champions, spec.horizon)))
     if champions:  # the champion model itself, re-measured wherever it is out of sample
@@ -275,19 +319,22 @@ def realized(window: Window, timeline: Timeline, horizon: int) -> np.ndarray:
 
 
 def _decide(results: list[walkforward.FoldResult], summary: dict[str, dict[str, float]],
-            spec: ValidationSpec) -> gate.Decision:
-    """Challenger: the better of the refit recipe and the booster lineage; incumbent: the
-    champion policy (the prior where no champion was in force)."""
-    names = [c for c in ("xgb_refit", "lineage") if c in summary]
+            spec: ValidationSpec, deflated: gate.Deflated | None = None) -> gate.Decision:
+    """Challenger: the best of the refit recipe, the booster lineage and the tuned recipe;
+    incumbent: the champion policy (the prior where no champion was in force). A tuned
+    challenger also needs its deflated Sharpe (``spec.min_dsr``)."""
+    names = [c for c in ("xgb_refit", "lineage", "xgb_tuned") if c in summary]
     challenger = gate.pick_challenger(summary, names)
     return gate.decide(challenger, walkforward.fold_losses(results, challenger), "champion",
                        walkforward.fold_losses(results, "champion"), margin=spec.margin,
                        n_boot=spec.n_boot, seed=spec.seed,
                        challenger_pnls=walkforward.fold_pnls(results, challenger),
-                       confidence=spec.confidence)
+                       confidence=spec.confidence,
+                       deflated=deflated if challenger == "xgb_tuned" else None,
+                       min_dsr=spec.min_dsr)
 
 
-def _bars_per_year(ts: np.ndarray) -> float:
+def bars_per_year(ts: np.ndarray) -> float:
     """Bars per year, from the window's typical bar spacing."""
     if len(ts) < 2:
         return 1.0

@@ -19,6 +19,11 @@ Fewer than ``min_folds`` usable folds is never enough evidence.
 
 :func:`edge` is also what lets a signal reach the broker at all (``trading.require_edge``).
 
+4. **deflated Sharpe** (when ``deflated`` is given: the challenger came out of a hyperparameter
+   search of N trials): :func:`deflated_sharpe` — the probability that its out-of-sample Sharpe
+   beats the best Sharpe N trials of pure noise would show — must reach ``min_dsr``. The best of
+   many tries looks good by luck alone; this charges the candidate for every configuration tried.
+
 >>> d = decide("xgb", [0.60, 0.61, 0.59, 0.60], "champion", [0.65, 0.66, 0.64, 0.66])
 >>> d.promote, round(d.improvement, 4), d.ci_low > 0
 (True, 0.0525, True)
@@ -31,10 +36,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["Decision", "Edge", "decide", "edge", "pick_challenger"]
+__all__ = ["Decision", "Deflated", "Edge", "decide", "deflated_sharpe", "edge",
+           "expected_max_sharpe", "pick_challenger"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ def decide(
     min_folds: int = 3,
     challenger_pnls: Sequence[float] | None = None,
     confidence: float = 0.9,
+    deflated: Deflated | None = None,
+    min_dsr: float = 0.95,
 ) -> Decision:
     """Promote ``challenger`` over ``incumbent`` or not (see the module docstring)."""
     c, i = np.asarray(challenger_losses, float), np.asarray(incumbent_losses, float)
@@ -102,6 +111,11 @@ def decide(
             return verdict(False, low, high, f"not promoted, no edge after costs ({e.reason}): "
                                              f"{numbers}")
         numbers += f"; {e.reason}"
+    if deflated is not None:
+        if not deflated.dsr >= min_dsr:  # NaN (no returns) is no evidence
+            return verdict(False, low, high, f"not promoted, deflated Sharpe {deflated.dsr:.3f} "
+                                             f"< {min_dsr} ({deflated.reason}): {numbers}")
+        numbers += f"; {deflated.reason}"
     return verdict(True, low, high, f"promoted: {numbers}")
 
 
@@ -137,6 +151,80 @@ def edge(pnls: Sequence[float], *, confidence: float = 0.9, n_boot: int = 2000, 
     text = (f"fold PnL after costs {v.mean():+.4f} over {k} folds, {confidence:.0%} CI "
             f"[{low:+.4f}, {high:+.4f}]")
     return Edge(low > 0.0, k, float(v.mean()), low, high, text)
+
+
+EULER_GAMMA = 0.5772156649015329
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Deflated:
+    """The deflated Sharpe ratio of a candidate picked from ``n_trials`` and its inputs
+    (Sharpe ratios per observation, not annualised)."""
+
+    dsr: float  # P(true Sharpe > sr0): the probabilistic Sharpe ratio against sr0
+    sharpe: float  # the candidate's observed Sharpe
+    sr0: float  # expected maximum Sharpe of n_trials unskilled trials (0 for one trial)
+    n_trials: int
+    observations: int
+    skew: float
+    kurtosis: float  # not excess: 3 for a normal
+    reason: str
+
+
+def expected_max_sharpe(n_trials: int, variance: float) -> float:
+    """``E[max SR]`` of ``n_trials`` independent unskilled trials whose Sharpe ratios vary by
+    ``variance`` (Bailey & López de Prado 2014, eq. 6); 0 for a single trial.
+
+    >>> round(expected_max_sharpe(100, 0.5 / 250) * 250 ** 0.5, 4)  # the paper's example
+    1.7894
+    """
+    if n_trials <= 1 or not variance > 0:
+        return 0.0
+    g = EULER_GAMMA
+    return math.sqrt(variance) * ((1 - g) * _NORMAL.inv_cdf(1 - 1 / n_trials)
+                                  + g * _NORMAL.inv_cdf(1 - 1 / (n_trials * math.e)))
+
+
+def probabilistic_sharpe(sharpe: float, benchmark: float, observations: int, skew: float,
+                         kurtosis: float) -> float:
+    """PSR: P(true Sharpe > ``benchmark``) given the observed one over ``observations``
+    returns of that skew and (non-excess) kurtosis (Bailey & López de Prado 2012)."""
+    var = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
+    if observations < 2 or not var > 0:
+        return math.nan
+    return _NORMAL.cdf((sharpe - benchmark) * math.sqrt(observations - 1) / math.sqrt(var))
+
+
+def deflated_sharpe(returns: Sequence[float] | np.ndarray,
+                    trial_sharpes: Sequence[float] | np.ndarray,
+                    n_trials: int | None = None) -> Deflated:
+    """The deflated Sharpe ratio of ``returns`` (the chosen configuration's out-of-sample
+    per-bar returns) when it was the best of ``n_trials`` (default: ``len(trial_sharpes)``)
+    whose Sharpe ratios were ``trial_sharpes``: the PSR against :func:`expected_max_sharpe`.
+    One trial: the PSR against 0. NaN returns are left out.
+
+    >>> r = np.random.default_rng(0).normal(0.001, 0.01, 1000)
+    >>> one = deflated_sharpe(r, [0.1])
+    >>> many = deflated_sharpe(r, np.random.default_rng(1).normal(0, 0.03, 100))
+    >>> round(one.sr0, 3), one.dsr > many.dsr, many.n_trials
+    (0.0, True, 100)
+    """
+    v = np.asarray(returns, dtype=float)
+    v = v[~np.isnan(v)]
+    s = np.asarray(trial_sharpes, dtype=float)
+    s = s[np.isfinite(s)]
+    n = len(trial_sharpes) if n_trials is None else n_trials
+    sr0 = expected_max_sharpe(n, float(s.var(ddof=1)) if s.size > 1 else 0.0)
+    if v.size < 3 or not v.std() > 0:
+        return Deflated(math.nan, math.nan, sr0, n, int(v.size), math.nan, math.nan,
+                        f"deflated Sharpe: {v.size} returns, nothing to measure")
+    z = (v - v.mean()) / v.std()
+    sr, skew, kurt = float(v.mean() / v.std(ddof=1)), float((z**3).mean()), float((z**4).mean())
+    dsr = probabilistic_sharpe(sr, sr0, int(v.size), skew, kurt)
+    return Deflated(dsr, sr, sr0, n, int(v.size), skew, kurt,
+                    f"deflated Sharpe {dsr:.3f} (Sharpe {sr:.4f}/bar vs {sr0:.4f} expected of "
+                    f"the best of {n} trials, {v.size} bars)")
 
 
 def _bootstrap_ci(d: np.ndarray, *, n_boot: int, alpha: float, seed: int) -> tuple[float, float]:
