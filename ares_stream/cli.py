@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--symbol", help="only this symbol")
     validate.add_argument("--config", type=Path,
                           help="config (default: the one of the database's latest run)")
+    tune = sub.add_parser("tune", help="search the booster's hyperparameters on a database's "
+                          "buffered samples, scored by the promotion gate's walk-forward")
+    tune.add_argument("--db", type=Path, help="database (default: the newest under state/)")
+    tune.add_argument("--symbol", help="only this symbol")
+    tune.add_argument("--trials", type=int, help="configurations to try (default: tuning.trials)")
+    tune.add_argument("--seconds", type=float, help="time limit (default: tuning.seconds)")
+    tune.add_argument("--config", type=Path,
+                      help="TOML config (default: the one of the database's latest run)")
     rep = sub.add_parser("report", help="an HTML report (and PNG figures) of a run, to open "
                          "offline")
     rep.add_argument("target", metavar="RUN_OR_DB",
@@ -437,6 +445,66 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``ares-stream tune``: the periodic hyperparameter search, now, on the buffered samples;
+    prints the best trials, the deflated Sharpe and the tuned candidate against the champion."""
+    from ares_stream import logs
+    from ares_stream.batch import tuning
+    from ares_stream.batch.revalidate import retune
+    from ares_stream.features.families import feature_names
+    from ares_stream.store.db import open_db
+    from ares_stream.store.tuning import optuna_path
+
+    logs.configure(level="warning")
+    db_path = _database(args.db)
+    db = open_db(db_path)
+    cfg = load_config(args.config) if args.config else _run_config(db)
+    trials = cfg.tuning.trials if args.trials is None else args.trials
+    seconds = cfg.tuning.seconds if args.seconds is None else args.seconds
+    if trials < 1 or not seconds > 0:
+        raise AresError(f"--trials must be >= 1 and --seconds > 0, got {trials} and {seconds}")
+    how = tuning.SearchSpec(trials, seconds, cfg.tuning.seed, optuna_path(db))
+    bar = _TuneProgress(trials) if sys.stderr.isatty() else None
+    results = retune(db, cfg, feature_names(cfg), args.symbol.upper() if args.symbol else None,
+                     how, bar)
+    if not results:
+        raise AresError(f"{db_path}: no buffered samples to tune on")
+    for r in results:
+        print(_tuned_text(r, cfg.batch.min_rows))
+    return 0
+
+
+class _TuneProgress:
+    """The search's progress line on stderr (a terminal): trials done, best value, elapsed."""
+
+    def __init__(self, trials: int) -> None:
+        import time
+
+        self.trials, self.clock, self.started = trials, time.monotonic, time.monotonic()
+
+    def __call__(self, symbol: str, done: int, best: float) -> None:
+        print(f"\rtune {symbol}: trial {done}/{self.trials}, best log loss {best:.4f}, "
+              f"{self.clock() - self.started:.0f} s", end="\n" if done >= self.trials else "",
+              file=sys.stderr, flush=True)
+
+
+def _tuned_text(r: Any, min_rows: int) -> str:
+    from ares_stream.batch import tuning
+
+    if r.search is None:
+        return (f"{r.symbol}: {r.rows:,} samples, fewer than batch.min_rows = {min_rows:,}: "
+                "nothing to tune")
+    text = f"{r.symbol}: search over {r.rows:,} samples\n{tuning.table(r.search)}"
+    if r.verdict is not None:
+        s = r.validation.summary
+        text += (f"\nwalk-forward: xgb_tuned {s['xgb_tuned']['log_loss']:.4f}, default "
+                 f"xgb_refit {s['xgb_refit']['log_loss']:.4f}, champion "
+                 f"{s['champion']['log_loss']:.4f}\n"
+                 f"against the champion: {'BEATS' if r.verdict.promote else 'does not beat'} — "
+                 f"{r.verdict.reason}")
+    return text
+
+
 def _run_config(db: Any) -> Config:
     """The config the database's newest run recorded (the defaults when it has no run)."""
     from ares_stream.store.history import newest_run_config
@@ -516,7 +584,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
             "validate": cmd_validate, "explain": cmd_explain, "status": cmd_status,
             "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report,
-            "stress": cmd_stress}
+            "stress": cmd_stress, "tune": cmd_tune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

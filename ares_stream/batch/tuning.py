@@ -243,3 +243,28 @@ def row_of(outcome: SearchOutcome, run_id: int | None, symbol: str) -> Any:
 
 def _num(v: float) -> float | None:
     return None if math.isnan(v) else float(v)
+
+
+def table(outcome: SearchOutcome, top: int = 5) -> str:
+    """The best ``top`` completed trials (value, parameters), the counts and the deflated Sharpe.
+
+    >>> t = Trial(3, "COMPLETE", 0.6812, 4, 0.05, {"eta": 0.1, "rounds": 40})
+    >>> print(table(SearchOutcome("s", 0, 1000, (t,), t, None, 2.0)))
+    trial   logloss  sharpe/bar  params
+        3    0.6812      0.0500  eta=0.1 rounds=40
+    1 trials (0 pruned) on 1,000 rows in 2 s
+    """
+    done = sorted((t for t in outcome.trials if t.state == "COMPLETE"),
+                  key=lambda t: (t.value, t.number))[:top]
+    lines = [f"{'trial':>5} {'logloss':>9} {'sharpe/bar':>11}  params"]
+    lines += [f"{t.number:>5} {t.value:>9.4f} {t.sharpe:>11.4f}  "
+              + " ".join(f"{k}={_short(v)}" for k, v in t.params.items()) for t in done]
+    lines.append(f"{len(outcome.trials)} trials ({outcome.pruned} pruned) on {outcome.rows:,} "
+                 f"rows in {outcome.seconds:.0f} s")
+    if outcome.deflated is not None:
+        lines.append(outcome.deflated.reason)
+    return "\n".join(lines)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
