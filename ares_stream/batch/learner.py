@@ -9,7 +9,12 @@ with its parent, :mod:`ares_stream.batch.worker`):
   the window past the tree cap, after an upward drift of the online learner, or when the feature
   schema changed; the result is registered as a *candidate*;
 - **validate** every ``batch.validate_every``: purged walk-forward over the buffer window; a
-  challenger becomes *champion* only when the gate says it beats the incumbent.
+  challenger becomes *champion* only when the gate says it beats the incumbent;
+- **tune** every ``tuning.every`` (``tuning.enabled``): a hyperparameter search on the same
+  walk-forward (:mod:`ares_stream.batch.tuning`, recorded in the ``tuning`` table); its best
+  configuration competes as ``xgb_tuned`` in the validations after it, and is promoted only with
+  a deflated Sharpe of at least ``tuning.min_dsr`` for the trials it was chosen from. In replay
+  the search is bounded by ``tuning.trials`` alone, so the replay stays deterministic.
 
 Results come back between frames. In replay a result applies at the first bar at least
 ``batch.apply_delay`` of event time after its submission — waiting for the worker if needed — so
@@ -51,7 +56,7 @@ from typing import Any
 import structlog
 
 from ares_stream import logs
-from ares_stream.batch import featuredrift, jobs, worker
+from ares_stream.batch import featuredrift, jobs, tuning, worker
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
@@ -63,6 +68,8 @@ from ares_stream.learners.importance import TOP_K, Reason, contributions
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
 from ares_stream.store.models import ModelPruned
+from ares_stream.store.tuning import insert as insert_tuning
+from ares_stream.store.tuning import optuna_path
 from ares_stream.store.validations import ValidationRow, insert, recent
 from ares_stream.validation import walkforward
 from ares_stream.validation.promotion import Edge
@@ -119,6 +126,7 @@ class SymbolBatch:
     earned: tuple[int, int] | None = None  # (validation, event time) the champion last earned
     pool: OnlinePool = field(default_factory=OnlinePool)  # online learner vs refit, learned live
     last_x: dict[str, float] | None = None  # the features of the last bar blended (reasons)
+    tuned: jobs.Tuned | None = None  # the last search's best: xgb_tuned in validations
 
 
 class BatchLearner:
@@ -142,6 +150,7 @@ class BatchLearner:
         self.apply_delay = _ns(self.cfg.apply_delay)
         self.max_age = _ns(self.cfg.champion_max_age)
         self.feature_every = _ns(config.drift.feature_every)  # 0: no feature drift check
+        self.tune_every = _ns(config.tuning.every) if config.tuning.enabled else 0
         self.watch = featuredrift.Watch()
         self.feature_psi: dict[tuple[str, str], float] = {}  # (symbol, feature) -> last PSI
         self.require_edge = config.trading.require_edge
@@ -210,6 +219,8 @@ class BatchLearner:
             self.submit_validation(symbol, at)
         elif kind == "features":
             self.submit_features(symbol, at)
+        elif kind == "tune":
+            self.submit_tuning(symbol, at)
 
     def proba(self, symbol: str, x: dict[str, float]) -> float | None:
         """The champion booster's P(label = 1) for ``x``; None without a champion."""
@@ -369,9 +380,32 @@ class BatchLearner:
         sb.validated_through = sb.buffer.newest() or ts
         lineage = [(int(b.meta["train_end"]), b) for b in sb.lineage[-_TIMELINE:]]
         future = self.executor.submit(jobs.validate, self._window(sb), spec, self.settings,
-                                      sb.champion_since[-_TIMELINE:], lineage)
+                                      sb.champion_since[-_TIMELINE:], lineage, sb.tuned)
         self._pending(symbol, "validate", future, ts, champion=sb.champion,
                       candidate=sb.lineage[-1] if sb.lineage else None)
+
+    def submit_tuning(self, symbol: str, ts: int) -> None:
+        """Submit a hyperparameter search on the buffer window (rows labelled by ``ts``), its
+        study in ``<db>.optuna.db``. Skipped while one runs."""
+        sb = self._symbol(symbol)
+        if "tune" in sb.busy:
+            return
+        t = self.config.tuning
+        how = tuning.SearchSpec(t.trials, None if self.replay else t.seconds, t.seed,
+                                optuna_path(self.registry.db), f"{symbol}@{ts}")
+        future = self.executor.submit(tuning.search, self._window(sb), ts,
+                                      jobs.spec_of(self.config), self.settings, how)
+        self._pending(symbol, "tune", future, ts)
+
+    def _apply_tuning(self, sb: SymbolBatch, p: Pending, out: tuning.SearchOutcome) -> None:
+        """Keep the search's best for the next validations; record the search."""
+        sb.tuned = out.tuned() or sb.tuned
+        insert_tuning(self.registry.db, tuning.row_of(out, self.registry.run_id, p.symbol))
+        self.counts["searches"] = self.counts.get("searches", 0) + 1
+        d = out.deflated
+        log.info("tuning_finished", symbol=p.symbol, study=out.study, trials=len(out.trials),
+                 pruned=out.pruned, best=out.best.value if out.best else None,
+                 dsr=d.dsr if d else None)
 
     def submit_features(self, symbol: str, ts: int) -> None:
         """Submit a feature drift check: the newest ``drift.feature_window`` rows against the
@@ -423,7 +457,9 @@ class BatchLearner:
             self.counts[f"{p.kind}_failed"] = self.counts.get(f"{p.kind}_failed", 0) + 1
             log.error("job_failed", job=p.kind, symbol=p.symbol, error=repr(exc))
             return
-        if p.kind == "features":
+        if p.kind == "tune":
+            self._apply_tuning(sb, p, result)
+        elif p.kind == "features":
             self._apply_features(sb, p, result, ts)
         else:
             (self._apply_train if p.kind == "train" else self._apply_validation)(sb, p, result, ts)
@@ -525,6 +561,11 @@ class BatchLearner:
             blob = jobs.Blob(out.refit.data, out.refit.meta, rec.id)
             sb.lineage.append(blob)
             sb.trained_through = tb.train_end
+        elif out.decision.challenger == "xgb_tuned" and out.tuned is not None:
+            rec = self.registry.add_booster(p.symbol, jobs.from_blob(out.tuned), created=ts,
+                                            importance=out.tuned.meta.get("importance"))
+            blob = jobs.Blob(out.tuned.data, out.tuned.meta, rec.id)
+            sb.lineage.append(blob)  # same schema: warm starts may continue it
         else:
             blob = p.context["candidate"]
         assert blob.model_id is not None
@@ -554,7 +595,8 @@ class BatchLearner:
             if self.clock is not None:
                 for kind, every in (("train", self.update_every),
                                     ("validate", self.validate_every),
-                                    ("features", self.feature_every)):
+                                    ("features", self.feature_every),
+                                    ("tune", self.tune_every)):
                     if every > 0:
                         self.clock.every(f"{kind}:{symbol}", every,
                                          functools.partial(self._timed, symbol, kind))
