@@ -168,6 +168,16 @@ class TuningConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """``[selection]``: feature selection by permutation importance on the walk-forward folds
+    (:mod:`ares_stream.validation.selection`); the kept features' booster competes as
+    ``xgb_selected``."""
+    enabled: bool = False  # select at every validation (in the worker); costs a fit per fold
+    repeats: int = 3  # shuffles of each feature on each fold's test rows
+    confidence: float = 0.9  # a feature is kept when this t interval of its importance is > 0
+
+
+@dataclass(frozen=True)
 class TradingConfig:
     """``[trading]``: paper fills, entry and exit thresholds, risk limits and live orders."""
     starting_cash: float = 10_000.0  # quote asset (e.g. USDT) of a fresh paper account
@@ -241,6 +251,7 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -372,6 +383,8 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.tuning.trials >= 1 and cfg.tuning.seconds > 0,
          "tuning.trials must be >= 1 and tuning.seconds > 0"),
         (0 < cfg.tuning.min_dsr < 1, "tuning.min_dsr must be in (0, 1)"),
+        (cfg.selection.repeats >= 1 and 0.5 <= cfg.selection.confidence < 1.0,
+         "selection.repeats must be >= 1 and selection.confidence in [0.5, 1)"),
         (cfg.batch.champion_max_validations >= 1, "batch.champion_max_validations must be >= 1"),
         (_INTERVAL.fullmatch(cfg.batch.champion_max_age) is not None,
          "batch.champion_max_age: a positive number and s, m, h or d"),

@@ -23,6 +23,7 @@ refit, the River learner, the baselines — are refit per fold and are out of sa
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,7 @@ class ValidationOutcome:
     monte_carlo: dict[str, risk.MonteCarlo] | None = None  # per traded candidate
     tuned: Blob | None = None  # the tuned recipe's model on the whole window, when it won
     deflated: gate.Deflated | None = None  # the tuned challenger's deflated Sharpe
+    selected: Any = None  # batch.selecting.Selected: the feature selection, when one ran
 
 
 Timeline = list[tuple[int, Blob]]  # (event time the model came into force, the model)
@@ -188,10 +190,11 @@ def refit_recipe(name: str, features: tuple[str, ...],
 
 def validate(window: Window, spec: ValidationSpec, settings: bst.BoosterSettings,
              champions: Timeline, lineage: Timeline,
-             tuned: Tuned | None = None) -> ValidationOutcome:
+             tuned: Tuned | None = None, extra: Sequence[Any] = ()) -> ValidationOutcome:
     """Walk-forward over the window: recipes refit per fold, stored models scored out of sample."""
     folds = folds_of(len(window.y), spec)
-    cands = _candidates(window, spec, settings, champions, lineage)
+    cands = [*_candidates(window, spec, settings, champions, lineage), *extra]  # extra:
+    # candidates of the caller's (feature selection's xgb_selected, batch/selecting.py)
     if tuned is not None:
         cands.append(refit_recipe("xgb_tuned", window.features, tuned.settings))
     close = window.close
@@ -314,7 +317,7 @@ def realized(window: Window, timeline: Timeline, horizon: int) -> np.ndarray:
         later = [s for s, _ in starts[k + 1:]]
         end = min([n, *later])
         if start < end:
-            p[start:end] = bst.predict(tb, window.X[start:end])
+            p[start:end] = bst.predict(tb, window.X[start:end], window.features)  # by name
     return p
 
 
@@ -323,7 +326,7 @@ def _decide(results: list[walkforward.FoldResult], summary: dict[str, dict[str, 
     """Challenger: the best of the refit recipe, the booster lineage and the tuned recipe;
     incumbent: the champion policy (the prior where no champion was in force). A tuned
     challenger also needs its deflated Sharpe (``spec.min_dsr``)."""
-    names = [c for c in ("xgb_refit", "lineage", "xgb_tuned") if c in summary]
+    names = [c for c in ("xgb_refit", "lineage", "xgb_tuned", "xgb_selected") if c in summary]
     challenger = gate.pick_challenger(summary, names)
     return gate.decide(challenger, walkforward.fold_losses(results, challenger), "champion",
                        walkforward.fold_losses(results, "champion"), margin=spec.margin,

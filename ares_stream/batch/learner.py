@@ -56,7 +56,7 @@ from typing import Any
 import structlog
 
 from ares_stream import logs
-from ares_stream.batch import featuredrift, jobs, tuning, worker
+from ares_stream.batch import featuredrift, jobs, selecting, tuning, worker
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
 from ares_stream.features.bars import parse_interval
@@ -68,6 +68,7 @@ from ares_stream.learners.importance import TOP_K, Reason, contributions
 from ares_stream.learners.registry import Registry
 from ares_stream.store.buffer import BufferStore
 from ares_stream.store.models import ModelPruned
+from ares_stream.store.selection import insert as insert_selection
 from ares_stream.store.tuning import insert as insert_tuning
 from ares_stream.store.tuning import optuna_path
 from ares_stream.store.validations import ValidationRow, insert, recent
@@ -379,7 +380,10 @@ class BatchLearner:
         spec = jobs.spec_of(self.config)
         sb.validated_through = sb.buffer.newest() or ts
         lineage = [(int(b.meta["train_end"]), b) for b in sb.lineage[-_TIMELINE:]]
-        future = self.executor.submit(jobs.validate, self._window(sb), spec, self.settings,
+        sspec = selecting.spec_of(self.config)  # [selection]: the job selects features too
+        job: Any = (jobs.validate if sspec is None
+                    else functools.partial(selecting.validate, sspec))
+        future = self.executor.submit(job, self._window(sb), spec, self.settings,
                                       sb.champion_since[-_TIMELINE:], lineage, sb.tuned)
         self._pending(symbol, "validate", future, ts, champion=sb.champion,
                       candidate=sb.lineage[-1] if sb.lineage else None)
@@ -511,8 +515,20 @@ class BatchLearner:
             _num(d.incumbent_loss), _num(d.improvement), _num(d.ci_low), _num(d.ci_high),
             d.margin, d.promote, d.reason, json.dumps([_fold_row(r) for r in out.results]))
         insert(self.registry.db, row)
+        if out.selected is not None:
+            self._record_selection(p.symbol, out.selected, ts,
+                                   challenger_id if d.challenger == "xgb_selected" else None)
         log.info("model_validated", symbol=p.symbol, challenger=d.challenger,
                  incumbent=d.incumbent, promoted=d.promote, reason=d.reason)
+
+    def _record_selection(self, symbol: str, chosen: selecting.Selected, ts: int,
+                          model_id: int | None) -> None:
+        """Store a validation's feature selection and its evidence (store/selection.py)."""
+        s = chosen.selection
+        insert_selection(self.registry.db,
+                         selecting.rows_of(s, self.registry.run_id, symbol, ts, model_id))
+        log.info("features_selected", symbol=symbol, kept=list(s.kept), dropped=list(s.dropped),
+                 folds=len(s.folds), seconds=round(chosen.seconds, 3))
 
     def _remeasure(self, sb: SymbolBatch, summary: dict[str, dict[str, float]],
                    edges: dict[str, Edge], challenger: str, ts: int, *, promoted: bool) -> None:
@@ -566,6 +582,12 @@ class BatchLearner:
                                             importance=out.tuned.meta.get("importance"))
             blob = jobs.Blob(out.tuned.data, out.tuned.meta, rec.id)
             sb.lineage.append(blob)  # same schema: warm starts may continue it
+        elif out.decision.challenger == "xgb_selected" and out.selected is not None \
+                and out.selected.model is not None:  # kept features only: not in the lineage
+            tb = jobs.from_blob(out.selected.model)  # (its schema differs: no warm start)
+            rec = self.registry.add_booster(p.symbol, tb, created=ts,
+                                            importance=out.selected.model.meta.get("importance"))
+            blob = jobs.Blob(out.selected.model.data, out.selected.model.meta, rec.id)
         else:
             blob = p.context["candidate"]
         assert blob.model_id is not None

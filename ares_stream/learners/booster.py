@@ -186,8 +186,16 @@ def update(parent: TrainedBooster, X_new: np.ndarray, y_new: np.ndarray, ts_new:
     return _trained(booster, names, params, step, start, end, rows)
 
 
-def predict(tb: TrainedBooster, X: np.ndarray) -> np.ndarray:
-    """P(label = 1) for each row of ``X`` (columns in ``tb.features`` order), float64."""
+def predict(tb: TrainedBooster, X: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    """P(label = 1) for each row of ``X``, float64. Columns in ``tb.features`` order, or, with
+    ``names`` (the columns of ``X``), picked by name: a booster on a subset of a schema (a
+    feature selection's) predicts the full schema's rows."""
+    if names is not None and tuple(names) != tb.features:
+        missing = [f for f in tb.features if f not in names]
+        if missing or X.ndim != 2 or X.shape[1] != len(names):
+            raise SchemaChanged(f"X ({X.shape}, {len(names)} names) lacks the booster's "
+                                f"features {missing}")
+        X = X[:, [list(names).index(f) for f in tb.features]]
     if X.ndim != 2 or X.shape[1] != len(tb.features):
         raise SchemaChanged(f"X has shape {X.shape}; the booster takes {len(tb.features)} columns")
     return np.asarray(tb.booster.inplace_predict(X), dtype=np.float64)
