@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--symbol", help="only this symbol")
     validate.add_argument("--config", type=Path,
                           help="config (default: the one of the database's latest run)")
+    _profile(validate)  # with --profile: defaults < profile < --config, not the run's config
     tune = sub.add_parser("tune", help="search the booster's hyperparameters on a database's "
                           "buffered samples, scored by the promotion gate's walk-forward")
     tune.add_argument("--db", type=Path, help="database (default: the newest under state/)")
@@ -201,11 +202,17 @@ def _endpoints(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+    _profile(p)
     p.add_argument("--log-json", action="store_true", help="JSON logs even on a terminal")
 
 
+def _profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", metavar="NAME", help="quick | dev | production: an overlay "
+                   "(configs/NAME.toml) over the defaults, under --config and the flags")
+
+
 def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.profile)
     overrides: dict[str, dict[str, object]] = {}
     if getattr(args, "symbols", None):
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
@@ -426,7 +433,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     logs.configure(level="warning")
     db_path = _database(args.db)
     db = open_db(db_path)
-    cfg = load_config(args.config) if args.config else _run_config(db)
+    cfg = (load_config(args.config, args.profile) if args.config or args.profile
+           else _run_config(db))
     features = feature_names(cfg)
     results = revalidate(db, cfg, features, args.symbol.upper() if args.symbol else None)
     if not results:

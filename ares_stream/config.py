@@ -273,10 +273,23 @@ _CHOICES = {
 }
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Defaults overlaid with the TOML file at ``path`` (``None``: defaults only)."""
-    if path is None:
-        return Config()
+PROFILES = ("quick", "dev", "production")  # configs/<name>.toml: overlays over the defaults
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config(path: str | Path | None, profile: str | None = None) -> Config:
+    """Defaults, then the ``profile`` overlay (configs/<profile>.toml), then the TOML file at
+    ``path``: defaults < profile < file (command-line flags go on top, in the CLI)."""
+    cfg = Config()
+    if profile is not None:
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r} (valid: {', '.join(PROFILES)})")
+        cfg = _load_file(cfg, PROFILE_DIR / f"{profile}.toml")
+    return cfg if path is None else _load_file(cfg, path)
+
+
+def _load_file(base: Config, path: str | Path) -> Config:
+    """``base`` overlaid with the TOML file at ``path``."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -284,7 +297,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{p}: config file not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config: {exc}") from None
-    return replace_values(Config(), data, source=str(p))
+    return replace_values(base, data, source=str(p))
 
 
 def replace_values(cfg: Config, data: dict[str, Any], source: str = "<override>") -> Config:

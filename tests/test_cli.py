@@ -156,3 +156,38 @@ def test_writers_are_refused_while_another_process_owns_the_database(
         assert main(["models", "--db", str(db)]) == 0 and main(["status", "--db", str(db)]) == 0
     assert pruned(db) == {"BTCUSDT": [], "ETHUSDT": []}
     assert main(["models", "prune", "--db", str(db), "--keep", "0"]) == 0  # once it is free
+
+
+def test_profile_lies_under_the_config_file_and_the_flags(tmp_path: Path) -> None:
+    """defaults < --profile < --config < flags, for the commands that take a config."""
+    from ares_stream.cli import _config, build_parser
+
+    path = tmp_path / "mine.toml"
+    path.write_text('[batch]\nfolds = 4\n[feed]\nsymbols = ["BTCUSDT"]\n')
+    args = build_parser().parse_args(["replay", "x.csv", "--profile", "quick", "--config",
+                                      str(path), "--symbols", "ethusdt"])
+    cfg = _config(args)
+    assert (cfg.batch.folds, cfg.batch.rounds_refit, cfg.feed.symbols) == (4, 30, ("ETHUSDT",))
+    run = build_parser().parse_args(["run", "--paper", "--profile", "production"])
+    assert _config(run).batch.folds == 6
+
+
+@pytest.mark.parametrize("argv", [["replay", "x.csv"], ["run", "--paper"], ["validate"]])
+def test_unknown_profile_is_one_line_exit_2(argv: list[str], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown --profile ends with one line naming the valid ones, exit 2."""
+    db = tmp_path / "v.db"
+    open_db(db)
+    extra = ["--db", str(db)] if argv[0] == "validate" else []
+    assert main([*argv, *extra, "--profile", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown profile 'fast' (valid: quick, dev, production)" in err
+
+
+def test_daemon_py_takes_a_profile(tmp_path: Path) -> None:
+    """python daemon.py passes --profile to `run`: an unknown one is one line, exit 2."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "daemon.py"), "--paper", "--profile", "x"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2 and "unknown profile 'x'" in out.stderr
+    assert out.stderr.count("\n") == 1

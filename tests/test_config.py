@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ares_stream.config import Config, load_config
+from ares_stream.config import PROFILES, Config, load_config
 from ares_stream.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +141,28 @@ def test_stress_limits_load_from_a_file(tmp_path: Path) -> None:
     """A [stress] section overrides the pass/fail limits of ares-stream stress."""
     cfg = load_config(write(tmp_path, "[stress]\nmax_loss = 0.02\nmax_drawdown = 0.03\n"))
     assert (cfg.stress.max_loss, cfg.stress.max_drawdown) == (0.02, 0.03)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_shipped_profile_loads_and_validates(profile: str) -> None:
+    """configs/<profile>.toml is a valid overlay that changes something."""
+    cfg = load_config(None, profile)
+    assert cfg != Config()
+
+
+def test_profile_precedence_defaults_profile_file(tmp_path: Path) -> None:
+    """defaults < profile < --config file: the file wins where both set a key."""
+    quick = load_config(None, "quick")
+    assert quick.batch.folds == 3 and quick.batch.rounds_refit == 30
+    path = tmp_path / "mine.toml"
+    path.write_text("[batch]\nfolds = 4\n")
+    cfg = load_config(path, "quick")
+    assert cfg.batch.folds == 4  # the file over the profile
+    assert cfg.batch.rounds_refit == 30  # the profile over the defaults
+    assert cfg.labels == Config().labels  # the defaults under both
+
+
+def test_unknown_profile_is_a_config_error() -> None:
+    """An unknown profile names the valid ones."""
+    with pytest.raises(ConfigError, match="unknown profile 'fast' \\(valid: quick, dev"):
+        load_config(None, "fast")
