@@ -457,14 +457,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """``ares-stream tune``: the periodic hyperparameter search, now, on the buffered samples;
     prints the best trials, the deflated Sharpe and the tuned candidate against the champion."""
     from ares_stream import logs
+    from ares_stream.store.lock import DatabaseLock
+
+    logs.configure(level="warning")
+    db_path = _database(args.db)
+    with DatabaseLock(db_path):  # it writes the search: not while a daemon owns the database
+        return _tune(args, db_path)
+
+
+def _tune(args: argparse.Namespace, db_path: Path) -> int:
     from ares_stream.batch import tuning
     from ares_stream.batch.revalidate import retune
     from ares_stream.features.families import feature_names
     from ares_stream.store.db import open_db
     from ares_stream.store.tuning import optuna_path
 
-    logs.configure(level="warning")
-    db_path = _database(args.db)
     db = open_db(db_path)
     cfg = load_config(args.config) if args.config else _run_config(db)
     trials = cfg.tuning.trials if args.trials is None else args.trials

@@ -136,9 +136,9 @@ def test_models_prune_bad_keep_is_exit_2(tmp_path: Path, tb: bst.TrainedBooster,
 
 def test_writers_are_refused_while_another_process_owns_the_database(
         tmp_path: Path, tb: bst.TrainedBooster, capsys: pytest.CaptureFixture[str]) -> None:
-    """While a daemon holds a database's lock, ``models prune`` and ``replay --db`` on it end
-    with one line naming the holder's pid (exit 2) and change nothing; readers (``models``,
-    ``status``) still read it."""
+    """While a daemon holds a database's lock, ``models prune``, ``tune`` and ``replay --db`` on
+    it end with one line naming the holder's pid (exit 2) and change nothing; readers
+    (``models``, ``status``) still read it."""
     import os
 
     from ares_stream.sim.simulator import write_recording
@@ -153,6 +153,8 @@ def test_writers_are_refused_while_another_process_owns_the_database(
         assert main(["replay", str(tmp_path / "sim.gz"), "--db", str(db), "--no-report",
                      "--quiet"]) == 2
         assert capsys.readouterr().err == f"ares-stream replay: {refusal}"
+        assert main(["tune", "--db", str(db), "--trials", "2"]) == 2  # it writes the search
+        assert capsys.readouterr().err == f"ares-stream tune: {refusal}"
         assert main(["models", "--db", str(db)]) == 0 and main(["status", "--db", str(db)]) == 0
     assert pruned(db) == {"BTCUSDT": [], "ETHUSDT": []}
     assert main(["models", "prune", "--db", str(db), "--keep", "0"]) == 0  # once it is free
