@@ -86,3 +86,44 @@ def test_a_replay_with_selection_enabled_stores_every_selection(tmp_path: Path) 
     validations = query(result.db_path, "SELECT count(*) FROM validations")[0][0]
     assert validations >= 1 and len(rows) == validations
     assert all(n == len(feature_names(cfg)) for _, n, _ in rows)
+
+
+def test_a_promoted_selection_becomes_the_champion_on_its_own_schema(tmp_path: Path) -> None:
+    """When the gate promotes xgb_selected, the batch learner registers the kept-features
+    booster, makes it the champion (its probability is what the ensemble reads, by name from a
+    full-schema bar), keeps it out of the warm-start lineage, and stores the selection with the
+    champion's id."""
+    from concurrent.futures import Future
+
+    from ares_stream.batch.learner import BatchLearner, Pending
+    from ares_stream.learners.registry import Registry
+
+    out = selecting.validate(selecting.SelectionSpec(3, 0.9, 0), _window(3000, 0), _spec(),
+                             SETTINGS, [], [])
+    assert out.decision.promote and out.decision.challenger == "xgb_selected"
+    assert out.selected is not None and out.selected.model is not None
+    cfg = replace_values(small_config(), {"selection": {"enabled": True}})
+    db = open_db(tmp_path / "run.db")
+    learner = BatchLearner(cfg, Registry(db), features=NAMES, replay=True,
+                           executor=_NoWorker())  # type: ignore[arg-type]
+    sb = learner._symbol("X")
+    ts = 3000 * 60_000_000_000
+    learner._apply_validation(sb, Pending("X", "validate", Future(), ts, ts, {}), out, ts)
+    champion = Registry(db).champion("X", "xgboost")
+    assert champion is not None and champion.features == ("f0",)
+    assert sb.champion_tb is not None and sb.champion_tb.features == ("f0",)
+    assert all(b.model_id != champion.id for b in sb.lineage)
+    row = dict(zip(NAMES, [0.5, 0.1, -0.2, 0.3, 0.0], strict=True))
+    assert learner.proba("X", row) == bst.predict_one(sb.champion_tb, row)
+    kept = {r.feature: r.model_id for r in store.latest(db, "X") if r.kept}
+    assert kept == {"f0": champion.id}
+
+
+class _NoWorker:
+    """An executor the test never submits to (the outcome is applied directly)."""
+
+    def submit(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("no job expected")
+
+    def shutdown(self, *args: object, **kwargs: object) -> None:
+        return None
