@@ -56,7 +56,7 @@ from ares_stream.feed.gate import DROP, GAP, PASS, BackfillRequest, Gate, Item
 from ares_stream.learners.importance import river_coefficients
 from ares_stream.learners.online import OnlineLearner
 from ares_stream.learners.policies import learner_for
-from ares_stream.learners.scores import log_loss_one, prequential_p
+from ares_stream.learners.scores import RollingScores, log_loss_one, prequential_p
 
 if TYPE_CHECKING:
     from ares_stream.batch.learner import Blend
@@ -120,6 +120,8 @@ class SymbolState:
     model_loss: float = 0.0
     ensemble_loss: float = 0.0
     hits: int = 0
+    rolling: RollingScores | None = None  # river/booster/ensemble/baseline, last labels (metrics)
+    last_drift: int = 0  # event time of the last ADWIN drift (0: none yet)
 
 
 class BatchLearning(Protocol):
@@ -502,7 +504,7 @@ class Engine:
                        y_pred, bar.close, math.nan if p_booster is None else p_booster)
         st.predictions += 1
         self.sink.prediction(p)
-        st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded))
+        st.labels.push(x, bar.close, bar.ts_event, (y_pred, traded, p_booster))
         if self.broker is not None and bar.ts_event > self.gate.live_from.get(bar.symbol, 0):
             self.broker.on_bar(bar, math.nan if self.regression else
                                (traded if blocked else p_trade), blocked)
@@ -520,7 +522,7 @@ class Engine:
                  lag_ms=round((time.time_ns() - bar.ts_init) / 1e6, 2))
 
     def _learn(self, st: SymbolState, r: Any, bar: Bar) -> None:
-        y_pred, traded = r.payload
+        y_pred, traded, *booster = r.payload  # older checkpoints queued no booster
         if self.regression:
             y: float = r.forward_return
             loss = traded_loss = abs(y - y_pred)
@@ -528,6 +530,8 @@ class Engine:
             y = label = r.label
             loss = log_loss_one(y_pred, label)
             traded_loss = loss if traded == y_pred else log_loss_one(traded, label)
+            self._roll(st, label, {"river": y_pred, "booster": booster[0] if booster else None,
+                                   "ensemble": traded})
             self._baseline(st, label)
             st.hits += int((traded >= 0.5) == bool(label))
         st.labelled += 1
@@ -562,6 +566,12 @@ class Engine:
         else:
             self.batch.stop()
 
+    def _roll(self, st: SymbolState, label: int, probs: dict[str, float | None]) -> None:
+        """The rolling scores the metrics endpoint reads, over the learner's rolling window."""
+        if st.rolling is None:  # a fresh state, or one checkpointed before the rolling scores
+            st.rolling = RollingScores(st.learner.rolling_window)
+        st.rolling.update(label, {**probs, "baseline": prequential_p(st.base_ones, st.labelled)})
+
     def _baseline(self, st: SymbolState, y: int) -> None:
         """Prequential constant-probability baseline: the label frequency seen so far."""
         st.base_loss += log_loss_one(prequential_p(st.base_ones, st.labelled), y)
@@ -571,6 +581,7 @@ class Engine:
         d = DriftDetected(bar.symbol, bar.ts_event, bar.ts_init, "adwin", report.mean_before,
                           report.mean_after, report.samples_seen, report.action)
         self.counts["drifts"] += 1
+        st.last_drift = bar.ts_event
         self.sink.drift(d)
         if self.batch is not None:
             self.batch.on_drift(bar.symbol, bar.ts_event)

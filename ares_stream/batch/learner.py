@@ -128,6 +128,7 @@ class SymbolBatch:
     pool: OnlinePool = field(default_factory=OnlinePool)  # online learner vs refit, learned live
     last_x: dict[str, float] | None = None  # the features of the last bar blended (reasons)
     tuned: jobs.Tuned | None = None  # the last search's best: xgb_tuned in validations
+    decision: tuple[str, bool] | None = None  # the last validation's (challenger, promoted)
 
 
 class BatchLearner:
@@ -154,6 +155,7 @@ class BatchLearner:
         self.tune_every = _ns(config.tuning.every) if config.tuning.enabled else 0
         self.watch = featuredrift.Watch()
         self.feature_psi: dict[tuple[str, str], float] = {}  # (symbol, feature) -> last PSI
+        self.features_drifting: dict[str, int] = {}  # symbol -> drifted at the last check
         self.require_edge = config.trading.require_edge
         self.now = 0  # event time of the newest bar (submissions count apply_delay from it)
         self.symbols: dict[str, SymbolBatch] = {}
@@ -473,6 +475,7 @@ class BatchLearner:
         "features" and an early refit, as an upward ADWIN drift does (:meth:`on_drift`)."""
         self.counts["feature_checks"] += 1
         self.feature_psi.update({(p.symbol, r.feature): r.psi for r in results})
+        self.features_drifting[p.symbol] = sum(bool(r.drifted) for r in results)
         if featuredrift.record(self.registry.db, self.registry.run_id, p.symbol, p.submitted,
                                results, p.context["model_id"], self.config.drift,
                                self.watch):
@@ -515,6 +518,7 @@ class BatchLearner:
             _num(d.incumbent_loss), _num(d.improvement), _num(d.ci_low), _num(d.ci_high),
             d.margin, d.promote, d.reason, json.dumps([_fold_row(r) for r in out.results]))
         insert(self.registry.db, row)
+        sb.decision = (d.challenger, bool(d.promote))
         if out.selected is not None:
             self._record_selection(p.symbol, out.selected, ts,
                                    challenger_id if d.challenger == "xgb_selected" else None)

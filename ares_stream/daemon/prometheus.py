@@ -24,6 +24,9 @@ frame instead of a locked ``Histogram.observe``). The rest are ordinary metrics 
 happen: the fit duration histogram, model versions, equity, position, heartbeat and
 feed-connected gauges, and the health gauges (``ares_healthy``: 0 while the daemon is unhealthy —
 a stalled feed, or a checkpoint that failed; ``ares_checkpoint_failures``: failed in a row).
+The model-quality gauges (rolling log loss and accuracy per model, drift and champion ages, the
+last validation's decision, features drifting) are read from the engine at scrape time by
+:meth:`Metrics.observe_models` (:mod:`ares_stream.daemon.quality`).
 
 >>> m = Metrics()
 >>> m.observe_engine({"frames": 10, "rejected": 1, "feed_disconnected": 2}, {"BTCUSDT": 4})
@@ -41,6 +44,7 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiohttp import web
@@ -54,7 +58,11 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ares_stream.daemon.quality import ModelQuality
 from ares_stream.errors import AresError
+
+if TYPE_CHECKING:
+    from ares_stream.engine import Engine
 
 __all__ = ["DEFAULT_PORT", "FIT_BUCKETS", "LAG_BUCKETS", "LagHistogram", "Metrics",
            "MetricsError", "check_host"]
@@ -180,6 +188,8 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._totals = _EngineTotals()
         self.registry.register(self._totals)
+        self._quality = ModelQuality()
+        self.registry.register(self._quality)
         self._on_scrape: list[Callable[[], None]] = []
         self._runner: web.AppRunner | None = None
         reg = self.registry
@@ -220,6 +230,11 @@ class Metrics:
             totals.predictions = {s: int(n) for s, n in predictions.items()}
         if drifts is not None:
             totals.drifts = {s: int(n) for s, n in drifts.items()}
+
+    def observe_models(self, engine: Engine, now: int | None = None) -> None:
+        """Read the model-quality gauges from ``engine`` (ages at ``now``, Unix ns; default:
+        the wall clock). Call it at scrape time, beside :meth:`observe_engine`."""
+        self._quality.observe(engine, now)
 
     def on_scrape(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` at the start of every scrape (to hand over fresh engine totals)."""

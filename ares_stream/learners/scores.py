@@ -19,11 +19,13 @@ seen so far, ``(ones + ½) / (n + 1)`` — a constant model that never looks ahe
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["P_MAX", "P_MIN", "log_loss", "log_loss_one", "log_losses", "prequential_p",
-           "prequential_rate"]
+__all__ = ["P_MAX", "P_MIN", "RollingScores", "log_loss", "log_loss_one", "log_losses",
+           "prequential_p", "prequential_rate"]
 
 P_MIN, P_MAX = 1e-15, 1 - 1e-15  # River's LogLoss clamp
 _log = math.log
@@ -55,3 +57,50 @@ def prequential_rate(y: np.ndarray) -> np.ndarray:
     """:func:`prequential_p` before each row of ``y``, vectorised."""
     ones = np.concatenate(([0.0], np.cumsum(y)[:-1]))
     return np.asarray((ones + 0.5) / (np.arange(y.size) + 1.0), dtype=np.float64)
+
+
+class RollingScores:
+    """Log loss and accuracy (P >= 0.5 read as 1) of several forecasters over their last
+    ``window`` labels, O(1) per label: a ring of (loss, hit) and running sums per name. A NaN
+    probability (the forecaster had nothing to say) is not scored.
+
+    >>> r = RollingScores(window=2)
+    >>> for y, p in ((1, 0.9), (0, 0.9), (0, 0.2)):
+    ...     r.update(y, {"m": p, "none": math.nan})
+    >>> loss, acc = r.get("m"); round(loss, 6), acc, r.names
+    (1.262864, 0.5, ('m',))
+    """
+
+    def __init__(self, window: int = 1000) -> None:
+        self.window = window
+        self._ring: dict[str, deque[tuple[float, int]]] = {}
+        self._sums: dict[str, list[float]] = {}  # name -> [loss sum, hits]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The forecasters scored so far, in first-seen order."""
+        return tuple(self._ring)
+
+    def update(self, label: int, probs: Mapping[str, float | None]) -> None:
+        """Score each forecaster's P(label = 1) against ``label``."""
+        for name, p in probs.items():
+            if p is None or math.isnan(p):
+                continue
+            ring = self._ring.setdefault(name, deque())
+            sums = self._sums.setdefault(name, [0.0, 0.0])
+            loss, hit = log_loss_one(p, label), int((p >= 0.5) == bool(label))
+            ring.append((loss, hit))
+            sums[0] += loss
+            sums[1] += hit
+            if len(ring) > self.window:
+                old_loss, old_hit = ring.popleft()
+                sums[0] -= old_loss
+                sums[1] -= old_hit
+
+    def get(self, name: str) -> tuple[float, float]:
+        """(mean log loss, accuracy) of ``name`` over its window; NaNs before its first label."""
+        ring = self._ring.get(name)
+        if not ring:
+            return math.nan, math.nan
+        loss_sum, hits = self._sums[name]
+        return max(loss_sum, 0.0) / len(ring), hits / len(ring)

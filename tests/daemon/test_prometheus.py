@@ -7,6 +7,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,9 +16,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ares_stream.batch.learner import Pending
 from ares_stream.daemon.prometheus import LAG_BUCKETS, Metrics, MetricsError, check_host
 from ares_stream.errors import AresError
+from ares_stream.events import Trade
+from ares_stream.validation.drift import FeatureDrift
+from tests.batch.test_learner import DAY, WIN, _booster, _learner, _outcome, _validate
 from tests.conftest import until
+from tests.test_engine import config, run, trades
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -58,7 +65,9 @@ def test_scrape_exposes_every_metric_with_the_ares_prefix() -> None:
                      "ares_fit_duration_seconds", "ares_model_version", "ares_feature_psi",
                      "ares_equity",
                      "ares_position", "ares_heartbeat_timestamp_seconds", "ares_feed_connected",
-                     "ares_healthy", "ares_checkpoint_failures"}
+                     "ares_healthy", "ares_checkpoint_failures", "ares_rolling_log_loss",
+                     "ares_rolling_accuracy", "ares_drift_age_seconds", "ares_champion_age_seconds",
+                     "ares_validation_promoted", "ares_features_drifting"}
     got = samples(text)
     assert got[("ares_frames_total", ())] == 0
     assert got[("ares_feed_connected", ())] == 0
@@ -217,3 +226,81 @@ def test_feature_psi_gauge_per_symbol_and_feature() -> None:
     got = serving(test)
     assert got[("ares_feature_psi", (("feature", "flow_imb"), ("symbol", "BTCUSDT")))] == 0.31
     assert got[("ares_feature_psi", (("feature", "vol"), ("symbol", "BTCUSDT")))] == 0.02
+
+
+def _flipped_tape(n: int, start: int) -> list[Trade]:
+    """Trades whose price pattern differs from tests.test_engine's tape: the online loss drifts."""
+    out = []
+    for ident in range(start, start + n):
+        ts = (ident // 3) * 1_000_000_000 + (ident % 3) * 1000
+        price = 100.0 - (ident % 5) * 0.2 + (ident % 11) * 0.07
+        out.append(Trade("BTCUSDT", ts, ts + 5, ident, price, 1.0, ident % 2 == 1, True))
+    return out
+
+
+def test_model_quality_gauges_equal_the_engines_own_scores() -> None:
+    """After a fed engine, the rolling log loss and accuracy per model and the drift age scrape
+    back equal to the engine's own numbers (under one window: its whole-run means)."""
+    engine, _ = run(trades(3000) + _flipped_tape(3000, 3001), config(drift={"delta": 0.9},
+                                                                  learner={"rolling_window": 5000}))
+    st = engine.state["BTCUSDT"]
+    assert st.learner.n_drifts >= 1 and st.labelled < st.learner.rolling_window
+
+    async def test(metrics: Metrics, port: int) -> Samples:
+        metrics.on_scrape(lambda: metrics.observe_models(engine, now=engine.last_ts))
+        return samples((await scrape(port))[2])
+    got = serving(test)
+
+    def gauge(name: str, model: str) -> float:
+        return got[(name, (("model", model), ("symbol", "BTCUSDT")))]
+    n = st.labelled
+    assert gauge("ares_rolling_log_loss", "ensemble") == pytest.approx(st.ensemble_loss / n)
+    assert gauge("ares_rolling_log_loss", "baseline") == pytest.approx(st.base_loss / n)
+    assert gauge("ares_rolling_accuracy", "ensemble") == pytest.approx(st.hits / n)
+    assert gauge("ares_rolling_log_loss", "river") == pytest.approx(
+        st.learner.metrics()["logloss_rolling"])
+    assert not any(k[0] == "ares_rolling_log_loss" and ("model", "booster") in k[1] for k in got)
+    age = got[("ares_drift_age_seconds", (("symbol", "BTCUSDT"),))]
+    assert age == (engine.last_ts - st.last_drift) / 1e9 and age > 0
+
+
+def test_rolling_scores_forget_labels_older_than_the_window() -> None:
+    """Past the window the rolling log loss is the mean of the newest ``window`` labels only."""
+    engine, _ = run(trades(3000), config(learner={"rolling_window": 50}))
+    st = engine.state["BTCUSDT"]
+    metrics = Metrics()
+    metrics.observe_models(engine)
+    got = samples(metrics.exposition().decode())
+    assert st.rolling is not None and st.labelled > 50
+    key = ("ares_rolling_log_loss", (("model", "river"), ("symbol", "BTCUSDT")))
+    assert got[key] == pytest.approx(st.learner.metrics()["logloss_rolling"])
+    assert got[key] != pytest.approx(st.model_loss / st.labelled)
+
+
+def test_champion_validation_and_feature_drift_gauges(tmp_path: Path) -> None:
+    """The champion's age, the last validation's decision (challenger as a label) and the
+    features drifting scrape back from the batch learner's own state."""
+    learner, _ = _learner(tmp_path)
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.59, "xgb_refit": 0.55,
+                                      "champion": 0.60}, {"river": WIN, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    _validate(learner, 2 * DAY, _outcome({"prior": 0.60, "river": 0.59, "champion": 0.60},
+                                         {"river": WIN}))
+    done: Future[Any] = Future()
+    done.set_result([FeatureDrift("a", 0.9, 0.5, 100, 100, True, 0.25),
+                     FeatureDrift("b", 0.1, 0.1, 100, 100, False, 0.25)])
+    sb = learner.symbols["BTCUSDT"]
+    learner.pending.append(Pending("BTCUSDT", "features", done, 2 * DAY, 2 * DAY,
+                                   {"model_id": sb.champion.model_id if sb.champion else 0}))
+    learner.apply_due(2 * DAY)
+    engine, _ = run(trades(30))
+    engine.batch = learner
+    metrics = Metrics()
+    metrics.observe_models(engine, now=3 * DAY)
+    got = samples(metrics.exposition().decode())
+    learner.stop()
+    btc = (("symbol", "BTCUSDT"),)
+    assert sb.champion_since[-1][0] == DAY
+    assert got[("ares_champion_age_seconds", btc)] == 2 * DAY / 1e9
+    assert got[("ares_validation_promoted", (("challenger", "xgb_refit"), *btc))] == 0
+    assert got[("ares_features_drifting", btc)] == 1 == learner.features_drifting["BTCUSDT"]
