@@ -212,6 +212,18 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """``[alerts]``: webhooks told of drift, promotions, kill switches, unfilled gaps, lag
+    episodes and (re)starts (:mod:`ares_stream.daemon.alerts`)."""
+    webhooks: tuple[Any, ...] = ()  # each "https://..." (generic JSON) or a table: url or url_env,
+    # format ("json", "telegram", "slack", "discord"), chat_id or chat_id_env (telegram)
+    min_interval_s: float = 1.0  # least time between two POSTs to one webhook
+    dedup_s: float = 300.0  # the same kind and symbol within this is sent once (then counted)
+    max_per_minute: int = 6  # alerts of one kind sent per minute at most
+    timeout_s: float = 5.0  # a webhook's answer is awaited this long
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """``[store]``: where run databases live and how often rows are written."""
     dir: str = "state"  # where run databases live (relative to the working directory)
@@ -254,6 +266,7 @@ class Config:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     stress: StressConfig = field(default_factory=StressConfig)
@@ -350,6 +363,8 @@ def _section(current: Any, name: str, table: dict[str, Any], source: str) -> Any
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    if hint is Any:  # checked by its section's own rules (alerts.webhooks)
+        return value
     origin = typing.get_origin(hint)
     if origin is tuple:
         args = typing.get_args(hint)
@@ -435,6 +450,7 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.features.reference_max_lag_bars >= 1, "features.reference_max_lag_bars must be >= 1"),
         (bool(cfg.features.reference.strip()), "features.reference: a symbol, e.g. \"BTCUSDT\""),
         *_timeframe_checks(cfg),
+        *_alert_checks(cfg.alerts),
         (0 < cfg.stress.max_loss <= 1 and 0 < cfg.stress.max_drawdown <= 1,
          "stress.max_loss and stress.max_drawdown must be fractions in (0, 1]"),
         (cfg.stress.warmup_bars >= 1 and cfg.stress.windows >= 1,
@@ -454,6 +470,33 @@ def _validate(cfg: Config, source: str) -> None:
         problem = buffer_shortfall(cfg, interval)
         if problem:
             raise ConfigError(f"{source}: {problem}")
+
+
+ALERT_FORMATS = ("json", "telegram", "slack", "discord")
+_WEBHOOK_KEYS = {"url", "url_env", "format", "chat_id", "chat_id_env"}
+
+
+def _alert_checks(a: AlertsConfig) -> list[tuple[bool, str]]:
+    checks = [(a.min_interval_s >= 0 and a.dedup_s >= 0, "alerts.min_interval_s and dedup_s >= 0"),
+              (a.max_per_minute >= 1, "alerts.max_per_minute must be >= 1"),
+              (a.timeout_s > 0, "alerts.timeout_s must be > 0")]
+    for i, hook in enumerate(a.webhooks):
+        checks.append((_webhook_ok(hook), f"alerts.webhooks[{i}]: a URL string or a table of "
+                       f"url or url_env, format (one of {', '.join(ALERT_FORMATS)}), chat_id or "
+                       "chat_id_env (telegram needs one)"))
+    return checks
+
+
+def _webhook_ok(hook: Any) -> bool:
+    """A URL (masked in a stored config), or a table naming one and a known format."""
+    if isinstance(hook, str):
+        return hook == "***" or hook.startswith(("http://", "https://"))
+    if not isinstance(hook, dict) or not set(hook) <= _WEBHOOK_KEYS:
+        return False
+    url, fmt = hook.get("url"), hook.get("format", "json")
+    has_url = _webhook_ok(url) if url is not None else bool(hook.get("url_env"))
+    chat = hook.get("chat_id") or hook.get("chat_id_env")
+    return has_url and fmt in ALERT_FORMATS and (fmt != "telegram" or bool(chat))
 
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -514,8 +557,12 @@ def _check_task_model(cfg: Config, source: str) -> None:
 
 
 def as_dict(cfg: Config) -> dict[str, Any]:
-    """The config as plain data (for the ``runs`` table)."""
-    return dataclasses.asdict(cfg)
+    """The config as plain data (for the ``runs`` table); webhook URLs masked (secrets)."""
+    data = dataclasses.asdict(cfg)
+    data["alerts"]["webhooks"] = [
+        "***" if isinstance(h, str) else {**h, **({"url": "***"} if "url" in h else {})}
+        for h in cfg.alerts.webhooks]
+    return data
 
 
 STATE_KEYS = ("bars", "features", "labels", "learner", "drift.enabled", "drift.delta",

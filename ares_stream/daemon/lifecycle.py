@@ -62,7 +62,7 @@ from ares_stream import codec
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config, state_changes
-from ares_stream.daemon import counters, startup
+from ares_stream.daemon import alerts, counters, startup
 from ares_stream.daemon.ingest import Ingest, build_ingest
 from ares_stream.daemon.prometheus import Metrics
 from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
@@ -124,6 +124,7 @@ class Daemon:
         self._activity = (0, time.monotonic())  # (frames + notices seen, when that changed)
         self._reported_until = 0  # event time the last periodic report reached, ns
         self.lock: DatabaseLock | None = None  # one owner per database, from startup on
+        self.alerts: alerts.Alerts | None = None  # webhooks: hooked into the log events
 
     async def main(self) -> int:
         """The daemon's life: signals first, then startup, run and (always) shutdown; returns 0."""
@@ -141,6 +142,7 @@ class Daemon:
             finally:
                 await self.shutdown()
         finally:
+            await alerts.stop(self.alerts)
             await self._release_signals()
             if self.lock is not None:
                 self.lock.release()  # the database is closed: the next owner may take it
@@ -171,6 +173,7 @@ class Daemon:
             log.info("daemon_stopped", checkpoints=0, detail="before opening the database")
             return
         self.lock = DatabaseLock(self.options.db_path).acquire()  # held until main() returns
+        self.alerts = await alerts.start(self.config.alerts)  # from here on, events are alerted
         await self._start_metrics()
         db = open_db(self.options.db_path)
         self.reserve.keep()  # given back for the run's last row if the disk fills up
