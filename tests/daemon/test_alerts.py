@@ -208,6 +208,15 @@ def test_the_log_hook_alerts_logged_events_and_no_url_reaches_a_log_line() -> No
     assert "SECRETTOKEN" not in out.getvalue() and '"event": "something_odd"' in out.getvalue()
 
 
+def test_every_alerted_event_is_still_logged_somewhere() -> None:
+    """Each log event the hook turns into an alert is still logged by the package (a renamed
+    event would silently stop its alert)."""
+    package = Path(alerts.__file__).resolve().parents[1]
+    source = "\n".join(p.read_text() for p in package.rglob("*.py") if p.name != "alerts.py")
+    for event in alerts.EVENTS:
+        assert f'"{event}"' in source, f"nothing logs {event} any more"
+
+
 def test_webhooks_come_from_the_environment_and_are_validated() -> None:
     """url_env and chat_id_env read the environment; a bad entry is a config error naming it;
     a stored config masks every URL."""
@@ -235,8 +244,10 @@ DAEMON_CONFIG = """
 [bars]
 interval = "1s"
 [labels]
-horizon = 5
+horizon = 1
 threshold_bps = 1.0
+[drift]
+delta = 0.9             # on this tape the online loss drifts up (twice in a replay)
 [batch]
 enabled = false
 [metrics]
@@ -269,17 +280,23 @@ def checkpoints(db: Path) -> int:
         return 0
 
 
-def test_the_paper_daemon_alerts_its_start_and_its_restart(tape: Tape, tmp_path: Path) -> None:
-    """The paper daemon against the local exchange posts its start to both webhooks; killed
-    and started again it posts a start that says it resumed; its log never shows the URLs."""
+def test_the_paper_daemon_alerts_its_start_a_drift_and_its_restart(tape: Tape,
+                                                                  tmp_path: Path) -> None:
+    """The paper daemon against the local exchange posts its start and a drift of the online
+    loss to both webhooks; killed and started again it posts a start that says it resumed; its
+    log never shows the URLs."""
     with Receiver().running() as rx, exchange_in_thread(tape, rate=400, faults=Faults()) as urls:
         (tmp_path / "daemon.toml").write_text(DAEMON_CONFIG.format(tmp=tmp_path, url=rx.url))
 
         def starts() -> list[Any]:
             return [b for b in rx.bodies("/generic") if b["event"] == "start"]
+
+        def drifts() -> list[Any]:
+            return [b for b in rx.bodies("/generic") if b["event"] == "drift"]
         proc = paper_daemon(urls, tmp_path)
         try:
             wait_until(lambda: starts() or proc.poll() is not None, what="the start alert")
+            wait_until(lambda: drifts() or proc.poll() is not None, what="a drift alert")
             wait_until(lambda: checkpoints(tmp_path / "paper.db") > 0, what="a checkpoint")
             proc.kill()
             proc.wait(timeout=60)
@@ -293,6 +310,8 @@ def test_the_paper_daemon_alerts_its_start_and_its_restart(tape: Tape, tmp_path:
     assert [(b["mode"], b["resumed"]) for b in starts()] == [("paper", False), ("paper", True)], \
         err[-3000:]
     assert starts()[1]["text"].startswith("ares-stream start: mode=paper")
-    assert [b["text"][:18] for b in rx.bodies("/slack")] == ["ares-stream start:"] * 2
+    assert drifts()[0]["symbol"] == SYMBOL and drifts()[0]["action"]
+    assert any(b["text"].startswith(f"ares-stream drift {SYMBOL}: ") for b in rx.bodies("/slack"))
+    assert [b["text"][:18] for b in rx.bodies("/slack")].count("ares-stream start:") == 2
     assert rx.url not in err and "Traceback" not in err
     assert all(json.loads(line) for line in err.splitlines() if line.startswith("{"))
