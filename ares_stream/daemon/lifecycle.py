@@ -314,6 +314,7 @@ class Daemon:
         self.metrics.observe_engine(
             engine.counts, predictions={s: st.predictions for s, st in state},
             drifts={s: st.learner.n_drifts for s, st in state})
+        self.metrics.observe_models(engine)  # rolling scores, drift and champion ages
         for sym, st in state:
             self.metrics.set_model_version(sym, "river", st.learner.version)
         if isinstance(engine.batch, BatchLearner):

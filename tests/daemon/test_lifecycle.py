@@ -432,7 +432,8 @@ def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path) -> None:
     """Scraping the paper daemon's /metrics: frames, predictions, the engine lag histogram,
-    booster fit durations and model versions, equity — the values the daemon is living."""
+    booster fit durations and model versions, equity, the rolling log loss and accuracy of the
+    traded forecast — the values the daemon is living."""
     cfg = tmp_path / "daemon.toml"
     cfg.write_text(CONFIG.replace("enabled = false", "min_rows = 60\nupdate_rows = 60")
                    .format(recordings=tmp_path / "recordings"))
@@ -469,6 +470,9 @@ def test_metrics_endpoint_reports_the_running_daemon(tape: Tape, tmp_path: Path)
     assert got[("ares_model_version", (("kind", "booster"), ("symbol", SYMBOL)))] >= 1
     assert (("ares_model_version", (("kind", "river"), ("symbol", SYMBOL)))) in got
     assert got[("ares_equity", ())] > 0
+    ensemble = (("model", "ensemble"), ("symbol", SYMBOL))  # model quality, read at the scrape
+    assert 0 < got[("ares_rolling_log_loss", ensemble)] < 5
+    assert 0 <= got[("ares_rolling_accuracy", ensemble)] <= 1
 
 
 API_KEY = "ares-test-key-" + "k" * 40
