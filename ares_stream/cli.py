@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _models(models: argparse.ArgumentParser) -> None:
     """``models [list]`` and ``models prune``; ``--db``/``--symbol`` before or after the action."""
     _models_target(models, None)
-    action = models.add_subparsers(dest="models_command", metavar="{list,prune}")
+    action = models.add_subparsers(dest="models_command",
+                                   metavar="{list,prune,promote,rollback}")
     _models_target(action.add_parser("list", help="every model, oldest first (the default)"),
                    argparse.SUPPRESS)
     prune = action.add_parser("prune", help="delete the bytes of the boosters beyond the --keep "
@@ -399,6 +400,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     logs.configure(level="warning")
     db_path = _database(args.db)
     symbol = args.symbol.upper() if args.symbol else None
+    if args.models_command in ("promote", "rollback"):
+        return _decide(args, db_path)
     if args.models_command == "prune":  # it writes: not while a daemon owns the database
         with DatabaseLock(db_path):
             return _prune_models(args, Registry(open_db(db_path)), symbol)
@@ -407,6 +410,32 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{db_path}: no models yet")
         return 0
     print(registry.table(symbol))
+    return 0
+
+
+def _decide(args: argparse.Namespace, db_path: Path) -> int:
+    """``models promote ID`` / ``models rollback SYMBOL``: by this process, or by the daemon
+    that owns the database (batch/manual.py); 1 when the daemon did not answer in time."""
+    import getpass
+
+    from ares_stream.batch import manual
+    from ares_stream.features.families import feature_names
+    from ares_stream.store.lock import holder
+
+    rollback = args.models_command == "rollback"
+    d = manual.ManualDecision(
+        args.models_command, by=args.by or getpass.getuser(), why=args.why,
+        model_id=None if rollback else args.model_id,
+        symbol=args.rollback_symbol.upper() if rollback else None)
+    result = manual.decide(db_path, d, features=lambda db: set(feature_names(_run_config(db))),
+                           wait=args.wait)
+    if result is None:
+        print(f"queued: the daemon (pid {holder(db_path)}) owning {db_path} did not answer within"
+              f" {args.wait:g} s; it applies the request when it reads it", file=sys.stderr)
+        return 1
+    if not result.ok:
+        raise AresError(result.message)
+    print(result.message)
     return 0
 
 

@@ -56,9 +56,10 @@ from typing import Any
 import structlog
 
 from ares_stream import logs
-from ares_stream.batch import featuredrift, jobs, selecting, tuning, worker
+from ares_stream.batch import featuredrift, jobs, manual, selecting, tuning, worker
 from ares_stream.clock import ReplayClock
 from ares_stream.config import Config
+from ares_stream.errors import AresError
 from ares_stream.features.bars import parse_interval
 from ares_stream.features.families import feature_names
 from ares_stream.learners import booster as bst
@@ -71,7 +72,7 @@ from ares_stream.store.models import ModelPruned
 from ares_stream.store.selection import insert as insert_selection
 from ares_stream.store.tuning import insert as insert_tuning
 from ares_stream.store.tuning import optuna_path
-from ares_stream.store.validations import ValidationRow, insert, recent
+from ares_stream.store.validations import ValidationRow, insert, measured
 from ares_stream.validation import walkforward
 from ares_stream.validation.promotion import Edge
 
@@ -164,7 +165,7 @@ class BatchLearner:
         self.counts: dict[str, int] = {"trained": 0, "refits": 0, "warm_starts": 0,
                                        "refreshes": 0, "validations": 0, "promotions": 0,
                                        "skipped_busy": 0, "feature_checks": 0,
-                                       "feature_drifts": 0}
+                                       "feature_drifts": 0, "manual": 0}
         self.fits: deque[tuple[str, str, float]] = deque(maxlen=1000)  # (symbol, how, seconds)
 
     # -- inputs from the engine ---------------------------------------------------------------
@@ -504,14 +505,19 @@ class BatchLearner:
         d = out.decision
         self.counts["validations"] += 1
         sb.validations += 1
+        champ = p.context.get("champion")
+        superseded = _id(champ) != _id(sb.champion)  # a manual decision came while it ran
+        if superseded and d.promote:
+            d = dataclasses.replace(d, promote=False, reason=d.reason + " (not applied: a "
+                                    "manual decision changed the champion while it ran)")
         challenger_id = self._promote(sb, p, out, ts) if d.promote else None
         if d.promote and challenger_id is None:
             d = dataclasses.replace(d, promote=False,
                                     reason=d.reason + " (skipped: the candidate was pruned)")
-        self._remeasure(sb, out.summary, out.edges, d.challenger, ts, promoted=d.promote)
+        self._remeasure(sb, out.summary, out.edges, d.challenger, ts, promoted=d.promote,
+                        champion=not superseded)
         if out.refit is not None and not (d.promote and d.challenger == "xgb_refit"):
             self._adopt_refit(sb, p.symbol, out, ts)
-        champ = p.context.get("champion")
         row = ValidationRow(
             self.registry.run_id, p.symbol, ts, d.challenger, challenger_id, d.incumbent,
             champ.model_id if champ is not None else None, d.folds, _num(d.challenger_loss),
@@ -535,14 +541,18 @@ class BatchLearner:
                  folds=len(s.folds), seconds=round(chosen.seconds, 3))
 
     def _remeasure(self, sb: SymbolBatch, summary: dict[str, dict[str, float]],
-                   edges: dict[str, Edge], challenger: str, ts: int, *, promoted: bool) -> None:
-        """Each traded model's own skill and edge from a validation (module docstring)."""
+                   edges: dict[str, Edge], challenger: str, ts: int, *, promoted: bool,
+                   champion: bool = True) -> None:
+        """Each traded model's own skill and edge from a validation (module docstring); the
+        champion's only when it measured the champion there is now (``champion``)."""
         def gain(name: str) -> float:
             return _gain(summary, name)
 
         for name in ("river", "lineage"):  # recipes and policies measured afresh every time
             if name in edges:
                 sb.skill[name], sb.edge[name] = gain(name), edges[name]
+        if not champion:
+            return
         if promoted:
             source = challenger
         elif sb.champion is not None and summary.get("current", {}).get("folds", 0.0) >= 3:
@@ -647,10 +657,9 @@ class BatchLearner:
         """After a restart: each model's skill and edge from the symbol's latest stored
         validation (its fold rows), as :meth:`_remeasure` found them — the signal does not wait a
         whole validation period to trade again."""
-        last = recent(self.registry.db, symbol, limit=1)
-        if not last:
+        v, manual_since = measured(self.registry.db, symbol)
+        if v is None:
             return
-        v = last[0]
         results = [walkforward.FoldResult.from_row(r) for r in json.loads(v.fold_table)]
         summary = walkforward.summary_by_candidate(results)
         edges = jobs.edges_of(results, confidence=self.cfg.edge_confidence,
@@ -658,7 +667,38 @@ class BatchLearner:
         promoted = v.promoted and sb.champion is not None and (
             v.challenger_id == sb.champion.model_id)
         sb.validations = 1
-        self._remeasure(sb, summary, edges, v.challenger, v.ts_event, promoted=promoted)
+        self._remeasure(sb, summary, edges, v.challenger, v.ts_event, promoted=promoted,
+                        champion=not manual_since)  # a manual champion: unmeasured yet
+
+    def manual(self, d: manual.ManualDecision, ts: int) -> manual.Answer:
+        """Apply a manual decision now (between frames): the champion changes in memory and in
+        the registry, is recorded in ``validations``, trades on nothing until a validation
+        measures it — one is submitted at once (:mod:`ares_stream.batch.manual`)."""
+        try:
+            choice = manual.choose(self.registry, d)
+            tb = self.registry.load_booster(choice.model.id)
+        except (manual.ManualError, AresError) as exc:
+            return manual.Answer(False, str(exc))
+        missing = sorted(set(tb.features) - set(self.features))
+        if missing:
+            return manual.Answer(False, f"model {choice.model.id} uses features this daemon "
+                                 f"does not compute: {', '.join(missing)}")
+        sb = self._symbol(choice.symbol)
+        manual.apply(self.registry, d, choice, ts)
+        blob = jobs.to_blob(tb, choice.model.id)
+        sb.champion, sb.champion_tb = blob, tb
+        sb.champion_since.append((ts, blob))
+        del sb.champion_since[:-_TIMELINE]
+        sb.skill["champion"] = 0.0  # unmeasured: no weight, no edge until a validation
+        sb.edge.pop("champion", None)
+        sb.earned = None
+        sb.decision = (f"manual_{d.action}", True)
+        self.counts["manual"] += 1
+        if not self.replay and "validate" not in sb.busy:
+            self.submit_validation(choice.symbol, ts)
+        return manual.Answer(True, f"model {choice.model.id} is the champion of "
+                             f"{choice.symbol} (was {choice.replaced}); it trades once a "
+                             "validation measures its edge", choice.model.id, choice.replaced)
 
     def flush(self) -> None:
         """Write every symbol's buffered samples."""
@@ -677,6 +717,10 @@ class BatchLearner:
         for sb in self.symbols.values():
             sb.buffer.flush()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _id(blob: jobs.Blob | None) -> int | None:
+    return None if blob is None else blob.model_id
 
 
 def _gain(summary: dict[str, dict[str, float]], name: str) -> float:

@@ -59,6 +59,7 @@ import numpy as np
 import structlog
 
 from ares_stream import codec
+from ares_stream.batch import manual
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config, state_changes
@@ -428,7 +429,8 @@ class Daemon:
         async with backfiller if backfiller is not None else contextlib.nullcontext():
             pump = asyncio.create_task(self.ingest.run(), name="ingest")
             helpers = [asyncio.create_task(self._checkpointer(), name="checkpoints"),
-                       asyncio.create_task(self._watchdog(pump), name="watchdog")]
+                       asyncio.create_task(self._watchdog(pump), name="watchdog"),
+                       asyncio.create_task(self._requests(), name="requests")]
             if self.extra_tasks is not None:
                 helpers += [asyncio.create_task(c) for c in self.extra_tasks(self)]
             if self.options.duration is not None:
@@ -493,6 +495,36 @@ class Daemon:
         if seen != self._activity[0]:
             self._activity = (seen, time.monotonic())
         return not pump.done() and time.monotonic() - self._activity[1] <= STALL_AFTER
+
+    async def _requests(self) -> None:
+        """Manual decisions (``ares-stream models promote / rollback``) left in the database's
+        requests directory, applied between frames and answered (``batch/manual.py``)."""
+        while True:
+            await asyncio.sleep(manual.POLL_S)
+            for path, request in manual.pending(self.options.db_path):
+                self.answer_request(path, request)
+
+    def answer_request(self, path: Path, request: manual.ManualDecision | Exception) -> None:
+        """Apply one request and write its answer (a failure to write it is logged, not raised)."""
+        assert self.ingest is not None
+        engine = self.ingest.engine
+        if isinstance(request, Exception):
+            result = manual.Answer(False, str(request))
+        elif not isinstance(engine.batch, BatchLearner):
+            result = manual.Answer(False, "batch learning is off in this daemon: it has no "
+                                   "boosters to promote")
+        else:
+            try:
+                result = engine.batch.manual(request, engine.last_ts or time.time_ns())
+            except Exception as exc:  # the database refused the write (a full disk …)
+                result = manual.Answer(False, f"could not apply it: {exc}")
+        if not result.ok:
+            log.warning("manual_decision_refused", request=path.stem, reason=result.message)
+        try:
+            manual.answer(path, result)
+        except OSError as exc:
+            log.error("manual_decision_unanswered", request=path.stem, error=str(exc))
+            path.unlink(missing_ok=True)  # never applied twice
 
     async def _checkpointer(self) -> None:
         while True:

@@ -313,6 +313,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX feature_selection_symbol ON feature_selection(symbol, ts_event);
     """,
+    # 11: manual decisions (ares-stream models promote / rollback) are validations rows too:
+    # who made them (the reason says why); NULL for the promotion gate's own decisions.
+    """
+    ALTER TABLE validations ADD COLUMN decided_by TEXT;
+    """,
 ]
 
 

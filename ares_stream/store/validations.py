@@ -19,7 +19,7 @@ import sqlite_utils
 _COLUMNS = (
     "run_id, symbol, ts_event, challenger, challenger_id, incumbent, incumbent_id, folds, "
     "challenger_loss, incumbent_loss, improvement, ci_low, ci_high, margin, promoted, reason, "
-    "fold_table"
+    "fold_table, decided_by"
 )
 
 
@@ -44,6 +44,7 @@ class ValidationRow:
     promoted: bool
     reason: str
     fold_table: str  # JSON rows
+    decided_by: str | None = None  # who made a manual decision; None: the promotion gate
 
 
 def insert(db: sqlite_utils.Database, row: ValidationRow) -> int:
@@ -66,8 +67,26 @@ def recent(db: sqlite_utils.Database, symbol: str | None = None,
 
 
 def promotions(db: sqlite_utils.Database, symbol: str) -> list[tuple[int, int]]:
-    """(event time, model id) of every promotion of a symbol, oldest first."""
+    """(event time, model id) of every promotion of a symbol, manual ones included, in the order
+    they were made."""
     rows = db.conn.execute(
         "SELECT ts_event, challenger_id FROM validations WHERE symbol = ? AND promoted = 1 "
-        "AND challenger_id IS NOT NULL ORDER BY ts_event, id", [symbol]).fetchall()
+        "AND challenger_id IS NOT NULL ORDER BY id", [symbol]).fetchall()
     return [(int(t), int(m)) for t, m in rows]
+
+
+def measured(db: sqlite_utils.Database, symbol: str) -> tuple[ValidationRow | None, bool]:
+    """The symbol's newest decision of the promotion gate (a manual one measures nothing), and
+    whether a manual decision came after it (its champion measurement is then not the current
+    champion's)."""
+    rows = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM validations WHERE symbol = ? AND decided_by IS NULL "
+        "ORDER BY id DESC LIMIT 1", [symbol]).fetchall()
+    if not rows:
+        return None, False
+    gate = replace(ValidationRow(*rows[0]), promoted=bool(rows[0][14]))
+    later = db.conn.execute(
+        "SELECT 1 FROM validations WHERE symbol = ? AND decided_by IS NOT NULL AND id > "
+        "(SELECT MAX(id) FROM validations WHERE symbol = ? AND decided_by IS NULL)",
+        [symbol, symbol]).fetchone()
+    return gate, later is not None

@@ -25,6 +25,7 @@ from ares_stream.learners import booster as bst
 from ares_stream.learners.ensemble import OnlinePool, ensemble
 from ares_stream.learners.registry import Registry
 from ares_stream.replay import run_replay
+from ares_stream.store import validations
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 from ares_stream.validation import promotion as gate
@@ -442,4 +443,45 @@ def test_what_blend_trades_and_what_blocked_says_agree(tmp_path: Path) -> None:
     sb.skill["champion"], sb.edge["champion"] = 0.03, gate.edge(LOSE)
     b = learner.blend("BTCUSDT", {"a": 0.1, "b": 0.2}, 0.4)
     assert math.isnan(b.trade) == bool(b.blocked) and b.blocked.startswith("no validated edge")
+    learner.stop()
+
+
+def test_a_manual_champion_trades_only_once_a_validation_measures_it(tmp_path: Path) -> None:
+    """``models promote`` in a running learner: the champion changes at once, with no weight and
+    no edge until a validation measures it on its own rows; a validation that was running
+    meanwhile (it measured the champion before) promotes nothing."""
+    from ares_stream.batch import manual
+
+    learner, _ = _learner(tmp_path)
+    _validate(learner, DAY, _outcome({"prior": 0.60, "river": 0.61, "xgb_refit": 0.55,
+                                      "champion": 0.60}, {"river": LOSE, "xgb_refit": WIN},
+                                     promote="xgb_refit", refit=_booster()))
+    sb = learner.symbols["BTCUSDT"]
+    assert learner.blocked("BTCUSDT") == "" and sb.champion is not None
+    before = sb.champion.model_id
+    rec = learner.registry.add_booster("BTCUSDT", jobs.from_blob(_booster(1)), created=DAY)
+    running: Future[Any] = Future()
+    running.set_result(_outcome({"prior": 0.60, "river": 0.61, "xgb_refit": 0.50},
+                                {"river": LOSE, "xgb_refit": WIN}, promote="xgb_refit",
+                                refit=_booster(2)))
+    stale = Pending("BTCUSDT", "validate", running, DAY + 1, DAY + 1,
+                    {"champion": sb.champion, "candidate": None})
+    answer = learner.manual(manual.ManualDecision("promote", "ops", "why", model_id=rec.id),
+                            DAY + 2)
+    assert answer.ok and (answer.model_id, answer.replaced) == (rec.id, before)
+    assert sb.champion is not None and sb.champion.model_id == rec.id
+    assert learner.registry.champion("BTCUSDT").id == rec.id  # type: ignore[union-attr]
+    assert learner.skills("BTCUSDT")[1] == 0.0
+    assert "not validated since it was loaded" in learner.blocked("BTCUSDT")
+    learner.pending.append(stale)
+    learner.apply_due(DAY + 3)
+    assert sb.champion.model_id == rec.id
+    last = validations.recent(learner.registry.db, "BTCUSDT", limit=1)[0]
+    assert not last.promoted and "not applied: a manual decision" in last.reason
+    _validate(learner, DAY + 4, _outcome({"prior": 0.60, "river": 0.61, "current": 0.56},
+                                         {"river": LOSE, "current": WIN}))
+    assert learner.skills("BTCUSDT")[1] == pytest.approx(0.04)
+    assert learner.blocked("BTCUSDT") == ""
+    refused = learner.manual(manual.ManualDecision("promote", "ops", "why", model_id=999), DAY)
+    assert not refused.ok and "no model with id 999" in refused.message
     learner.stop()
