@@ -162,6 +162,20 @@ def _models(models: argparse.ArgumentParser) -> None:
                        "batch.keep_models)")
     prune.add_argument("--config", type=Path,
                        help="config of batch.keep_models (default: the database's latest run's)")
+    for name, target, what in (
+            ("promote", "model_id", "make model ID its symbol's champion"),
+            ("rollback", "rollback_symbol", "put back the champion the current one replaced")):
+        act = action.add_parser(name, help=f"{what}; recorded in validations with who and why; "
+                                "a running daemon applies it without a restart")
+        _models_target(act, argparse.SUPPRESS)
+        if name == "promote":
+            act.add_argument(target, type=int, metavar="ID", help="the booster's model id")
+        else:
+            act.add_argument(target, metavar="SYMBOL", help="the symbol to roll back")
+        act.add_argument("--why", required=True, help="the reason, recorded with the decision")
+        act.add_argument("--by", help="who decides (default: the user running the command)")
+        act.add_argument("--wait", type=float, default=30.0, metavar="S",
+                         help="seconds to wait for a running daemon's answer (default 30)")
     once = prune.add_mutually_exclusive_group()
     once.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
     once.add_argument("--vacuum", action="store_true", help="then shrink the file (VACUUM): "
