@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--symbol", help="only this symbol")
     explain.add_argument("--last", type=int, default=5, help="versions of the lineage whose "
                          "ranks are shown (default: 5)")
+    compare = sub.add_parser("compare", help="two runs (PATH or PATH:RUN_ID) or two models "
+                             "(--db DB ID_A ID_B) side by side: loss, trading, fold tables")
+    compare.add_argument("a", metavar="A", help="a run database (its newest run), PATH:RUN_ID, "
+                         "or a model id with --db")
+    compare.add_argument("b", metavar="B", help="the other run or model id")
+    compare.add_argument("--db", type=Path, help="the database of two model ids")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
     validate = sub.add_parser("validate", help="re-validate the models of a database now")
     validate.add_argument("--db", type=Path, help="database (default: the newest under state/)")
     validate.add_argument("--symbol", help="only this symbol")
@@ -403,6 +410,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``ares-stream compare``: two runs or two models side by side, as text or JSON."""
+    from ares_stream.report.compare import main_compare
+
+    return main_compare(args.a, args.b, args.db, args.json)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """``ares-stream models [list]``: print the model registry of a database (or of one symbol);
     ``models prune``: delete the bytes of the boosters past the newest of each symbol."""
@@ -640,7 +654,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
-            "validate": cmd_validate, "explain": cmd_explain, "status": cmd_status,
+            "validate": cmd_validate, "explain": cmd_explain, "compare": cmd_compare,
+            "status": cmd_status,
             "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report,
             "stress": cmd_stress, "tune": cmd_tune}
 
