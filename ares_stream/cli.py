@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="heartbeat, feed health, models, positions, PnL")
     status.add_argument("--db", type=Path, help="database (default: state/live.db or paper.db)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    monitor = sub.add_parser("monitor", help="a read-only live dashboard of a database in the "
+                             "browser: equity, models' log loss, drift, decisions, feed health")
+    monitor.add_argument("--db", type=Path, help="database (default: state/live.db or paper.db)")
+    monitor.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                         "127.0.0.1, this machine only)")
+    monitor.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any)")
     explain = sub.add_parser("explain", help="what a model uses: its features ranked by mean "
                              "|SHAP| and gain share, and their ranks across its last versions")
     explain.add_argument("--db", type=Path, help="database (default: the newest under state/)")
@@ -399,6 +405,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return main_status(args.db, args.json)
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """``ares-stream monitor``: serve the live dashboard of a database until Ctrl-C."""
+    from ares_stream.monitor.server import main_monitor
+    from ares_stream.status import default_db
+
+    return main_monitor(default_db() if args.db is None else args.db, args.host, args.port)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """``ares-stream explain``: the importance ranking of a model (or each symbol's champion)."""
     from ares_stream.report.explain import explain
@@ -655,7 +669,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
             "validate": cmd_validate, "explain": cmd_explain, "compare": cmd_compare,
-            "status": cmd_status,
+            "status": cmd_status, "monitor": cmd_monitor,
             "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report,
             "stress": cmd_stress, "tune": cmd_tune}
 

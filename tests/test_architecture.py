@@ -25,6 +25,7 @@ FLOORS: list[set[str]] = [
     {"batch", "trading"},
     {"engine"},
     {"runtime", "report", "status"},
+    {"monitor"},  # ares-stream monitor: the live dashboard, reading store/ only
     {"replay", "daemon"},
     {"sim"},
     {"stress"},  # ares-stream stress: the engine over simulated and historical scenarios
