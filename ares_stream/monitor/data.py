@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ares_stream.learners.scores import log_losses, prequential_rate
 from ares_stream.store import monitor as sql
 from ares_stream.store import status as st
 
-__all__ = ["MAX_DRAWN", "POINTS", "ROLLING", "poll", "rolling_mean", "snapshot"]
+__all__ = ["MAX_DRAWN", "POINTS", "ROLLING", "Extent", "poll", "rolling_mean", "snapshot"]
 
 POINTS = 2000  # newest bars (equity marks; labelled predictions per symbol) on each chart
 ROLLING = 200  # labelled predictions in the rolling log loss
@@ -42,6 +43,35 @@ MAX_DRAWN = 1000  # points sent per chart series (evenly thinned, the newest alw
 ROWS = 20  # rows of each table (fills, drift events, decisions)
 HOUR_NS = 3600 * 10**9
 MODELS = {"online": 2, "booster": 3, "forecast": 4}  # name -> column of labelled_tail
+
+
+@dataclass
+class Extent:
+    """The worst drawdown and the number of a run's equity marks, carried from one snapshot to
+    the next so that each reads only the marks written since (a year of bars is not rescanned
+    at every bar). Starts over when the run or its first mark changes."""
+
+    run_id: int | None = None
+    first_ts: int | None = None
+    newest: int | None = None
+    max_drawdown: float | None = None
+    rows: int = 0
+
+    def update(self, conn: Any, run_id: int | None) -> dict[str, Any]:
+        """Read the marks after :attr:`newest`; the run's first mark and its figures so far."""
+        after = self.newest if run_id == self.run_id else None
+        seen = sql.equity_since(conn, run_id, after)
+        if after is not None and seen["first_ts"] != self.first_ts:  # another file: read it all
+            after, seen = None, sql.equity_since(conn, run_id, None)
+        if after is None:
+            self.run_id, self.first_ts, self.max_drawdown, self.rows = (
+                run_id, seen["first_ts"], None, 0)
+        if seen["rows"]:
+            worst = [w for w in (self.max_drawdown, seen["max_drawdown"]) if w is not None]
+            self.max_drawdown = max(worst) if worst else None
+            self.rows += seen["rows"]
+            self.newest = seen["newest"]
+        return seen
 
 
 def poll(db_path: str | Path) -> tuple[Any, ...] | str:
@@ -54,23 +84,26 @@ def poll(db_path: str | Path) -> tuple[Any, ...] | str:
         return str(exc)
 
 
-def snapshot(db_path: str | Path, now_ns: int | None = None) -> dict[str, Any]:
+def snapshot(db_path: str | Path, now_ns: int | None = None,
+             extent: Extent | None = None) -> dict[str, Any]:
     """Everything the page shows; ``state`` is ``live``, ``waiting`` (no database or no run
-    yet: ``reason`` says which) or ``error`` (a file that cannot be read: ``reason``)."""
+    yet: ``reason`` says which) or ``error`` (a file that cannot be read: ``reason``).
+    ``extent``, kept by the caller between snapshots, spares re-reading old equity marks."""
     base = {"db": str(db_path), "now_ns": time.time_ns() if now_ns is None else now_ns}
     try:
         with st.open_readonly(db_path) as conn:
             run = st.latest_run(conn)
             if run is None:
                 return {**base, "state": "waiting", "reason": "no run in the database yet"}
-            return {**base, "state": "live", "reason": "", **_read(conn, run)}
+            return {**base, "state": "live", "reason": "",
+                    **_read(conn, run, Extent() if extent is None else extent)}
     except st.MissingDatabase:
         return {**base, "state": "waiting", "reason": f"{db_path}: no database there yet"}
     except AresError as exc:
         return {**base, "state": "error", "reason": str(exc)}
 
 
-def _read(conn: Any, run: dict[str, Any]) -> dict[str, Any]:
+def _read(conn: Any, run: dict[str, Any], extent: Extent) -> dict[str, Any]:
     """The sections of a database that has a run."""
     symbols = sql.symbols(conn, run["id"])
     bars = [{"symbol": s, **sql.newest_bar(conn, run["id"], s)} for s in symbols]
@@ -81,7 +114,7 @@ def _read(conn: Any, run: dict[str, Any]) -> dict[str, Any]:
         "run": {**_ns(run, "started_at", "ended_at"), "symbols": symbols},
         "last_bar": None if newest is None else _ns(max(bars, key=lambda b: b["ts_event"]),
                                                     "ts_event"),
-        "pnl": _pnl(st.equity_summary(conn), eq_run),
+        "pnl": None if eq_run is None else _pnl(extent.update(conn, eq_run), extent, marks),
         "equity": _equity(marks),
         "loss": _losses(sorted((r for s in symbols for r in sql.labelled_tail(
             conn, run["id"], s, POINTS + ROLLING)), key=lambda r: r[0])),
@@ -109,14 +142,14 @@ def _ns(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {f"{k}_ns" if k in keys else k: v for k, v in row.items()}
 
 
-def _pnl(eq: dict[str, Any] | None, run_id: int | None) -> dict[str, Any] | None:
-    if eq is None:
-        return None
-    start, last = eq["first"]["equity"], eq["last"]
-    return {"run_id": run_id, "ts_event_ns": last["ts_event"], "equity": last["equity"],
-            "start_equity": start, "return": last["equity"] / start - 1 if start else None,
-            "drawdown": last["drawdown"], "max_drawdown": eq["max_drawdown"],
-            "fees": last["fees"], "marks": eq["rows"]}
+def _pnl(seen: dict[str, Any], extent: Extent, marks: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """The equity card: the newest mark against the run's first, the worst drawdown."""
+    ts, equity, drawdown, fees = marks[-1]
+    start = seen["first_equity"]
+    return {"run_id": extent.run_id, "ts_event_ns": ts, "equity": equity, "start_equity": start,
+            "return": equity / start - 1 if start else None, "drawdown": drawdown,
+            "max_drawdown": max(extent.max_drawdown or 0.0, drawdown), "fees": fees,
+            "marks": extent.rows}
 
 
 def _lag(row: dict[str, Any] | None) -> dict[str, Any] | None:

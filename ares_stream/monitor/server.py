@@ -51,6 +51,7 @@ class Dashboard:
         self._snapshot: dict[str, Any] = {}
         self._payload = b""
         self._version = 0
+        self._extent = data.Extent()  # equity marks already read, across snapshots
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -100,7 +101,7 @@ class Dashboard:
         marks = await asyncio.to_thread(data.poll, self.db_path)
         if self._version and marks == self._marks:
             return False
-        snap = await asyncio.to_thread(data.snapshot, self.db_path)
+        snap = await asyncio.to_thread(data.snapshot, self.db_path, None, self._extent)
         self._version += 1
         self._marks, self._snapshot = marks, {**snap, "version": self._version}
         body = json.dumps(self._snapshot, separators=(",", ":"))

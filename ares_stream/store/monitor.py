@@ -23,9 +23,9 @@ from typing import Any
 
 from ares_stream.store.status import _HEALTH_KINDS, _INCIDENT_TIME, _dicts, _one
 
-__all__ = ["drift_tail", "equity_tail", "feature_checks", "feature_drift_latest", "feed_counts",
-           "fills_tail", "labelled_tail", "latest_candidates", "marks", "newest_bar", "symbols",
-           "validations_tail"]
+__all__ = ["drift_tail", "equity_since", "equity_tail", "feature_checks", "feature_drift_latest",
+           "feed_counts", "fills_tail", "labelled_tail", "latest_candidates", "marks",
+           "newest_bar", "symbols", "validations_tail"]
 
 # tables whose newest row id says that something was added to them
 _GROWING = ("drift_events", "validations", "fills", "feed_health", "signal_gate", "models")
@@ -88,6 +88,20 @@ def equity_tail(conn: sqlite3.Connection, limit: int) -> tuple[int | None, list[
     rows = conn.execute("SELECT ts_event, equity, drawdown, fees FROM equity WHERE run_id IS ? "
                         "ORDER BY ts_event DESC LIMIT ?", (run_id, limit)).fetchall()
     return run_id, rows[::-1]
+
+
+def equity_since(conn: sqlite3.Connection, run_id: int | None,
+                 after: int | None) -> dict[str, Any]:
+    """Run ``run_id``'s first equity mark (``first_ts``, ``first_equity``) and, over its marks
+    after event time ``after`` (all when None): the worst drawdown, how many and the newest
+    time. Primary-key range reads: a caller that remembers ``newest`` reads each mark once."""
+    first = conn.execute("SELECT ts_event, equity FROM equity WHERE run_id IS ? "
+                         "ORDER BY ts_event LIMIT 1", (run_id,)).fetchone() or (None, None)
+    worst, rows, newest = conn.execute(
+        "SELECT MAX(drawdown), COUNT(*), MAX(ts_event) FROM equity WHERE run_id IS ? "
+        "AND ts_event > ?", (run_id, -1 if after is None else after)).fetchone()
+    return {"first_ts": first[0], "first_equity": first[1], "max_drawdown": worst,
+            "rows": int(rows), "newest": newest}
 
 
 def fills_tail(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:

@@ -134,13 +134,18 @@ async def next_snapshot(stream: aiohttp.StreamReader) -> dict[str, Any]:
 
 def test_the_snapshot_endpoint_returns_the_runs_figures(replayed: Path) -> None:
     """``/api/snapshot`` carries the run's equity, champion, decisions, drift, fills and every
-    model's rolling log loss as the database holds them."""
+    model's rolling log loss as the database holds them; the file and its folder are left
+    exactly as they were (nothing written, no -wal/-shm or lock file made)."""
+    before = (replayed.read_bytes(), sorted(p.name for p in replayed.parent.iterdir()))
     with running(replayed) as dash:
         snap = asyncio.run(get_json(dash.url + "api/snapshot"))
+    assert (replayed.read_bytes(), sorted(p.name for p in replayed.parent.iterdir())) == before
     assert snap["state"] == "live" and snap["run"]["symbols"] == ["SIMUSDT"]
     (equity, ts), = sql(replayed, "SELECT equity, ts_event FROM equity ORDER BY ts_event DESC "
                         "LIMIT 1")
     assert snap["pnl"]["equity"] == pytest.approx(equity) and snap["pnl"]["ts_event_ns"] == ts
+    (worst, marks), = sql(replayed, "SELECT MAX(drawdown), COUNT(*) FROM equity")
+    assert (snap["pnl"]["max_drawdown"], snap["pnl"]["marks"]) == (worst, marks)
     assert 0 < len(snap["equity"]["t"]) <= data.MAX_DRAWN
     assert snap["equity"]["t"][-1] == ts / 1e9
     champions = sql(replayed, "SELECT id FROM models WHERE status = 'champion'")
@@ -178,6 +183,7 @@ def test_an_event_stream_client_gets_a_new_bar_within_five_seconds(db: Path) -> 
     assert first["state"] == "live" and second["version"] > first["version"]
     assert second["last_bar"]["ts_event_ns"] == ts and second["pnl"]["equity"] == 12345.67
     assert second["equity"]["t"][-1] == ts / 1e9
+    assert second["pnl"]["marks"] == first["pnl"]["marks"] + 1  # read on from the last mark
     assert took < 5.0, f"the update took {took:.2f} s"
 
 
