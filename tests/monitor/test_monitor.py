@@ -165,7 +165,8 @@ def test_the_snapshot_endpoint_returns_the_runs_figures(replayed: Path) -> None:
 
 def test_an_event_stream_client_gets_a_new_bar_within_five_seconds(db: Path) -> None:
     """A client of ``/api/events`` first gets the current snapshot, then, within 5 s of a new
-    bar written to the database (default poll period), a snapshot that shows it."""
+    bar written to the database (default poll period) while a writer holds it open as a daemon
+    does (read through its WAL), a snapshot that shows it."""
 
     async def watch(url: str) -> tuple[dict[str, Any], dict[str, Any], float, int]:
         timeout = aiohttp.ClientTimeout(total=DEADLINE_S)
@@ -178,13 +179,39 @@ def test_an_event_stream_client_gets_a_new_bar_within_five_seconds(db: Path) -> 
             second = await asyncio.wait_for(next_snapshot(resp.content), DEADLINE_S)
             return first, second, time.monotonic() - written, ts
 
-    with running(db) as dash:
-        first, second, took, ts = asyncio.run(watch(dash.url))
+    daemon = sqlite3.connect(db)  # the file stays open in WAL mode, as a running daemon's
+    try:
+        assert daemon.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        daemon.execute("SELECT COUNT(*) FROM runs").fetchone()
+        assert Path(f"{db}-wal").exists()
+        with running(db) as dash:
+            first, second, took, ts = asyncio.run(watch(dash.url))
+    finally:
+        daemon.close()
     assert first["state"] == "live" and second["version"] > first["version"]
     assert second["last_bar"]["ts_event_ns"] == ts and second["pnl"]["equity"] == 12345.67
     assert second["equity"]["t"][-1] == ts / 1e9
     assert second["pnl"]["marks"] == first["pnl"]["marks"] + 1  # read on from the last mark
     assert took < 5.0, f"the update took {took:.2f} s"
+
+
+def test_feature_drift_shows_the_newest_checks_features_above_threshold(db: Path) -> None:
+    """Of each symbol's feature-drift checks only the newest is shown: its features above their
+    threshold, largest PSI first, and how many of how many drifted."""
+    (run, symbol, ts), = sql(db, "SELECT run_id, symbol, MAX(ts_event) FROM predictions")
+    rows = [(ts - 60, "ret_1", 0.9, 1), (ts, "ret_1", 0.05, 0), (ts, "vol_10", 0.4, 1),
+            (ts, "flow_1", 0.7, 1)]
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany("INSERT INTO feature_drift (run_id, symbol, ts_event, feature, psi, ks, "
+                         "reference_rows, recent_rows, threshold, drifted) VALUES (?, ?, ?, ?, "
+                         "?, 0.1, 900, 300, 0.25, ?)", [(run, symbol, *r) for r in rows])
+    conn.close()
+    snap = data.snapshot(db)["feature_drift"]
+    assert [(f["feature"], f["psi"]) for f in snap["drifted"]] == [("flow_1", 0.7),
+                                                                   ("vol_10", 0.4)]
+    assert [(c["ts_event_ns"], c["drifted"], c["features"]) for c in snap["checks"]] \
+        == [(ts, 2, 3)]
 
 
 def test_a_missing_database_says_waiting_until_it_appears(replayed: Path,
