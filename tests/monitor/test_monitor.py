@@ -237,6 +237,37 @@ def test_a_missing_database_says_waiting_until_it_appears(replayed: Path,
     assert live["state"] == "live" and live["pnl"]["equity"] > 0
 
 
+def test_it_follows_a_replay_as_it_writes(tmp_path: Path) -> None:
+    """Watching a file that a replay (another process) creates and writes: waiting, then live
+    snapshots as it goes, never an error from reading beside the writer, and at the end the
+    figures of the finished run."""
+    write_recording(tmp_path / "sim.gz", seconds=3600, seed=5)
+    path = tmp_path / "replay.db"
+
+    async def watch(url: str) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        timeout = aiohttp.ClientTimeout(total=DEADLINE_S * 2)
+        async with aiohttp.ClientSession(timeout=timeout) as http, \
+                http.get(url + "api/events") as resp:
+            seen.append(await next_snapshot(resp.content))
+            replay = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ares_stream.cli", "replay", str(tmp_path / "sim.gz"),
+                "--config", str(DEMO), "--db", str(path), "--quiet", "--no-report",
+                cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL)
+            while (seen[-1].get("run") or {}).get("status") != "finished":
+                seen.append(await next_snapshot(resp.content))
+            assert await replay.wait() == 0
+        return seen
+
+    with running(path, poll_s=0.05) as dash:
+        seen = asyncio.run(watch(dash.url))
+    assert seen[0]["state"] == "waiting"
+    assert [s["reason"] for s in seen if s["state"] not in ("waiting", "live")] == []
+    (equity,), = sql(path, "SELECT equity FROM equity ORDER BY ts_event DESC LIMIT 1")
+    assert seen[-1]["pnl"]["equity"] == pytest.approx(equity)
+    assert seen[-1]["pnl"]["marks"] == sql(path, "SELECT COUNT(*) FROM equity")[0][0]
+
+
 def test_a_database_without_a_run_says_waiting(tmp_path: Path) -> None:
     """A database made by a daemon that has not started its run yet: waiting, "no run"."""
     from ares_stream.store.db import open_db
