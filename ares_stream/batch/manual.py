@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ares_stream.learners.registry import ModelRecord, Registry
 
 __all__ = ["ACTIONS", "POLL_S", "Answer", "ManualDecision", "ManualError", "answer", "apply",
-           "choose", "decide", "inbox", "pending", "requests_dir", "submit", "wait_answer"]
+           "choose", "decide", "pending", "requests_dir", "submit", "wait_answer"]
 
 log = structlog.get_logger("ares_stream.batch")
 
@@ -209,8 +209,9 @@ def requests_dir(db_path: str | Path) -> Path:
 
 def submit(db_path: str | Path, d: ManualDecision) -> ManualDecision:
     """Leave ``d`` for the daemon that owns ``db_path``; returns it with its request id. The file
-    appears whole (written aside, then renamed) and is readable by the directory's owner only —
-    the daemon's user, who made it (:func:`inbox`); root's request is handed to that user."""
+    appears whole (written aside, then renamed) and is readable by its owner only; root's
+    request (and the directory, if root made it) is handed to the database file's owner — the
+    daemon's user."""
     folder = requests_dir(db_path)
     folder.mkdir(mode=0o700, exist_ok=True)
     d = ManualDecision(**{**asdict(d), "id": uuid.uuid4().hex})
@@ -218,18 +219,12 @@ def submit(db_path: str | Path, d: ManualDecision) -> ManualDecision:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(asdict(d), f)
-    owner = folder.stat()
+    owner = Path(db_path).stat()
     if os.geteuid() == 0 and owner.st_uid != 0:  # root asking the service user's daemon
+        os.chown(folder, owner.st_uid, owner.st_gid)
         os.chown(tmp, owner.st_uid, owner.st_gid)
     tmp.rename(folder / f"{d.id}.json")
     return d
-
-
-def inbox(db_path: str | Path) -> Path:
-    """The requests directory, made by the daemon at start (so its user owns it, mode 0700)."""
-    folder = requests_dir(db_path)
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
 
 
 def pending(db_path: str | Path) -> Iterator[tuple[Path, ManualDecision | ManualError]]:

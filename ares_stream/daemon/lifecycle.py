@@ -499,10 +499,6 @@ class Daemon:
     async def _requests(self) -> None:
         """Manual decisions (``ares-stream models promote / rollback``) left in the database's
         requests directory, applied between frames and answered (``batch/manual.py``)."""
-        try:
-            manual.inbox(self.options.db_path)
-        except OSError as exc:
-            log.warning("manual_requests_unavailable", error=str(exc))
         while True:
             await asyncio.sleep(manual.POLL_S)
             for path, request in manual.pending(self.options.db_path):
