@@ -228,7 +228,8 @@ class StoreConfig:
     """``[store]``: where run databases live and how often rows are written."""
     dir: str = "state"  # where run databases live (relative to the working directory)
     flush_rows: int = 2000  # rows buffered before a write transaction
-    flush_seconds: float = 1.0  # live: longest time a row waits (a crash loses at most this)
+    flush_seconds: float = 1.0  # live: predictions and drift events reach the file this often
+    # (what a restart writes again identically; the rest at each checkpoint); 0: at checkpoints
     watchdog_failures: int = 3  # checkpoints failed in a row before the systemd watchdog starves
 
 

@@ -84,7 +84,7 @@ log = structlog.get_logger("ares_stream.daemon.lifecycle")
 
 ExtraTasks = Callable[["Daemon"], list[Coroutine[Any, Any, None]]]
 
-NEVER = 2**62  # flush_rows of the daemon's run store: rows are written at checkpoints only
+NEVER = 2**62  # flush_rows of the daemon's run store: rows are written on its timers only
 STALL_AFTER = 120.0  # seconds without a frame or a connection attempt: unhealthy, no WATCHDOG
 REPORT_TIMEOUT = 280.0  # seconds a periodic report may take (the clock abandons a job at 300)
 
@@ -190,6 +190,7 @@ class Daemon:
         self.ingest.checkpoint = self.try_checkpoint  # backfill and catch-up checkpoint as they go
         self.ingest.engine.log_bars = True
         if ckpt is not None:
+            self.store.discard_after(ckpt.ts_event)  # written early: they come again
             self._restore(ckpt)
         self._wire_metrics()
         if self.live_broker is not None:  # the exchange is the truth: adopt balances, orders
@@ -430,7 +431,8 @@ class Daemon:
             pump = asyncio.create_task(self.ingest.run(), name="ingest")
             helpers = [asyncio.create_task(self._checkpointer(), name="checkpoints"),
                        asyncio.create_task(self._watchdog(pump), name="watchdog"),
-                       asyncio.create_task(self._requests(), name="requests")]
+                       asyncio.create_task(self._requests(), name="requests"),
+                       asyncio.create_task(self._flusher(), name="flusher")]
             if self.extra_tasks is not None:
                 helpers += [asyncio.create_task(c) for c in self.extra_tasks(self)]
             if self.options.duration is not None:
@@ -525,6 +527,21 @@ class Daemon:
         except OSError as exc:
             log.error("manual_decision_unanswered", request=path.stem, error=str(exc))
             path.unlink(missing_ok=True)  # never applied twice
+
+    async def _flusher(self) -> None:
+        """Rows a restart writes again identically go to the database every
+        ``store.flush_seconds`` (readers see each bar that soon); the rest at checkpoints. A
+        failure here is left to the next checkpoint, which reports it."""
+        every = self.config.store.flush_seconds
+        if every <= 0 or every >= self.options.checkpoint_every:
+            return
+        while True:
+            await asyncio.sleep(every)
+            if self.store is not None and not self.checkpoint_failures:
+                try:
+                    self.store.flush_early()
+                except Exception as exc:  # the checkpoint tells the failure
+                    log.debug("early_flush_failed", error=str(exc))
 
     async def _checkpointer(self) -> None:
         while True:

@@ -1,8 +1,10 @@
 """The run store: a batched writer of predictions, outcomes, drift events and feed health.
 
 It is the engine's sink. Rows wait in memory lists and go to SQLite in one ``executemany``
-transaction when ``flush_rows`` rows are waiting (and, live, on the daemon's flush timer), so a
-crash loses at most the rows of one flush interval and never corrupts the file (WAL).
+transaction when ``flush_rows`` rows are waiting (and, live, at each checkpoint, with the rows a
+restart writes again identically every ``store.flush_seconds``: :meth:`RunStore.flush_early`),
+so a crash loses at most the rows after the checkpoint, which the restart writes again, and never
+corrupts the file (WAL).
 
 >>> from ares_stream.store.db import open_db
 >>> store = RunStore(open_db(":memory:"), mode="replay", config={}, sources=["x.gz"])
@@ -137,6 +139,35 @@ class RunStore:
         self._predictions.clear()
         self._outcomes.clear()
         self._other.clear()
+
+    def flush_early(self) -> None:
+        """Live, between checkpoints: write the rows that a restart from the last checkpoint
+        writes again identically — predictions and their outcomes (``OR REPLACE``), drift events
+        and coefficient readings (:meth:`discard_after` drops the ones after the checkpoint a
+        restart resumes from) — so readers (``monitor``, ``status``) see each bar within
+        ``store.flush_seconds``. Feed incidents wait for the checkpoint (the feed does not
+        repeat them)."""
+        early = [(sql, row) for sql, row in self._other if sql is not _INSERT_HEALTH]
+        if not (self._predictions or self._outcomes or early):
+            return
+        write_batches(self.db, [(_INSERT_PREDICTION, self._predictions),
+                                (_UPDATE_OUTCOME, self._outcomes),
+                                *((sql, [row]) for sql, row in early)])
+        self._predictions.clear()
+        self._outcomes.clear()
+        self._other = [(sql, row) for sql, row in self._other if sql is _INSERT_HEALTH]
+
+    def discard_after(self, ts_event: int) -> int:
+        """On resuming from a checkpoint at ``ts_event``: delete the run's drift events and
+        coefficient readings after it, written early (:meth:`flush_early`) — the engine detects
+        and reads them again from the checkpoint's state. Returns the rows deleted."""
+        conn = self.db.conn
+        with conn:  # the feature check's events are the batch side's, written at once: kept
+            n = conn.execute("DELETE FROM drift_events WHERE run_id = ? AND ts_event > ? AND "
+                             "detector != 'features'", (self.run_id, ts_event)).rowcount
+            n += conn.execute("DELETE FROM learner_coefficients WHERE run_id = ? AND "
+                              "ts_event > ?", (self.run_id, ts_event)).rowcount
+        return n
 
     def abandon(self, reason: str) -> bool:
         """The storage failed: mark the run ``failed`` with ``reason``, writing nothing else (the
