@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                          "127.0.0.1, this machine only)")
     monitor.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any)")
+    monitor.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # the daemon's
     explain = sub.add_parser("explain", help="what a model uses: its features ranked by mean "
                              "|SHAP| and gain share, and their ranks across its last versions")
     explain.add_argument("--db", type=Path, help="database (default: the newest under state/)")
@@ -410,7 +411,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from ares_stream.monitor.server import main_monitor
     from ares_stream.status import default_db
 
-    return main_monitor(default_db() if args.db is None else args.db, args.host, args.port)
+    return main_monitor(default_db() if args.db is None else args.db, args.host, args.port,
+                        args.parent_pid)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

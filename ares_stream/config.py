@@ -212,6 +212,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """``[monitor]``: the live dashboard (``ares-stream monitor``) served beside the daemon, in a
+    process of its own that reads the database read-only (it never slows the daemon's loop)."""
+    enabled: bool = False  # the daemon starts the dashboard on its database, and stops it
+    host: str = "127.0.0.1"  # this machine only, unless told otherwise
+    port: int = 8080  # the paper unit uses another port (two daemons on one host); 0: any
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     """``[alerts]``: webhooks told of drift, promotions, kill switches, unfilled gaps, lag
     episodes and (re)starts (:mod:`ares_stream.daemon.alerts`)."""
@@ -268,6 +277,7 @@ class Config:
     trading: TradingConfig = field(default_factory=TradingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     stress: StressConfig = field(default_factory=StressConfig)
@@ -452,6 +462,7 @@ def _validate(cfg: Config, source: str) -> None:
         (bool(cfg.features.reference.strip()), "features.reference: a symbol, e.g. \"BTCUSDT\""),
         *_timeframe_checks(cfg),
         *_alert_checks(cfg.alerts),
+        (0 <= cfg.monitor.port <= 65535, "monitor.port must be 0-65535"),
         (0 < cfg.stress.max_loss <= 1 and 0 < cfg.stress.max_drawdown <= 1,
          "stress.max_loss and stress.max_drawdown must be fractions in (0, 1]"),
         (cfg.stress.warmup_bars >= 1 and cfg.stress.windows >= 1,

@@ -64,6 +64,7 @@ from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config, as_dict, load_config, state_changes
 from ares_stream.daemon import alerts, counters, startup
+from ares_stream.daemon.dashboard import Dashboard
 from ares_stream.daemon.ingest import Ingest, build_ingest
 from ares_stream.daemon.prometheus import Metrics
 from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
@@ -126,6 +127,8 @@ class Daemon:
         self._reported_until = 0  # event time the last periodic report reached, ns
         self.lock: DatabaseLock | None = None  # one owner per database, from startup on
         self.alerts: alerts.Alerts | None = None  # webhooks: hooked into the log events
+        self.dashboard: Dashboard | None = None  # [monitor] enabled: its child process
+        self._dashboard_start: asyncio.Task[str | None] | None = None
 
     async def main(self) -> int:
         """The daemon's life: signals first, then startup, run and (always) shutdown; returns 0."""
@@ -143,11 +146,19 @@ class Daemon:
             finally:
                 await self.shutdown()
         finally:
+            await self._stop_dashboard()
             await alerts.stop(self.alerts)
             await self._release_signals()
             if self.lock is not None:
                 self.lock.release()  # the database is closed: the next owner may take it
         return 0
+
+    async def _stop_dashboard(self) -> None:
+        if self._dashboard_start is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._dashboard_start
+        if self.dashboard is not None:
+            await self.dashboard.stop()
 
     async def _start_failed(self, exc: BaseException) -> None:
         """Start-up failed after the lock (a taken metrics port, an exchange refusing a live
@@ -198,6 +209,9 @@ class Daemon:
         self.ingest.catch_up_due = ckpt is not None  # from the cursor, even before a frame
         self._schedule_reports()
         self._count_feed()
+        if self.config.monitor.enabled:  # its own process; READY does not wait for it
+            self.dashboard = Dashboard(self.config.monitor, self.options.db_path)
+            self._dashboard_start = asyncio.create_task(self.dashboard.start())
         ready_after = startup.process_age()
         self.notifier.ready(f"{self.options.mode}: run {self.store.run_id} started")
         self.store.health("", 0, time.time_ns(), "startup", 0,

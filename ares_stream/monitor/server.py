@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ from ares_stream.monitor import data
 __all__ = ["POLL_S", "Dashboard", "main_monitor", "serve"]
 
 POLL_S = 1.0  # seconds between two polls of the database
+PARENT_CHECK_S = 1.0  # how often a daemon's dashboard checks that the daemon lives
 KEEPALIVE_S = 15.0  # an SSE comment this often: a vanished client is noticed, proxies stay open
 STATIC = Path(__file__).with_name("static")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -167,12 +169,15 @@ def _offer(client: asyncio.Queue[bytes | None], item: bytes | None) -> None:
 
 
 async def serve(db_path: str | Path, *, host: str = "127.0.0.1", port: int = 8080,
-                poll_s: float = POLL_S, out: TextIO = sys.stdout) -> int:
-    """Serve the dashboard of ``db_path`` until SIGINT or SIGTERM; 0."""
+                poll_s: float = POLL_S, out: TextIO = sys.stdout,
+                parent: int | None = None) -> int:
+    """Serve the dashboard of ``db_path`` until SIGINT or SIGTERM — or, given the ``parent``
+    pid (the daemon that started it), until that process is gone; 0."""
     dashboard = Dashboard(db_path, host=host, port=port, poll_s=poll_s)
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    orphan = None if parent is None else asyncio.create_task(_orphaned(parent, stop))
     try:
         url = await dashboard.start()
         print(f"dashboard: {url}", file=out)
@@ -182,12 +187,22 @@ async def serve(db_path: str | Path, *, host: str = "127.0.0.1", port: int = 808
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if orphan is not None:
+            orphan.cancel()
         await dashboard.stop()
     return 0
 
 
-def main_monitor(db_path: str | Path, host: str, port: int) -> int:
+async def _orphaned(parent: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the process is no longer ``parent``'s child (it died, even by SIGKILL:
+    the orphan is re-parented)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_CHECK_S)
+    stop.set()
+
+
+def main_monitor(db_path: str | Path, host: str, port: int, parent: int | None = None) -> int:
     """The body of ``ares-stream monitor``; a user's error raises :class:`AresError`."""
     if not 0 <= port <= 65535:
         raise AresError(f"--port must be 0-65535, got {port}")
-    return asyncio.run(serve(db_path, host=host, port=port))
+    return asyncio.run(serve(db_path, host=host, port=port, parent=parent))
