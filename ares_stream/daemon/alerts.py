@@ -1,8 +1,9 @@
 """Alerts without Prometheus: the daemon's notable events POSTed as JSON to webhooks.
 
 The events: a drift event (``drift_detected``: the loss's ADWIN or the features' PSI), a
-promotion (``model_promoted``), a kill switch (``kill_switch_tripped``), a gap that stayed
-unfilled (``feed_gap``), a lag episode (``engine_lagging``) and a (re)start (``daemon_started``).
+promotion (``model_promoted``), a manual promotion or rollback, with who and why
+(``manual_decision``), a kill switch (``kill_switch_tripped``), a gap that stayed unfilled
+(``feed_gap``), a lag episode (``engine_lagging``) and a (re)start (``daemon_started``).
 One hook sees them all: :meth:`Alerts.processor`, a structlog processor the daemon puts in the
 chain (after the redaction, before the renderer) — where an event is logged it is alerted, with
 no other edit. Anything else may call :meth:`Alerts.notify` (from any thread).
@@ -52,6 +53,7 @@ FORMATS = ("json", "telegram", "slack", "discord")
 EVENTS = {  # log event -> alert kind
     "drift_detected": "drift", "model_promoted": "promotion", "kill_switch_tripped": "kill_switch",
     "feed_gap": "gap", "engine_lagging": "lag", "daemon_started": "start",
+    "manual_decision": "manual",
 }
 QUEUE = 100  # alerts waiting per webhook; more are dropped (counted)
 _NOT_FIELDS = {"event", "level", "timestamp", "logger", "symbol"}
