@@ -2,7 +2,8 @@
 """Project tasks needing nothing but Python 3.11 and pip: ``python3 tasks.py TASK [args]``.
 
     demo                     the paper daemon against the simulated exchange (README)
-    test [PYTEST ARGS]       ruff + mypy + the whole suite (what CI runs)
+    test [PYTEST ARGS]       ruff + mypy + the whole suite on two workers (what CI runs;
+                             -n 0: in one process)
     test --latest            the same in .venv-latest, built from the newest releases that
                              pyproject.toml allows: a coming break shows before the lock moves
     test --under-load        the suite --runs times (3) while --burners (2) CPU-bound processes
@@ -37,6 +38,7 @@ LOCK = ROOT / "requirements.lock"  # the runtime: what a deployment installs
 DEV_LOCK = ROOT / "requirements-dev.lock"  # the runtime's exact pins + the dev tools
 BUILD = "setuptools>=68"  # pyproject's build backend, pinned in both locks (--no-build-isolation)
 PYTHON = "3.11"  # the oldest Python we support: the locks resolve for it on every platform
+WORKERS = 2  # pytest-xdist processes of `test` (-n 0: the suite in one process)
 
 
 def bin_dir(env: Path) -> Path:
@@ -153,7 +155,9 @@ def test(args: list[str]) -> None:
     opts, pytest_args = ap.parse_known_args(args)
     env = ensure_latest() if opts.latest else ensure_venv()
     lint([], env)
-    pytest = [str(bin_dir(env) / "pytest"), *pytest_args]
+    workers = [] if any(a.startswith(("-n", "--numprocesses")) for a in pytest_args) \
+        else ["-n", str(WORKERS)]
+    pytest = [str(bin_dir(env) / "pytest"), *workers, *pytest_args]
     if opts.under_load:
         sys.exit(under_load(pytest, runs=opts.runs, burners=opts.burners))
     run(pytest)

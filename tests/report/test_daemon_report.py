@@ -45,7 +45,9 @@ def test_paper_daemon_writes_a_report_every_period(tmp_path: Path) -> None:
     assert len(re.findall(r"report_written", stderr)) == len(written)
     first, second = (p.read_text(encoding="utf-8") for p in written[:2])
     for page in (first, second):
-        assert page.count("data:image/png;base64,") == 4 and "feed-health" in page
+        drawn = set(re.findall(r'<img id="fig-([a-z_]+)"', page))  # what the period holds
+        assert {"equity", "price", "learners", "feed_health"} <= drawn, drawn
+        assert page.count("data:image/png;base64,") == len(drawn) and "feed-health" in page
     assert "from 20" in second and "from 20" not in first  # the second starts where one ended
     assert (tmp_path / "report.html").is_file()  # and the end-of-run report of --feed sim
 
