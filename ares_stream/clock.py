@@ -17,6 +17,7 @@ once), never run a job concurrently with itself, and survive a failing job: it i
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
 from collections.abc import Callable
@@ -65,10 +66,18 @@ class ReplayClock:
     first runs one interval after it starts). A jump over several periods runs the job once and
     counts the skipped periods in ``missed``. Time never goes backwards: an older ``now_ns`` runs
     nothing.
+
+    The jobs wait in a heap on (next time, registration order): an ``advance`` costs O(log n) per
+    job due and O(1) when none is, however many jobs there are (a job per symbol and kind: two
+    thousand with a thousand symbols). A replaced job's entry stays in the heap, stale, and is
+    dropped when it surfaces.
     """
 
     def __init__(self) -> None:
         self._jobs: dict[str, _ReplayJob] = {}
+        self._heap: list[tuple[int, int, int, _ReplayJob]] = []  # (next_ns, order, seq, job)
+        self._unanchored: list[_ReplayJob] = []  # waiting for the first advance
+        self._seq = 0  # ties of stale and live entries never compare jobs
         self._now: int | None = None
         self.stats: dict[str, dict[str, int]] = {}
 
@@ -83,8 +92,12 @@ class ReplayClock:
         if start_ns is None and self._now is not None:
             start_ns = self._now + interval_ns
         order = self._jobs[name].order if name in self._jobs else len(self._jobs)
-        self._jobs[name] = _ReplayJob(name, interval_ns, func, order, start_ns or 0,
-                                      anchored=start_ns is not None)
+        job = self._jobs[name] = _ReplayJob(name, interval_ns, func, order, start_ns or 0,
+                                            anchored=start_ns is not None)
+        if job.anchored:
+            self._push(job)
+        else:
+            self._unanchored.append(job)
         self.stats.setdefault(name, _new_stats())
 
     def advance(self, now_ns: int) -> int:
@@ -92,14 +105,35 @@ class ReplayClock:
         if self._now is not None and now_ns < self._now:
             return 0
         self._now = now_ns
-        for job in self._jobs.values():
-            if not job.anchored:
-                job.next_ns, job.anchored = now_ns + job.interval_ns, True
-        due = sorted((j for j in self._jobs.values() if j.next_ns <= now_ns),
-                     key=lambda j: (j.next_ns, j.order))
+        if self._unanchored:
+            self._anchor(now_ns)
+        heap = self._heap
+        if not heap or heap[0][0] > now_ns:
+            return 0
+        due = []
+        while heap and heap[0][0] <= now_ns:
+            job = heapq.heappop(heap)[3]
+            if self._live(job):
+                due.append(job)
         for job in due:
             self._run(job, now_ns)
+            if self._live(job):  # not replaced while it ran
+                self._push(job)
         return len(due)
+
+    def _anchor(self, now_ns: int) -> None:
+        for job in self._unanchored:
+            job.next_ns, job.anchored = now_ns + job.interval_ns, True
+            if self._live(job):
+                self._push(job)
+        self._unanchored.clear()
+
+    def _live(self, job: _ReplayJob) -> bool:
+        return self._jobs.get(job.name) is job
+
+    def _push(self, job: _ReplayJob) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (job.next_ns, job.order, self._seq, job))
 
     def _run(self, job: _ReplayJob, now_ns: int) -> None:
         behind = (now_ns - job.next_ns) // job.interval_ns

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from ares_stream.clock import LiveClock, ReplayClock
 from tests.conftest import until
@@ -233,3 +237,103 @@ def test_live_job_blocked_past_grace_is_missed() -> None:
     clock, _ = run_live(setup, lambda c: c.stats["b_victim"]["missed"] >= 1, misfire_grace_s=1.0)
     assert clock.stats["b_victim"]["missed"] >= 1
     assert clock.stats["a_block"]["runs"] >= 1
+
+
+# ---------------------------------------------------------------- replay: the heap
+
+
+class ScanClock:
+    """The reference: the replay clock as it was, scanning every job on every advance."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, list] = {}  # name -> [interval, func, order, next, anchored]
+        self.now: int | None = None
+        self.stats: dict[str, dict[str, int]] = {}
+
+    def every(self, name: str, interval: int, func: Callable[[int], None], *,
+              start_ns: int | None = None) -> None:
+        if start_ns is None and self.now is not None:
+            start_ns = self.now + interval
+        order = self.jobs[name][2] if name in self.jobs else len(self.jobs)
+        self.jobs[name] = [interval, func, order, start_ns or 0, start_ns is not None]
+        self.stats.setdefault(name, {"runs": 0, "missed": 0, "failed": 0})
+
+    def advance(self, now: int) -> int:
+        if self.now is not None and now < self.now:
+            return 0
+        self.now = now
+        for j in self.jobs.values():
+            if not j[4]:
+                j[3], j[4] = now + j[0], True
+        due = sorted(((n, j) for n, j in self.jobs.items() if j[3] <= now),
+                     key=lambda nj: (nj[1][3], nj[1][2]))
+        for name, j in due:
+            behind = (now - j[3]) // j[0]
+            j[3] += (behind + 1) * j[0]
+            st = self.stats[name]
+            st["runs"], st["missed"] = st["runs"] + 1, st["missed"] + behind
+            try:
+                j[1](now)
+            except Exception:
+                st["failed"] += 1
+        return len(due)
+
+
+def play(clock: ScanClock | ReplayClock, script: list[tuple]) -> tuple[list, list, dict]:
+    """Run a script of ("every", name, interval, start, fails) and ("advance", now) steps on
+    ``clock``; what ran (in order), what each advance returned, the stats."""
+    ran: list[tuple[str, int]] = []
+    counts = []
+
+    def job(name: str, fails: bool) -> Callable[[int], None]:
+        def run(now: int) -> None:
+            ran.append((name, now))
+            if fails:
+                raise ValueError(name)
+        return run
+
+    for step in script:
+        if step[0] == "every":
+            _, name, interval, start, fails = step
+            clock.every(name, interval, job(name, fails), start_ns=start)
+        else:
+            counts.append(clock.advance(step[1]))
+    return ran, counts, clock.stats
+
+
+STEP = st.one_of(
+    st.tuples(st.just("every"), st.sampled_from([f"j{i}" for i in range(12)]),
+              st.integers(1, 50), st.none() | st.integers(0, 300), st.booleans()),
+    st.tuples(st.just("advance"), st.integers(0, 600)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STEP, max_size=60))
+def test_replay_clock_equals_the_scan_on_any_schedule(script: list[tuple]) -> None:
+    """On any schedule of registrations (new, replaced, anchored or not, failing) and advances
+    (forwards, repeated, backwards), the heap runs what the scan ran, in its order, with its
+    counts and stats."""
+    with capture_logs():
+        assert play(ReplayClock(), script) == play(ScanClock(), script)
+
+
+def test_replay_clock_equals_the_scan_with_thousands_of_jobs() -> None:
+    """Three thousand jobs (two per symbol, as the batch learner registers them, some added and
+    replaced mid-replay) over a thousand random advances: the same runs as the scan."""
+    rng = random.Random(21)
+    script: list[tuple] = []
+    for i in range(3000):
+        start = None if i % 3 else rng.randrange(0, 10_000)
+        script.append(("every", f"s{i // 2}-{i % 2}", rng.randrange(50, 5_000), start, i % 97 == 0))
+    now = 0
+    for k in range(1000):
+        now += rng.choice((0, 1, 7, 30, 400))
+        script.append(("advance", now if k % 50 else now - 5))
+        if k % 100 == 0:
+            i = rng.randrange(3000)
+            script.append(("every", f"s{i // 2}-{i % 2}", rng.randrange(50, 5_000), None, False))
+    with capture_logs():
+        ran, counts, stats = play(ReplayClock(), script)
+        assert (ran, counts, stats) == play(ScanClock(), script)
+    assert len(ran) > 10_000  # the schedule really ran jobs
