@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--db", type=Path, help="state database (default: state/<mode>.db)")
     run.add_argument("--symbols", help="comma-separated symbols (or feed.symbols in config)")
     run.add_argument("--streams", help="comma-separated streams per symbol")
+    run.add_argument("--shard", metavar="K/N", help="serve only shard K of N of the symbols "
+                     "(a stable hash split): its own database state/<mode>-shardKofN.db, metrics "
+                     "and dashboard ports + K-1 (docs/deploy.md: shards)")
     run.add_argument("--checkpoint-every", type=float, default=5.0, help="seconds")
     run.add_argument("--duration", type=float, help="stop after this many (wall) seconds")
     run.add_argument("--quiet", action="store_true", help="log warnings only")
@@ -75,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     _models(sub.add_parser("models", help="list (the default) or prune the model registry of "
                            "a database"))
     status = sub.add_parser("status", help="heartbeat, feed health, models, positions, PnL")
-    status.add_argument("--db", type=Path, help="database (default: state/live.db or paper.db)")
+    status.add_argument("--db", type=Path, action="append", help="database (default: "
+                        "state/live.db or paper.db); repeat it for several (shards): each one's "
+                        "line and their totals")
+    status.add_argument("--shards", type=Path, nargs="?", const=Path("state"), metavar="DIR",
+                        help="every shard database (<mode>-shard<K>of<N>.db) in DIR (default "
+                        "state/): each one's line and their totals")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     monitor = sub.add_parser("monitor", help="a read-only live dashboard of a database in the "
                              "browser: equity, models' log loss, drift, decisions, feed health")
@@ -316,6 +324,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_sim(args)
     cfg = _needs_symbols(_config(args), "run")
     mode = "live" if args.live else "paper"
+    cfg, db_name = _shard(cfg, args, mode)
     if mode == "live" and not cfg.trading.live:
         raise AresError("live trading needs three things: --live, `live = true` under [trading] "
                         "in the config file, and the API key in ARES_API_KEY / ARES_API_SECRET "
@@ -325,11 +334,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ares_stream.trading.credentials import load_credentials
 
         load_credentials(cfg.trading)  # missing keys: say so before anything starts
-    options = daemon.DaemonOptions(mode=mode, db_path=args.db or daemon.default_db(cfg, mode),
+    options = daemon.DaemonOptions(mode=mode, db_path=args.db or Path(cfg.store.dir) / db_name,
                                    config_path=args.config,
                                    checkpoint_every=args.checkpoint_every,
                                    duration=args.duration)
     return daemon.run_daemon(cfg, options)
+
+
+def _shard(cfg: Config, args: argparse.Namespace, mode: str) -> tuple[Config, str]:
+    """``--shard K/N``: the shard's config and database name (else ``<mode>.db``)."""
+    if not getattr(args, "shard", None):
+        return cfg, f"{mode}.db"
+    from ares_stream import shards
+
+    shard = shards.parse(args.shard)
+    return shards.apply(cfg, shard, live=mode == "live"), f"{mode}-{shard.suffix}.db"
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -342,6 +361,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     if args.ws_url or args.rest_url or args.endpoint:
         raise AresError("--feed sim serves its own exchange: drop --ws-url, --rest-url and "
                         "--endpoint")
+    if args.shard:
+        raise AresError("--shard splits a live feed's symbols; --feed sim plays its own")
     cfg = _config(args)
     feed = _sim_feed(args, cfg.feed.symbols, cfg.feed.streams)
     name = "recording" if args.recording else f"seed{args.seed}"
@@ -401,9 +422,10 @@ def _database(path: Path | None) -> Path:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``ares-stream status``: what a daemon's database says, as text or JSON."""
-    from ares_stream.status import main_status
+    from ares_stream.status import main_status, shard_databases
 
-    return main_status(args.db, args.json)
+    dbs = [*(args.db or []), *(shard_databases(args.shards) if args.shards else [])]
+    return main_status(dbs or None, args.json)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:

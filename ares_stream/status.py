@@ -68,8 +68,10 @@ heartbeat    none yet (no checkpoint or prediction)
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -369,12 +371,88 @@ def default_db() -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def main_status(args_db: str | Path | None, as_json: bool) -> int:
-    """The body of ``ares-stream status``: print the report; a user error raises AresError."""
-    report = status_report(default_db() if args_db is None else args_db)
-    if problems := report["integrity"]["problems"]:
-        print(f"ares-stream status: warning: {report['db']} fails SQLite's integrity check "
-              f"({problems[0]}); showing what can be read", file=sys.stderr)
-    text = json.dumps(report, indent=2) if as_json else format_status(report)
+def main_status(args_db: str | Path | Sequence[str | Path] | None, as_json: bool) -> int:
+    """The body of ``ares-stream status``: print the report — of several databases (shards),
+    each one's line and their totals; a user error raises AresError."""
+    paths = [default_db()] if args_db is None else \
+        [args_db] if isinstance(args_db, str | Path) else list(args_db)
+    reports = [status_report(p) for p in paths]
+    for report in reports:
+        if problems := report["integrity"]["problems"]:
+            print(f"ares-stream status: warning: {report['db']} fails SQLite's integrity check "
+                  f"({problems[0]}); showing what can be read", file=sys.stderr)
+    if len(reports) == 1:
+        text = json.dumps(reports[0], indent=2) if as_json else format_status(reports[0])
+    else:
+        agg = aggregate(reports)
+        text = json.dumps(agg, indent=2) if as_json else format_aggregate(agg)
     sys.stdout.write(text + "\n")
     return 0
+
+
+def shard_databases(directory: str | Path) -> list[Path]:
+    """The shard databases in ``directory`` (``<mode>-shard<K>of<N>.db``), by mode, N and K."""
+    found = []
+    for p in Path(directory).glob("*-shard*of*.db"):
+        m = re.fullmatch(r"(.+)-shard(\d+)of(\d+)\.db", p.name)
+        if m:
+            found.append(((m[1], int(m[3]), int(m[2])), p))
+    if not found:
+        raise AresError(f"no shard databases (<mode>-shard<K>of<N>.db) in {directory}")
+    return [p for _, p in sorted(found)]
+
+
+# -- several databases: the shards of one market ------------------------------------------------
+
+def aggregate(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each database's report and their totals (``status --db A --db B``, ``--shards``).
+
+    JSON, schema 1: ``{"schema": 1, "now_ns", "shards": [report, ...], "total": {"databases",
+    "healthy", "red": [db], "equity", "start_equity", "return", "positions", "drift_events",
+    "champions", "lag_p99_ms_max", "heartbeat_age_s_max", "gaps_last_hour",
+    "reconnects_last_hour"}}`` — sums over the databases; ``return`` is the summed equity over
+    the summed start equity (null without any).
+    """
+    pnl = [r["pnl"] for r in reports if r["pnl"]]
+    equity = sum(p["equity"] for p in pnl) if pnl else None
+    start = sum(p["start_equity"] for p in pnl) if pnl else None
+    lags = [r["lag"]["p99_ms"] for r in reports if r["lag"]]
+    ages = [r["heartbeat"]["age_s"] for r in reports if r["heartbeat"].get("age_s") is not None]
+    red = [r["db"] for r in reports if r["run"] is not None and not r["health"]["ok"]]
+    return {"schema": SCHEMA, "now_ns": max(r["now_ns"] for r in reports), "shards": reports,
+            "total": {
+                "databases": len(reports), "healthy": len(reports) - len(red), "red": red,
+                "equity": equity, "start_equity": start,
+                "return": equity / start - 1 if equity is not None and start else None,
+                "positions": sum(1 for r in reports for p in r["positions"] if p["qty"]),
+                "drift_events": sum(r["drift"]["count"] for r in reports),
+                "champions": sum(len(r["champions"]) for r in reports),
+                "lag_p99_ms_max": max(lags) if lags else None,
+                "heartbeat_age_s_max": max(ages) if ages else None,
+                "gaps_last_hour": sum(r["feed_health"]["last_hour"]["gaps"] for r in reports),
+                "reconnects_last_hour": sum(r["feed_health"]["last_hour"]["reconnects"]
+                                            for r in reports)}}
+
+
+def format_aggregate(agg: dict[str, Any]) -> str:
+    """One line per database, then the totals."""
+    lines = [f"ares-stream status: {len(agg['shards'])} databases"]
+    for r in agg["shards"]:
+        health = "-" if r["run"] is None else "ok" if r["health"]["ok"] else "RED"
+        hb = r["heartbeat"]
+        beat = _age(hb["age_s"]) if hb.get("age_s") is not None else "-"
+        pnl = r["pnl"]
+        eq = f"{pnl['equity']:,.2f}" if pnl else "-"
+        lag = f"{r['lag']['p99_ms']:.1f} ms" if r["lag"] else "-"
+        why = "" if health != "RED" else f" ({r['health']['reason']})"
+        lines.append(f"  {Path(r['db']).name:<28} {health:<3} heartbeat {beat:<9} equity {eq:>12}"
+                     f"  lag p99 {lag:>9}  champions {len(r['champions'])}{why}")
+    t = agg["total"]
+    ret = f" ({t['return'] * 100:+.2f} %)" if t["return"] is not None else ""
+    eq = f"{t['equity']:,.2f}{ret}" if t["equity"] is not None else "-"
+    lag = f"{t['lag_p99_ms_max']:.1f} ms" if t["lag_p99_ms_max"] is not None else "-"
+    lines += [f"total        healthy {t['healthy']}/{t['databases']}, equity {eq}, "
+              f"{t['positions']} open positions, {t['champions']} champions, "
+              f"{t['drift_events']} drift events, worst lag p99 {lag}, last hour: "
+              f"{t['gaps_last_hour']} gaps, {t['reconnects_last_hour']} reconnects"]
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOORS: list[set[str]] = [
     {"ares_stream", "errors", "events", "redact"},
     {"codec", "config", "logs"},
-    {"clock", "feed", "store", "rule"},
+    {"clock", "feed", "store", "rule", "shards"},
     {"features"},
     {"learners"},
     {"validation"},

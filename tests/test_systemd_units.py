@@ -157,3 +157,35 @@ def test_stack_runs_under_memory_deny_write_execute() -> None:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
     assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr[-2000:]
 
+
+
+# -- the shard template: ares-stream@K-of-N ----------------------------------------------------
+
+TEMPLATE = ROOT / "systemd" / "ares-stream@.service"
+
+
+def test_the_shard_template_is_the_paper_unit_per_shard() -> None:
+    """Every directive of the paper unit, the same hardening; its own state directory and the
+    shard from the instance name; no keys, the live state out of sight."""
+    def common(unit: Path) -> list[tuple[str, str, str]]:
+        return [(s, k, v) for s, kv in parse(unit).items() for k, v in kv if k not in PER_UNIT]
+    assert common(TEMPLATE) == common(UNITS["paper"])
+    argv = one(TEMPLATE, "Service", "ExecStart").split()
+    assert "--paper" in argv and argv[argv.index("--shard") + 1] == "%i"
+    assert one(TEMPLATE, "Service", "StateDirectory") == "ares-stream-shards"
+    assert values(TEMPLATE, "Service", "EnvironmentFile") == []
+    assert one(TEMPLATE, "Service", "InaccessiblePaths") == one(UNITS["paper"], "Service",
+                                                                  "InaccessiblePaths")
+
+
+@needs_analyze
+def test_the_shard_template_verifies_and_keeps_its_exposure(tmp_path: Path) -> None:
+    """An instance (``ares-stream@1-of-2``) verifies clean; the exposure stays at 2.0 or lower."""
+    instance = runnable_copy(TEMPLATE, tmp_path).rename(tmp_path / "ares-stream@1-of-2.service")
+    result = subprocess.run([str(ANALYZE), "verify", str(instance)], capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    result = subprocess.run([str(ANALYZE), "security", "--offline=yes", str(instance)],
+                            capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match and float(match.group(1)) <= 2.0, result.stdout[-2000:] + result.stderr
