@@ -140,6 +140,7 @@ class PaperBroker:
         self._book_age = round(cfg.book_max_age_ms * NS_PER_MS)
         self._prefix = "" if self.run_id is None else f"r{self.run_id}-"
         self.explain: Explain | None = None  # why the symbol's last bar predicted what it did
+        self._held: list[tuple[str, Position]] | None = None  # open positions (None: re-read)
         self._deciding = False  # an order now sent comes from a bar's prediction
 
     # -- events -----------------------------------------------------------------------------
@@ -178,8 +179,8 @@ class PaperBroker:
         """Equity = cash + Σ qty × price (``prices`` over the last known); record it, feed the
         risk limits, and flatten (orders sent at ``sent_at``) if a kill switch has just tripped."""
         self._last.update(prices)
-        value = sum(pos.qty * self._last.get(sym, pos.avg_price)
-                    for sym, pos in self.positions.items())
+        last = self._last
+        value = sum(pos.qty * last.get(sym, pos.avg_price) for sym, pos in self.held())
         self.equity = self.cash + value
         risk = self.risk
         risk.on_equity(ts_event, self.equity)
@@ -193,6 +194,19 @@ class PaperBroker:
                             equity=round(self.equity, 2), drawdown=round(risk.drawdown, 4))
                 self.flatten(ts_event, risk.tripped, sent_at)
         return self.equity
+
+    def held(self) -> list[tuple[str, Position]]:
+        """The open positions (``qty`` not 0), in the order of :attr:`positions`: what a mark
+        values, without walking every symbol ever filled. Re-read after a position opens or
+        closes (:meth:`positions_changed`); the positions a mark leaves out are worth exactly 0,
+        so the sum is the same to the last bit."""
+        if self._held is None:
+            self._held = [(s, p) for s, p in self.positions.items() if p.qty != 0.0]
+        return self._held
+
+    def positions_changed(self) -> None:
+        """A position was opened or closed outside of a fill (a reconciliation): re-read them."""
+        self._held = None
 
     def flatten(self, ts_event: int, reason: str, sent_at: int | None = None) -> None:
         """Cancel every order in flight and sell every position (sent at ``sent_at``, default
@@ -323,6 +337,7 @@ class PaperBroker:
                ts_event: int) -> None:
         """Book a fill: cash, fees, position, average price, realized PnL."""
         self.fees_paid += fee
+        was_open = pos.qty != 0.0
         if side == "BUY":
             self.cash -= qty * price + fee
             pos.avg_price = (pos.qty * pos.avg_price + qty * price) / (pos.qty + qty)
@@ -334,6 +349,8 @@ class PaperBroker:
             if pos.qty <= 0.0:
                 pos.qty, pos.avg_price = 0.0, 0.0
         pos.ts_event = ts_event
+        if was_open != (pos.qty != 0.0):
+            self._held = None
 
     def _close(self, o: Order, status: str, reason: str) -> None:
         if self.store is not None:
@@ -361,6 +378,7 @@ class PaperBroker:
         self.orders, self.fills, self.equity = state["orders"], state["fills"], state["equity"]
         self.blocked = Counter(state["blocked"])
         self.positions = {s: Position(*p) for s, p in state["positions"].items()}
+        self._held = None
         self._pending = [Order(*o) for o in state["pending"]]
         self._book = {s: (b[0], b[1], b[2]) for s, b in state["book"].items()}
         self._last = dict(state["last"])

@@ -120,6 +120,7 @@ async def _adopt(broker: LiveBroker, rec: Reconciliation) -> None:
             pos.qty, pos.ts_event = qty, now
             if broker.store is not None:
                 broker.store.position(symbol, pos.qty, pos.avg_price, pos.realized_pnl, now)
+    broker.positions_changed()
     rec.differences = {asset: total(asset) - was for asset, was in believed.items()
                        if abs(total(asset) - was) > _TINY}
     value = sum(p.qty * broker.last_price(s, p.avg_price) for s, p in broker.positions.items())

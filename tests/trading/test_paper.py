@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from ares_stream.config import Config, TradingConfig, replace_values
@@ -545,3 +547,30 @@ def test_paper_mode_imports_no_exchange_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+MANY = replace(BPS, max_position_notional=1e9, order_notional=300.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 39), st.floats(50.0, 150.0), st.floats(0.0, 1.0)),
+                min_size=1, max_size=300), st.integers(0, 300))
+def test_mark_equals_cash_plus_every_position_on_random_fills(
+        steps: list[tuple[int, float, float]], restore_at: int) -> None:
+    """On random bars and fills over forty symbols (positions opened, added to, closed, opened
+    again; a checkpoint restored midway) every mark's equity is, to the last bit, cash plus the
+    sum over every position ever held at its last price, in the order of ``positions``."""
+    b = PaperBroker(MANY, None)
+    with capture_logs():
+        for k, (i, price, p) in enumerate(steps):
+            if k == restore_at:
+                again = PaperBroker(MANY, None)
+                again.restore(json.loads(json.dumps(b.state())))
+                b = again
+            sym, end = f"S{i:02d}USDT", T0 + (k + 1) * MIN
+            b.on_trade(Trade(sym, end - S, end - S, k, price, 0.5, False, True))
+            b.on_bar(Bar(sym, end, end, end - MIN, MIN, price, price, price, price, 1.0, None, 1,
+                         price), p)
+            value = sum(pos.qty * b._last.get(s, pos.avg_price) for s, pos in b.positions.items())
+            assert b.equity == b.cash + value
+    target(float(b.fills))  # search towards many fills
