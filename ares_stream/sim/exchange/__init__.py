@@ -7,7 +7,13 @@ paced by the frames' receive times at ``speed`` × real time (frame *i* goes out
 start + (tᵢ − t₀) / speed), or (neither) as fast as the loop allows. A client that is not
 connected misses those frames (nothing is resent); REST gives back what the clock has already
 broadcast, and nothing after.
-With ``start_on_subscribe`` the clock starts when a first connection subscribes to anything.
+With ``start_on_subscribe`` the clock starts when a first connection subscribes to anything;
+with ``start_after_streams`` = n once n distinct streams have a subscriber (a client spreading
+many symbols over several connections gets every frame from the first).
+:meth:`LocalExchange.drop` aborts the connections carrying a stream (an exchange-side fault on
+one connection of many); :func:`~ares_stream.sim.exchange.tape.many_symbols` relabels a tape
+into n symbols, and ``exchangeInfo`` lists the played symbols (TRADING) beside a few that are
+not (:data:`~ares_stream.sim.exchange.rest.NOT_TRADING`).
 
 Use it as an async context manager; connect to ``ws_url + "/stream?streams=btcusdt@aggTrade"``
 or ``ws_url + "/ws/btcusdt@aggTrade"``, query ``rest_url + "/api/v3/aggTrades?symbol=BTCUSDT"``;
@@ -25,19 +31,23 @@ from types import TracebackType
 from ares_stream.sim.exchange.account import Account
 from ares_stream.sim.exchange.faults import Faults
 from ares_stream.sim.exchange.rest import RestServer
-from ares_stream.sim.exchange.tape import Tape
+from ares_stream.sim.exchange.tape import Tape, many_symbols
 from ares_stream.sim.exchange.wsserver import WsServer
 
-__all__ = ["STAT_KEYS", "Account", "Faults", "LocalExchange", "Tape"]
+__all__ = ["STAT_KEYS", "Account", "Faults", "LocalExchange", "Tape", "many_symbols"]
 
 STAT_KEYS = (
     "connections", "refused", "drops", "closes", "malformed", "duplicates", "swaps", "silences",
     "shutdowns", "overflows", "rest_requests", "rest_429", "rest_418", "subscribe_messages",
-    "rate_limited", "orders", "order_rejects", "depth_skips", "stale_depth",
+    "rate_limited", "orders", "order_rejects", "depth_skips", "stale_depth", "uri_too_long",
+    "over_cap", "max_request_line", "max_conn_streams", "max_msg_rate",
 )  # fmt: skip
 """The keys of :attr:`LocalExchange.stats` (``overflows``: slow clients dropped; ``orders``: new
 order requests, ``order_rejects``: those answered with an error; ``depth_skips``: depth diffs left
-out on a connection, ``stale_depth``: stale depth snapshots served)."""
+out on a connection, ``stale_depth``: stale depth snapshots served; ``uri_too_long``: handshakes
+refused 414, ``over_cap``: requests for more than 1,024 streams on a connection; the ``max_``
+keys: the longest request line, most streams on one connection, most incoming messages within a
+second on one connection)."""
 _BATCH = 64  # frames between yields to the loop at full speed; into one client in the same
 # process (the real 41k-frame capture): 1 → 36k frames/s, 16 → 62k, 64 → 83–86k, 256 → 79k
 
@@ -66,13 +76,15 @@ class LocalExchange:
         start_on_subscribe: bool = True,
         max_queue: int = 50_000,
         account: Account | None = None,
+        start_after_streams: int = 0,
     ) -> None:
         if rate is not None and speed is not None:
             raise ValueError("rate and speed are exclusive: pace by frames/s or by tape time")
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.tape, self.rate, self.speed = tape, rate, speed
-        self.start_on_subscribe = start_on_subscribe
+        self.start_on_subscribe = start_on_subscribe or start_after_streams > 0
+        self.start_after_streams = start_after_streams
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self.position = 0  # frames of the tape broadcast so far: the exchange's clock
         self.done = asyncio.Event()  # set once the whole tape was broadcast
@@ -87,7 +99,7 @@ class LocalExchange:
                                 port=rest_port, account=account)
         self._ws = WsServer(
             faults, self.stats, host=host, port=ws_port, ping_interval=ping_interval,
-            max_queue=max_queue, on_subscribe=self._go.set,
+            max_queue=max_queue, on_subscribe=self._subscribed,
         )  # fmt: skip
 
     @property
@@ -112,6 +124,23 @@ class LocalExchange:
 
     def _position(self) -> int:
         return self.position
+
+    def _subscribed(self) -> None:
+        if not self.start_after_streams or self._ws.streams() >= self.start_after_streams:
+            self._go.set()
+
+    def drop(self, stream: str) -> int:
+        """Abort (no close frame) every connection carrying ``stream``; how many there were."""
+        return self._ws.drop(stream)
+
+    @property
+    def rest_asked(self) -> dict[str, int]:
+        """REST requests naming each symbol so far (a backfill, a catch-up, a snapshot …)."""
+        return dict(self._rest.asked)
+
+    def subscribed_streams(self) -> int:
+        """How many distinct streams have a subscriber now."""
+        return self._ws.streams()
 
     async def start(self) -> None:
         """Start both servers and the clock (which waits for a subscriber if asked to)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,8 @@ from ares_stream.sim.exchange.tape import INTERVALS, Series, Tape
 if TYPE_CHECKING:  # account.py imports this module
     from ares_stream.sim.exchange.account import Account
 
-__all__ = ["STALE_ITEMS", "WEIGHTS", "RestServer", "depth_weight", "exchange_info"]
+__all__ = ["NOT_TRADING", "STALE_ITEMS", "WEIGHTS", "RestServer", "depth_weight",
+           "exchange_info"]
 
 WEIGHTS = {  # request weight of each endpoint (Binance spot, 2024; USD-M futures under /fapi/v1)
     "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20, "/api/v3/aggTrades": 4,
@@ -65,6 +67,8 @@ STALE_ITEMS = 10  # a stale depth snapshot is this many depth frames old (1 s of
 _QUOTES = ("USDT", "FDUSD", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL")
 _SYMBOL = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _NONE = Series()  # the rows of a symbol the tape has none of
+NOT_TRADING = (("LUNAUSDT", "BREAK"), ("BCCBTC", "BREAK"), ("HALTUSDT", "HALT"),
+               ("AUCTIONUSDT", "AUCTION_MATCH"))  # listed by exchangeInfo, not traded
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -135,10 +139,13 @@ def _step(values: list[str]) -> str:
     return f"{10.0**-places:.8f}"
 
 
-def exchange_info(tape: Tape, symbols: list[str] | None = None) -> dict[str, Any]:
-    """A plausible ``/api/v3/exchangeInfo`` for the tape's symbols (all TRADING); tick and lot
-    sizes are guessed from the decimals the tape's trades use."""
+def exchange_info(tape: Tape, symbols: list[str] | None = None,
+                  others: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """A plausible ``/api/v3/exchangeInfo`` for the tape's symbols (all TRADING) and ``others``
+    (``(symbol, status)`` pairs, not on the tape); tick and lot sizes are guessed from the
+    decimals the tape's trades use."""
     entries = [_symbol_info(tape, s) for s in (symbols or tape.symbols)]
+    entries += [{**_symbol_info(tape, s), "status": status} for s, status in others]
     return {
         "timezone": "UTC",
         "serverTime": int(time.time() * 1000),
@@ -203,6 +210,7 @@ class RestServer:
         self.tape, self.position, self.faults, self.stats = tape, position, faults, stats
         self.host, self.port, self.account = host, port, account
         self.url = ""
+        self.asked: Counter[str] = Counter()  # requests naming each symbol
         self._runner: web.AppRunner | None = None
         self._minute, self._used = 0, 0
         for key in ("rest_requests", "rest_429", "rest_418", "stale_depth"):
@@ -286,6 +294,7 @@ class RestServer:
                            "is '^[A-Z0-9-_.]{1,20}$'.")  # fmt: skip
         if symbol not in self.tape.symbols:
             raise ApiError(-1121, "Invalid symbol.")
+        self.asked[symbol] += 1
         return symbol
 
     async def _signed(self, request: web.Request) -> web.Response:
@@ -307,8 +316,9 @@ class RestServer:
         return _json({"serverTime": int(time.time() * 1000)})
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
-        symbols = [self._symbol(request)] if "symbol" in request.query else None
-        return _json(exchange_info(self.tape, symbols))
+        if "symbol" in request.query:
+            return _json(exchange_info(self.tape, [self._symbol(request)]))
+        return _json(exchange_info(self.tape, None, NOT_TRADING))
 
     async def _agg_trades(self, request: web.Request) -> web.Response:
         series = self.tape.agg_trades.get(self._symbol(request), _NONE)

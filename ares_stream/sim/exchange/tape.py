@@ -42,7 +42,7 @@ from msgspec import UNSET, Raw, Struct, UnsetType
 from ares_stream.feed import RawFrame
 from ares_stream.sim.exchange.depth import DepthBook
 
-__all__ = ["INTERVALS", "Series", "Tape"]
+__all__ = ["INTERVALS", "Series", "Tape", "many_symbols"]
 
 INTERVALS = {  # kline interval → length in ms (1M is calendar months, handled apart)
     "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000,
@@ -399,3 +399,36 @@ def _finish(c: list[Any]) -> list[Any]:
         f"{v.quantize(_PLACES):f}" for v in (c[1], c[2], c[3], c[4], c[5], c[7], c[9], c[10])
     )
     return [c[0], o, h, low, close, volume, c[6], quote, c[8], buy, buy_quote, "0"]
+
+
+def many_symbols(source: Tape, n: int, *, quotes: Sequence[str] = ("USDT",),
+                 frames: int | None = None) -> Tape:
+    """A tape of ``n`` symbols, each playing the (first ``frames``) frames of one-symbol
+    ``source`` under its own name: ``S0000USDT``, ``S0001BTC`` … (the quotes taken in turn).
+    The market moves at once: each source frame goes out for every symbol, in symbol order, so
+    every symbol's ids run as the source's do.
+
+    >>> agg = b'{"e":"aggTrade","s":"BTCUSDT","a":%d,"p":"1","q":"1","f":1,"l":1,"T":1,"m":true}'
+    >>> tape = many_symbols(Tape([RawFrame(0, agg % 7), RawFrame(0, agg % 8)]), 3,
+    ...                     quotes=("USDT", "BTC"))
+    >>> tape.symbols
+    ['S0000USDT', 'S0001BTC', 'S0002USDT']
+    >>> [s for s, _ in tape.frames][2:4]
+    ['s0002usdt@aggTrade', 's0000usdt@aggTrade']
+    >>> [row["a"] for row in tape.agg_trades["S0001BTC"].rows]
+    [7, 8]
+    """
+    if len(source.symbols) != 1:
+        raise ValueError(f"many_symbols needs a one-symbol tape, not {source.symbols}")
+    old = source.symbols[0].encode()
+    names = [f"S{k:04d}{quotes[k % len(quotes)]}" for k in range(n)]
+    played = list(source)[:frames]
+
+    def relabelled() -> Iterator[tuple[int, str, bytes]]:
+        for ts, stream, payload in played:
+            kind = stream.partition("@")[2]
+            for name in names:
+                new = payload.replace(b'"s":"%s"' % old, b'"s":"%s"' % name.encode())
+                yield ts, f"{name.lower()}@{kind}", new
+
+    return Tape.from_frames(relabelled())

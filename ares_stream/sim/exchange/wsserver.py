@@ -4,7 +4,11 @@ Paths ``/stream?streams=a/b`` (combined: ``{"stream":…,"data":…}``) and ``/w
 ``/ws`` (raw payloads); ``timeUnit=MICROSECOND`` turns ``E``/``T`` of trades to µs. Control
 messages SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY and GET_PROPERTY, with Binance's
 replies and error codes; more than 5 incoming messages within a second disconnect. Stream names
-match case-insensitively. Each connection has a bounded outbound queue and its own writer task,
+match case-insensitively. Like a real server it refuses a request line over 8 KB with HTTP 414
+(``uri_too_long``) and a connection asking for more than 1,024 streams (HTTP 400 in the URL,
+an error reply to SUBSCRIBE; ``over_cap``); ``max_request_line``, ``max_conn_streams`` and
+``max_msg_rate`` (incoming messages within one second on one connection) keep the highest seen.
+Each connection has a bounded outbound queue and its own writer task,
 so a slow client never stalls the broadcast: one whose queue overflows is dropped (``overflows``).
 The depth faults (``skip_depth``, ``skip_depth_every``) leave a depth diff out on one connection
 (``depth_skips``): the gap in its ``U``/``u`` is that connection's alone.
@@ -19,12 +23,12 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, RequestLineTooLong
 from websockets.http11 import Request, Response
 
 from ares_stream.sim.exchange.faults import Faults, every, malformed, take
@@ -34,6 +38,7 @@ __all__ = ["WsServer", "parse_path"]
 _METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
 _MAX_STREAMS = 1024  # streams per connection
 _MAX_RATE = 5  # incoming messages per second
+MAX_REQUEST_LINE = 8192  # bytes of "GET <path> HTTP/1.1\r\n": nginx's default, websockets' own
 _Frame = tuple[str, bytes]
 _Item = _Frame | bytes | None  # a tape frame, a reply, or None: the tape is over
 
@@ -117,13 +122,24 @@ class _Conn:
             b'{"stream":"%s","data":%s}' % (stream.encode(), payload) if self.combined else payload
         )
 
-    def too_fast(self) -> bool:
-        """Note an incoming message; whether more than 5 came within the last second."""
+    def rate(self) -> int:
+        """Note an incoming message; how many came within the last second (this one included)."""
         now = time.monotonic()
         self.recent.append(now)
         while self.recent[0] <= now - 1.0:
             self.recent.popleft()
-        return len(self.recent) > _MAX_RATE
+        return len(self.recent)
+
+
+class _Connection(ServerConnection):
+    """websockets' server connection, counting the handshakes it refused as too long (414)."""
+
+    stats: ClassVar[dict[str, int]] = {}  # the server's: set by a subclass per server
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        await super().handshake(*args, **kwargs)
+        if isinstance(self.protocol.handshake_exc, RequestLineTooLong):
+            self.stats["uri_too_long"] += 1
 
 
 class WsServer:
@@ -149,14 +165,19 @@ class WsServer:
         self._server: Server | None = None
         self._index: dict[str, set[_Conn]] = {}  # lower-case stream → subscribed connections
         self._ended = 0  # connections ended by a fault (for max_drops)
+        self.conns: set[_Conn] = set()  # the open connections
+        for key in ("uri_too_long", "over_cap", "max_request_line", "max_conn_streams",
+                    "max_msg_rate"):
+            stats.setdefault(key, 0)
 
     async def start(self) -> None:
         """Listen on ``port`` (0: a free one); sets :attr:`url`."""
         timeout = None if self.ping_interval is None else 3 * self.ping_interval
+        counting = type("_Counting", (_Connection,), {"stats": self.stats})
         self._server = await serve(
             self._handle, self.host, self.port, process_request=self._process_request,
             compression=None, ping_interval=self.ping_interval, ping_timeout=timeout,
-            close_timeout=2,
+            close_timeout=2, create_connection=counting,
         )  # fmt: skip
         port = next(iter(self._server.sockets)).getsockname()[1]
         self.url = f"ws://{self.host}:{port}"
@@ -167,6 +188,20 @@ class WsServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    def streams(self) -> int:
+        """How many distinct streams have a subscriber now."""
+        return sum(1 for conns in self._index.values() if conns)
+
+    def drop(self, stream: str) -> int:
+        """Abort (no close frame) every connection subscribed to ``stream``; how many."""
+        conns = [c for c in self.conns if stream.lower() in c.subs and not c.ended]
+        for conn in conns:
+            self.stats["drops"] += 1
+            self._unindex(conn)
+            conn.ended = True
+            conn.ws.transport.abort()
+        return len(conns)
 
     def broadcast(self, key: str, stream: str, payload: bytes) -> None:
         """Queue one tape frame for every connection subscribed to ``key`` (lower case)."""
@@ -193,8 +228,17 @@ class WsServer:
         if take(self.faults, "refuse_connections"):
             self.stats["refused"] += 1
             return connection.respond(503, "Service Unavailable\n")
-        if parse_path(request.path) is None:
+        line = len(request.path.encode()) + len("GET  HTTP/1.1\r\n")
+        self.stats["max_request_line"] = max(self.stats["max_request_line"], line)
+        if line > MAX_REQUEST_LINE:  # websockets refuses longer lines itself (_Connection)
+            self.stats["uri_too_long"] += 1
+            return connection.respond(414, "Request-URI Too Long\n")
+        parsed = parse_path(request.path)
+        if parsed is None:
             return connection.respond(404, "Not Found\n")
+        if len({s.lower() for s in parsed[1]}) > _MAX_STREAMS:
+            self.stats["over_cap"] += 1
+            return connection.respond(400, f"More than {_MAX_STREAMS} streams\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -202,12 +246,15 @@ class WsServer:
         combined, streams, micro = parse_path(ws.request.path) or (True, [], False)
         conn = _Conn(ws, combined, micro, self.max_queue)
         self.stats["connections"] += 1
-        self._subscribe(conn, [s for s in streams if _valid_stream(s)][:_MAX_STREAMS])
+        self.conns.add(conn)
+        self._subscribe(conn, [s for s in streams if _valid_stream(s)])
         writer = asyncio.create_task(self._write_loop(conn))
         try:
             async for message in ws:
                 self.stats["subscribe_messages"] += 1
-                if conn.too_fast():
+                rate = conn.rate()
+                self.stats["max_msg_rate"] = max(self.stats["max_msg_rate"], rate)
+                if rate > _MAX_RATE:
                     self.stats["rate_limited"] += 1
                     await ws.close(1008, "Too many requests")
                     break
@@ -218,6 +265,7 @@ class WsServer:
             pass
         finally:
             self._unindex(conn)
+            self.conns.discard(conn)
             writer.cancel()
 
     # ---- control messages -------------------------------------------------------------------
@@ -240,6 +288,7 @@ class WsServer:
             if method == "UNSUBSCRIBE":
                 self._unsubscribe(conn, params)
             elif len(conn.subs.keys() | {p.lower() for p in params}) > _MAX_STREAMS:
+                self.stats["over_cap"] += 1
                 return _invalid("too many streams", rid)
             else:
                 self._subscribe(conn, params)
@@ -267,6 +316,7 @@ class WsServer:
             conn.subs.setdefault(name.lower(), name)
             if not conn.ended:  # a silenced connection gets nothing more
                 self._index.setdefault(name.lower(), set()).add(conn)
+        self.stats["max_conn_streams"] = max(self.stats["max_conn_streams"], len(conn.subs))
         if conn.subs:
             self.on_subscribe()
 

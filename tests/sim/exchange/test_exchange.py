@@ -21,7 +21,8 @@ from ares_stream.errors import ParseError
 from ares_stream.feed import RawFrame
 from ares_stream.feed.binance import Decoder
 from ares_stream.feed.recording import RecordingSource
-from ares_stream.sim.exchange import STAT_KEYS, Faults, LocalExchange, Tape
+from ares_stream.sim.exchange import STAT_KEYS, Faults, LocalExchange, Tape, many_symbols
+from ares_stream.sim.exchange.rest import NOT_TRADING
 from tests.conftest import DEADLINE, shared_path, until
 
 BTC_0808 = "ws/binance-spot-btcusdt-20240808.gz"
@@ -475,6 +476,57 @@ def test_unknown_path_is_404() -> None:
     run(body())
 
 
+def test_long_request_lines_are_414_and_over_1024_streams_refused() -> None:
+    """A request line over 8 KB is refused 414 (at either limit), more than 1,024 streams 400
+    in the URL and an error reply to SUBSCRIBE; the highest figures seen are kept."""
+    names = [f"s{k:04d}usdt@aggTrade" for k in range(1100)]
+
+    async def body() -> None:
+        async with faulty() as ex:
+            for count in (440, 600):  # 8.4 KB, 11.4 KB
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(ex.ws_url + "/stream?streams=" + "/".join(names[:count]))
+                assert refused.value.response.status_code == 414
+            await until(lambda: ex.stats["uri_too_long"] == 2, what="both refusals counted")
+            short = [f"{k}@t" for k in range(1025)]  # 1,025 streams in 6 KB
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(ex.ws_url + "/stream?streams=" + "/".join(short))
+            assert refused.value.response.status_code == 400
+            async with connect(ex.ws_url + "/stream?streams=" + "/".join(short[:24])) as ws:
+                await ws.send(json.dumps({"method": "SUBSCRIBE", "params": names[:1000], "id": 1}))
+                assert await reply(ws, 1) == {"result": None, "id": 1}
+                await ws.send(json.dumps({"method": "SUBSCRIBE", "params": names[1000:], "id": 2}))
+                assert (await reply(ws, 2))["msg"] == "Invalid request: too many streams"
+            assert ex.stats["over_cap"] == 2 and ex.stats["max_conn_streams"] == 1024
+            assert 6000 < ex.stats["max_request_line"] <= 8192 and ex.stats["max_msg_rate"] == 2
+
+    run(body())
+
+
+def test_many_symbols_are_played_and_dropped_by_stream() -> None:
+    """A tape relabelled into many symbols is served per symbol; drop() aborts the connection
+    carrying a stream and no other."""
+    tape = many_symbols(agg_tape(5), 300)
+
+    async def body() -> None:
+        async with LocalExchange(tape, start_after_streams=300) as ex:
+            first = "/".join(f"s{k:04d}usdt@aggTrade" for k in range(150))
+            second = "/".join(f"s{k:04d}usdt@aggTrade" for k in range(150, 300))
+            async with connect(ex.ws_url + "/stream?streams=" + first) as a, \
+                    connect(ex.ws_url + "/stream?streams=" + second) as b:
+                await asyncio.wait_for(ex.done.wait(), DEADLINE)
+                got = [json.loads(m)["data"]["s"] for m in await receive(b, 750)]
+                assert got[:2] == ["S0150USDT", "S0151USDT"] and len(set(got)) == 150
+                assert ex.drop("s0000usdt@aggTrade") == 1 and ex.stats["drops"] == 1
+                await b.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+                assert len((await reply(b, 1))["result"]) == 150
+                assert len(await receive_all(a)) == 750  # what it had; then the abort
+                assert a.close_code == 1006
+        assert len(tape.symbols) == 300 and len(tape.frames) == 1500
+
+    run(body())
+
+
 # ---- REST --------------------------------------------------------------------------------------
 
 
@@ -582,7 +634,8 @@ def test_rest_429_418_retry_after_and_weight() -> None:
 
 
 def test_exchange_info_describes_the_tape_symbols() -> None:
-    """exchangeInfo lists the tape's symbols, TRADING, with assets and filters guessed."""
+    """exchangeInfo lists the tape's symbols, TRADING, with assets and filters guessed, and a
+    few symbols that do not trade."""
     tape = Tape(
         [agg_frame(1, T0), RawFrame(0, b'{"u":7,"s":"ETHBTC","b":"1","B":"1","a":"1","A":"1"}')]
     )
@@ -592,7 +645,9 @@ def test_exchange_info_describes_the_tape_symbols() -> None:
             return (await get(ex.rest_url + "/api/v3/exchangeInfo"))[1]
 
     info = run(body())
-    btc, eth = info["symbols"]
+    btc, eth = [s for s in info["symbols"] if s["status"] == "TRADING"]
+    others = {s["symbol"]: s["status"] for s in info["symbols"][2:]}
+    assert others == dict(NOT_TRADING) and "TRADING" not in others.values()
     assert (btc["baseAsset"], btc["quoteAsset"], btc["status"]) == ("BTC", "USDT", "TRADING")
     assert (eth["baseAsset"], eth["quoteAsset"]) == ("ETH", "BTC")
     filters = {f["filterType"]: f for f in btc["filters"]}
