@@ -75,6 +75,7 @@ import numpy as np
 from river import base, drift, forest, linear_model, metrics, optim, tree, utils
 
 from ares_stream.config import LearnerConfig
+from ares_stream.learners.rings import RollingPairs, WarmRing
 from ares_stream.learners.scaler import RunningStandardScaler
 from ares_stream.learners.scores import log_loss_one
 from ares_stream.learners.shrink import ShrunkClassifier
@@ -351,7 +352,8 @@ class OnlineLearner:
     confidence (``None`` disables drift detection). ``warm_samples`` bounds the ring buffer a fresh
     model is warmed from; ``rolling_window`` is the length of the rolling metrics.
 
-    ``learn`` keeps a reference to ``x`` in the warm-start buffer: do not mutate it afterwards.
+    The warm-start buffer and the rolling window are numpy rings (:mod:`ares_stream.learners.
+    rings`): ``learn`` copies ``x``'s values, and a sample read back is equal to the one learned.
 
     Examples
     --------
@@ -393,15 +395,28 @@ class OnlineLearner:
         self._estimator: Any = self._make(seed)
         scores = _ClassificationScores if self._clf else _RegressionScores
         self._run: Any = scores()
-        self._rolling: Any = utils.Rolling(scores, window_size=rolling_window)
+        self._rolling: Any = RollingPairs(scores, rolling_window, int_labels=self._clf)
         self._adwin = None if delta is None else self._new_adwin()
-        self._buffer: deque[tuple[dict[str, float], float, float]] = deque(maxlen=warm_samples)
+        self._buffer = WarmRing(warm_samples, int_labels=self._clf)
         self._block_sum, self._block_n = 0.0, 0
         self._abs_y = 0.0  # running mean |y|: the regression loss scale
         self.n_learned = self.n_drifts = self.improvements = self.n_swaps = 0
         self._restarts = 0  # fresh models built so far (seeds each one differently)
         self._challenger: Any = None  # a fresh model competing with the estimator, or None
         self._edge, self._challenged = 0.0, 0  # its summed loss advantage; samples compared
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a saved learner; one saved before the numpy rings (a deque of samples, a River
+        ``utils.Rolling``) gets the same samples in rings."""
+        self.__dict__.update(state)
+        clf = state.get("_clf", state.get("task", "classification") == "classification")
+        old = state.get("_buffer")
+        if isinstance(old, deque):
+            ring = self._buffer = WarmRing(old.maxlen or len(old), int_labels=clf)
+            for x, y, loss in old:
+                ring.append(x, y, loss)
+        if isinstance(state.get("_rolling"), utils.Rolling):
+            self._rolling = RollingPairs.of(state["_rolling"], int_labels=clf)
 
     @property
     def version(self) -> int:
@@ -444,7 +459,7 @@ class OnlineLearner:
             loss = -_log(q if q > _P_FLOOR else _P_FLOOR) / LOSS_CAP
         else:
             loss = self._reg_loss(y, y_pred)
-        self._buffer.append((x, y, loss))
+        self._buffer.append(x, y, loss)
         self._block_sum += loss
         self._block_n += 1
         if self._block_n < self.horizon:

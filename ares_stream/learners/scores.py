@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +74,17 @@ class RollingScores:
 
     def __init__(self, window: int = 1000) -> None:
         self.window = window
-        self._ring: dict[str, deque[tuple[float, int]]] = {}
+        self._ring: dict[str, _Ring] = {}  # name -> its last ``window`` (loss, hit), float64/int8
         self._sums: dict[str, list[float]] = {}  # name -> [loss sum, hits]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore saved scores; rings saved as deques of ``(loss, hit)`` become numpy rings."""
+        self.__dict__.update(state)
+        for name, ring in list(self._ring.items()):
+            if isinstance(ring, deque):
+                self._ring[name] = new = _Ring(self.window)
+                for loss, hit in ring:
+                    new.push(loss, hit)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -86,21 +96,39 @@ class RollingScores:
         for name, p in probs.items():
             if p is None or math.isnan(p):
                 continue
-            ring = self._ring.setdefault(name, deque())
+            ring = self._ring.get(name)
+            if ring is None:
+                ring = self._ring[name] = _Ring(self.window)
             sums = self._sums.setdefault(name, [0.0, 0.0])
             loss, hit = log_loss_one(p, label), int((p >= 0.5) == bool(label))
-            ring.append((loss, hit))
+            old = ring.push(loss, hit)
             sums[0] += loss
             sums[1] += hit
-            if len(ring) > self.window:
-                old_loss, old_hit = ring.popleft()
-                sums[0] -= old_loss
-                sums[1] -= old_hit
+            if old is not None:
+                sums[0] -= old[0]
+                sums[1] -= old[1]
 
     def get(self, name: str) -> tuple[float, float]:
         """(mean log loss, accuracy) of ``name`` over its window; NaNs before its first label."""
         ring = self._ring.get(name)
-        if not ring:
+        if ring is None or not ring.n:
             return math.nan, math.nan
         loss_sum, hits = self._sums[name]
-        return max(loss_sum, 0.0) / len(ring), hits / len(ring)
+        return max(loss_sum, 0.0) / ring.n, hits / ring.n
+
+
+class _Ring:
+    """The last ``size`` (loss, hit) pairs of one forecaster: float64 and int8 arrays."""
+
+    def __init__(self, size: int) -> None:
+        self.loss = np.empty(size, dtype=np.float64)
+        self.hit = np.empty(size, dtype=np.int8)
+        self.next = self.n = 0
+
+    def push(self, loss: float, hit: int) -> tuple[float, int] | None:
+        """Add a pair; the one it pushed out of a full ring, or None."""
+        i, size = self.next, len(self.loss)
+        old = (float(self.loss[i]), int(self.hit[i])) if self.n == size else None
+        self.loss[i], self.hit[i] = loss, hit
+        self.next, self.n = (i + 1) % size, min(self.n + 1, size)
+        return old
