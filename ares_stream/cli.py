@@ -145,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the one of the database's latest run)")
     stress.add_argument("--candles", type=Path, help="historical: candle CSV (default: the "
                         "hourly BTCUSDT file under /work/shared/data/klines when present)")
+    cl = sub.add_parser("cluster", help="the shards as Ray actors (restarted from their "
+                        "checkpoints when they die), supervised until Ctrl-C: cluster --shards N "
+                        "[--address A] -- RUN ARGS")
+    cl.add_argument("--shards", type=int, required=True, metavar="N", help="number of shards")
+    cl.add_argument("--address", help="a running Ray cluster (default: a local Ray, started)")
+    cl.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    cl.add_argument("--workdir", type=Path, default=Path("."),
+                    help="the shards' working directory: their databases and logs (default: .)")
+    cl.add_argument("--every", type=float, default=2.0, help="seconds between checks")
+    cl.add_argument("--pin", action="store_true", help="keep each shard on the node it was "
+                    "first placed on (its state stays there)")
+    cl.add_argument("run_args", nargs=argparse.REMAINDER,
+                    help="after --: the shards' run arguments, e.g. -- --paper --config F")
     sim = sub.add_parser("simulate", help="write a seeded simulated recording and its schedule")
     sim.add_argument("--out", type=Path, required=True, help="recording file to write (.gz)")
     sim.add_argument("--seconds", type=int, default=86_400, help="simulated seconds")
@@ -428,6 +441,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return main_status(dbs or None, args.json)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """``ares-stream cluster``: the shards on Ray until Ctrl-C (ares_stream/cluster/)."""
+    from ares_stream import logs
+    from ares_stream.cluster.runner import run_cluster
+
+    logs.configure(level="warning")
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    if not run_args:
+        raise AresError("cluster needs the shards' run arguments after --, e.g. "
+                        "cluster --shards 2 -- --paper --config shards.toml")
+    return run_cluster(run_args, args.shards, address=args.address, num_cpus=args.num_cpus,
+                       workdir=args.workdir, every=args.every, pin=args.pin)
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """``ares-stream monitor``: serve the live dashboard of a database until Ctrl-C."""
     from ares_stream.monitor.server import main_monitor
@@ -693,7 +720,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"replay": cmd_replay, "record": cmd_record, "run": cmd_run, "models": cmd_models,
             "validate": cmd_validate, "explain": cmd_explain, "compare": cmd_compare,
-            "status": cmd_status, "monitor": cmd_monitor,
+            "status": cmd_status, "monitor": cmd_monitor, "cluster": cmd_cluster,
             "simulate": cmd_simulate, "sim-exchange": cmd_sim_exchange, "report": cmd_report,
             "stress": cmd_stress, "tune": cmd_tune}
 

@@ -154,6 +154,8 @@ class BatchConfig:
     champion_max_validations: int = 3  # a champion not re-measured in this many stops trading
     champion_max_age: str = "7d"  # ... or not re-measured for this much event time
     keep_models: int = 20  # boosters kept per symbol besides every model ever champion
+    executor: str = "process"  # process: the daemon's worker process | ray: Ray tasks (cluster)
+    ray_address: str = ""  # executor = "ray": the cluster ("": RAY_ADDRESS, else a local Ray)
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,7 @@ def _validate(cfg: Config, source: str) -> None:
         *_timeframe_checks(cfg),
         *_alert_checks(cfg.alerts),
         (0 <= cfg.monitor.port <= 65535, "monitor.port must be 0-65535"),
+        (cfg.batch.executor in ("process", "ray"), "batch.executor must be \"process\" or \"ray\""),
         (0 < cfg.stress.max_loss <= 1 and 0 < cfg.stress.max_drawdown <= 1,
          "stress.max_loss and stress.max_drawdown must be fractions in (0, 1]"),
         (cfg.stress.warmup_bars >= 1 and cfg.stress.windows >= 1,

@@ -29,6 +29,7 @@ FLOORS: list[set[str]] = [
     {"replay", "daemon"},
     {"sim"},
     {"stress"},  # ares-stream stress: the engine over simulated and historical scenarios
+    {"cluster"},  # ares-stream cluster: the shards as Ray actors
     {"cli"},
 ]
 

@@ -143,9 +143,7 @@ class BatchLearner:
         self.registry = registry
         self.features = features
         self.replay = replay
-        self.executor = executor or ProcessPoolExecutor(  # the worker dies with us, logs as we do
-            1, mp_context=get_context("spawn"), initializer=worker.init_worker,
-            initargs=(os.getpid(), logs.worker_settings()))
+        self.executor = executor or _executor(config)
         self.buffer_store = buffer_store
         self.settings = jobs.settings_of(config)
         self.update_every = _ns(self.cfg.update_every)
@@ -717,6 +715,18 @@ class BatchLearner:
         for sb in self.symbols.values():
             sb.buffer.flush()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _executor(config: Config) -> Executor:
+    """The batch jobs' executor: the daemon's own worker process (``batch.executor =
+    "process"``: it dies with us, logs as we do), or Ray tasks on a cluster (``"ray"``)."""
+    if config.batch.executor == "ray":
+        from ares_stream.batch.rayexec import RayExecutor
+
+        return RayExecutor(config.batch.ray_address or None)
+    return ProcessPoolExecutor(1, mp_context=get_context("spawn"),
+                               initializer=worker.init_worker,
+                               initargs=(os.getpid(), logs.worker_settings()))
 
 
 def _id(blob: jobs.Blob | None) -> int | None:
