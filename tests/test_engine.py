@@ -251,3 +251,34 @@ def test_the_online_learners_coefficients_are_read_on_the_feature_check_clock() 
     names = engine.state["BTCUSDT"].features.names
     assert all(list(c) == list(names) for _, _, c in reads)
     assert any(v != 0.0 for v in reads[-1][2].values())
+
+
+def test_bar_lines_are_sampled_once_a_minute_and_on_a_position_change() -> None:
+    """With 1 s bars a symbol's bar_closed line comes at its first bar, then at its first bar a
+    minute of event time after the last line, and at once when its position changed; each line's
+    ``bars`` counts the bars since the one before, so none goes unaccounted for."""
+    from structlog.testing import capture_logs
+
+    from ares_stream.config import TradingConfig
+    from ares_stream.engine import BAR_LINE_EVERY
+    from ares_stream.trading.paper import PaperBroker, Position
+
+    broker = PaperBroker(TradingConfig(), None)
+    broker.halted = "test: no orders"  # the position changes only where the test says
+    sink = ListSink()
+    engine = Engine(config(), sink, broker=broker)
+    engine.log_bars = True
+    with capture_logs() as logs:
+        for i, ev in enumerate(trades(3 * 400)):
+            if i == 3 * 250:
+                broker.positions["BTCUSDT"] = Position(qty=1.0)
+            engine.on_event(ev)
+    lines = [e for e in logs if e["event"] == "bar_closed"]
+    ts = [e["ts_event"] for e in lines]
+    first = sink.predictions[0].ts_event
+    changed = next(e for e in lines if e["position"] == 1.0)
+    assert ts[0] == first and changed["ts_event"] == 251 * S
+    assert all(b - a == BAR_LINE_EVERY for a, b in itertools.pairwise(ts)
+               if b != changed["ts_event"])  # a bar every second: the line a minute after
+    assert 6 <= len(lines) <= 8  # ~390 bars: one line a minute, not one a bar
+    assert sum(e["bars"] for e in lines) + engine._bar_lines["BTCUSDT"][1] == len(sink.predictions)
