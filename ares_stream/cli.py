@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(replay)
     replay.add_argument("--db", type=Path, help="run database (default: state/runs/replay-*.db)")
     replay.add_argument("--symbols", help="comma-separated symbols to process (default: all)")
+    replay.add_argument("--shard", metavar="K/N", help="only the symbols of shard K of N "
+                        "(the stable hash split of run --shard)")
     replay.add_argument("--skip-bad", action="store_true",
                         help="skip and count malformed rows instead of stopping")
     replay.add_argument("--interval", help="bar interval for bars built from trades (e.g. 1s)")
@@ -267,6 +269,10 @@ def _config(args: argparse.Namespace) -> Config:
     if getattr(args, "symbols", None):
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         overrides.setdefault("feed", {})["symbols"] = symbols
+    if getattr(args, "shard", None) and args.command == "replay":
+        from ares_stream import shards
+
+        overrides.setdefault("feed", {})["shard"] = str(shards.parse(args.shard))
     if getattr(args, "skip_bad", False):
         overrides.setdefault("feed", {})["skip_bad"] = True
     if getattr(args, "interval", None):

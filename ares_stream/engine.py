@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from ares_stream import shards
 from ares_stream.config import Config, buffer_shortfall
 from ares_stream.errors import ConfigError, ParseError
 from ares_stream.events import (
@@ -203,6 +204,8 @@ class Engine:
         self.last_ts = 0
         self.decoder = Decoder()
         self.symbols = frozenset(s.upper() for s in config.feed.symbols)
+        self.shard = shards.parse(config.feed.shard) if config.feed.shard else None
+        self._foreign: set[str] = set()  # symbols of other shards seen (each hashed once)
         self.interval_ns = parse_interval(config.bars.interval)
         every = config.drift.feature_every
         self._coef_every = parse_interval(every if every != "0s" else "1h")
@@ -341,10 +344,21 @@ class Engine:
 
     # -- stages -------------------------------------------------------------------------------
 
+    def _other_shard(self, symbol: str) -> bool:
+        """With ``feed.shard``: the symbol belongs to another shard."""
+        if self.shard is None:
+            return False
+        if symbol in self._foreign:
+            return True
+        if shards.shard_of(symbol, self.shard.n) != self.shard.k:
+            self._foreign.add(symbol)
+            return True
+        return False
+
     def _state(self, symbol: str) -> SymbolState | None:
         st = self.state.get(symbol)
         if st is None:
-            if self.symbols and symbol not in self.symbols:
+            if (self.symbols and symbol not in self.symbols) or self._other_shard(symbol):
                 self.counts["other_symbol"] += 1
                 return None
             st = self.state[symbol] = self._new_state(symbol)

@@ -99,7 +99,7 @@ def apply(cfg: Config, shard: Shard, *, live: bool = False) -> Config:
         raise ShardError(f"shard {shard} has none of the {len(cfg.feed.symbols)} symbols "
                          f"configured: use fewer shards")
     return replace_values(cfg, {
-        "feed": {"symbols": mine},
+        "feed": {"symbols": mine, "shard": str(shard)},
         "metrics": {"port": shard.port(cfg.metrics.port)},
         "monitor": {"port": shard.port(cfg.monitor.port)},
     }, source=f"--shard {shard}")

@@ -129,3 +129,26 @@ def test_two_shards_serve_disjoint_halves_and_status_sums_them(
             assert [p.wait(timeout=120) for p in procs] == [0, 0]
     logs = [(tmp_path / f"d{k}.log").read_text() for k in (1, 2)]
     assert all("Traceback" not in log for log in logs)
+
+
+def test_a_replay_split_in_shards_predicts_what_the_whole_replay_predicts(tmp_path: Path) -> None:
+    """``replay --shard K/N`` keeps its shard's symbols; the two halves' predictions are the
+    whole replay's, row for row (symbols learn independently without cross-asset features)."""
+    paths = []
+    for i, sym in enumerate(SYMBOLS):
+        paths.append(tmp_path / f"{sym}.gz")
+        write_recording(paths[-1], seconds=900, seed=50 + i, symbol=sym)
+    base = ["replay", *map(str, paths), "--interval", "10s", "--quiet", "--no-report",
+            "--config", str(ROOT / "configs" / "quick.toml")]
+
+    def rows(db: Path) -> list[tuple[object, ...]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return conn.execute("select symbol, ts_event, model, proba, value, label from "
+                                "predictions order by symbol, ts_event").fetchall()
+    assert main([*base, "--db", str(tmp_path / "all.db")]) == 0
+    for k in (1, 2):
+        assert main([*base, "--db", str(tmp_path / f"s{k}.db"), "--shard", f"{k}/2"]) == 0
+    whole, halves = rows(tmp_path / "all.db"), [rows(tmp_path / f"s{k}.db") for k in (1, 2)]
+    for k, half in enumerate(halves, 1):
+        assert {r[0] for r in half} == set(shards.select(SYMBOLS, shards.Shard(k, 2)))
+    assert sorted(halves[0] + halves[1]) == whole and whole
