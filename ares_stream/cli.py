@@ -268,7 +268,7 @@ def _config(args: argparse.Namespace) -> Config:
     overrides: dict[str, dict[str, object]] = {}
     if getattr(args, "symbols", None):
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-        overrides.setdefault("feed", {})["symbols"] = symbols
+        overrides.setdefault("feed", {}).update(symbols=symbols, symbols_file="", symbols_quote="")
     if getattr(args, "shard", None) and args.command == "replay":
         from ares_stream import shards
 
@@ -288,9 +288,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _needs_symbols(cfg: Config, command: str) -> Config:
     """A command that connects needs to know what to subscribe to."""
-    if not cfg.feed.symbols:
-        raise AresError(f"{command} needs symbols: --symbols BTCUSDT,ETHUSDT "
-                        "(or feed.symbols in the config)")
+    if not (cfg.feed.symbols or cfg.feed.symbols_file or cfg.feed.symbols_quote):
+        raise AresError(f"{command} needs symbols: --symbols BTCUSDT,ETHUSDT (or feed.symbols, "
+                        "feed.symbols_file or feed.symbols_quote in the config)")
     return cfg
 
 

@@ -45,7 +45,6 @@ class FeedConfig:
     silence_timeout_s: float = 30.0  # no frame for this long: reconnect
     rotate_hours: float = 23.5  # open a fresh connection before Binance's 24 h cut
     queue_size: int = 100_000  # frames buffered between socket and engine (never dropped)
-    shard: str = ""  # "K/N": only the symbols of shard K of N (stable hash; run/replay --shard)
     backfill: bool = True  # fill gaps over REST before live frames resume
     warmup_trades: int = 20_000  # cold start: trades fetched over REST before the first live one
     warmup_klines: int = 500  # cold start: klines fetched over REST before the first closed one
@@ -243,6 +242,8 @@ class StoreConfig:
     flush_seconds: float = 1.0  # live: predictions and drift events reach the file this often
     # (what a restart writes again identically; the rest at each checkpoint); 0: at checkpoints
     watchdog_failures: int = 3  # checkpoints failed in a row before the systemd watchdog starves
+    memory_limit_gb: float = 0.0  # memory a shard may use (0: MemAvailable); a config needing
+    # more is refused at start (ares_stream.learners.memory)
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,7 @@ def _validate(cfg: Config, source: str) -> None:
         (cfg.drift.reference_windows >= 2, "drift.reference_windows must be >= 2"),
         (cfg.store.flush_rows >= 1, "store.flush_rows must be >= 1"),
         (cfg.store.watchdog_failures >= 1, "store.watchdog_failures must be >= 1"),
+        (cfg.store.memory_limit_gb >= 0, "store.memory_limit_gb must be >= 0 (0: MemAvailable)"),
         (cfg.learner.rolling_window >= 1, "learner.rolling_window must be >= 1"),
         (cfg.report.every_hours >= 0, "report.every_hours must be >= 0 (0: no daily report)"),
         (cfg.report.rolling >= 2, "report.rolling must be >= 2"),
@@ -467,9 +469,6 @@ def _validate(cfg: Config, source: str) -> None:
         *_alert_checks(cfg.alerts),
         (0 <= cfg.monitor.port <= 65535, "monitor.port must be 0-65535"),
         (cfg.batch.executor in ("process", "ray"), "batch.executor must be \"process\" or \"ray\""),
-        (not cfg.feed.shard
-         or re.fullmatch(r"\s*\d+\s*(/|-of-)\s*\d+\s*", cfg.feed.shard) is not None,
-         "feed.shard must be \"K/N\", e.g. \"1/4\""),
         (0 < cfg.stress.max_loss <= 1 and 0 < cfg.stress.max_drawdown <= 1,
          "stress.max_loss and stress.max_drawdown must be fractions in (0, 1]"),
         (cfg.stress.warmup_bars >= 1 and cfg.stress.windows >= 1,

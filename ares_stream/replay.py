@@ -21,6 +21,7 @@ from ares_stream.engine import Engine
 from ares_stream.feed import RawFrame
 from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.feed.recording import RECORDING_SUFFIXES, RecordingSource, expand_paths
+from ares_stream.learners import memory
 from ares_stream.runtime import build_engine
 from ares_stream.store.db import open_db
 from ares_stream.store.failures import STORAGE_ERRORS, storage_failure
@@ -79,7 +80,10 @@ def run_replay(paths: Sequence[str], config: Config, *, db_path: Path | None = N
     A storage failure (a full disk) stops the replay with one :class:`StorageError`: the run is
     marked ``failed`` if the disk still takes that one row, and nothing else is attempted. The
     database is locked while the replay writes it (:mod:`ares_stream.store.lock`): one that a
-    daemon or another replay owns refuses the replay, naming the owner's pid."""
+    daemon or another replay owns refuses the replay, naming the owner's pid. A config whose
+    symbols' buffers and state cannot fit in memory is refused first
+    (:class:`~ares_stream.learners.memory.MemoryShortfall`, the arithmetic on one line)."""
+    memory.check(config)
     db_path = db_path or default_db_path(config)
     with DatabaseLock(db_path):
         return _replay(paths, config, db_path=db_path, progress=progress)

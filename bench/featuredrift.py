@@ -68,6 +68,7 @@ from ares_stream.feed.publicdata import PublicDataSource
 from ares_stream.replay import run_replay
 from ares_stream.sim.harness import load_schedule
 from ares_stream.sim.simulator import VOL_HALF_LIFE_S, VOL_OF_VOL, write_recording
+from ares_stream.store.buffer import decode_x
 from ares_stream.store.db import open_db
 from ares_stream.store.runs import RunStore
 from ares_stream.validation.drift import compare
@@ -140,7 +141,7 @@ def checks(db: Path, window: int) -> tuple[list[str], list[Check], list[int]]:
     features = json.loads(conn.execute("SELECT features FROM models LIMIT 1").fetchone()[0])
     rows = conn.execute("SELECT ts_event, x FROM buffer ORDER BY ts_event").fetchall()
     ts = np.array([r[0] for r in rows], dtype=np.int64)
-    X = np.frombuffer(b"".join(r[1] for r in rows)).reshape(len(rows), -1)
+    X = decode_x([r[1] for r in rows], len(features))  # float32, as the worker reads it
     spans = {i: (a, b) for i, a, b in conn.execute("SELECT id, train_start, train_end FROM models")}
     stored = conn.execute("SELECT DISTINCT ts_event, model_id FROM feature_drift "
                           "ORDER BY ts_event").fetchall()

@@ -672,9 +672,10 @@ def _buffer_check(conn: sqlite3.Connection, b: Any) -> Check:
         if i is None:
             missing += 1
             continue
-        x = np.frombuffer(blob, dtype=np.float64)
+        # float32 since the buffer holds float32 (float64 before): equal up to float32 rounding
+        x = np.frombuffer(blob, dtype=np.float32 if len(blob) == 4 * len(X[i]) else np.float64)
         same += int(x.shape == X[i].shape
-                    and np.allclose(x, X[i], rtol=1e-9, atol=1e-12, equal_nan=True))
+                    and np.allclose(x, X[i], rtol=2e-7, atol=1e-12, equal_nan=True))
     if same == len(rows):
         return True, f"features identical to the run's buffer on all {same:,} buffered rows"
     return False, (f"FEATURES DIFFER from the run's buffer: {same:,} of {len(rows):,} rows "

@@ -1,16 +1,18 @@
 """The asyncio shell around the engine for a live feed: websocket → engine, REST backfill, record.
 
-``Ingest.run`` takes frames from the websocket feed's bounded queue and hands each to the engine
-(``engine.on_frame``: decode, gate, stages). When the gate holds a symbol behind a gap it queues a
-backfill request; the shell fetches it over REST (python-binance) and gives the synthetic frames
-back to the engine (``engine.on_backfill``), page by page as they arrive, then the frames that
-waited. A backfill or catch-up pages on while REST has the data (bounded by
+``Ingest.run`` takes frames from the websocket feed's bounded queue (one queue however many
+connections carry the symbols: :class:`~ares_stream.feed.pool.FeedPool`) and hands each to the
+engine (``engine.on_frame``: decode, gate, stages). When the gate holds a symbol behind a gap it
+queues a backfill request; the shell fetches it over REST (python-binance) and gives the synthetic
+frames back to the engine (``engine.on_backfill``), page by page as they arrive, then the frames
+that waited. A backfill or catch-up pages on while REST has the data (bounded by
 ``feed.backfill_max_seconds`` and the request weight), and every
 ``feed.backfill_checkpoint_items`` items or ``feed.backfill_checkpoint_seconds`` seconds of it
 the ``checkpoint`` hook (the daemon's) saves what the engine consumed: a restart however soon
 resumes from there. Connection notices (connects, drops, silences, rotations, server
-shutdowns) go to ``feed_health``. The time from a frame's arrival to the end of its processing
-is the **lag**, sampled for p50/p99.
+shutdowns) go to ``feed_health``; a connection that comes back (or has confirmed its
+subscriptions) has its own symbols caught up over REST, not every symbol of the daemon. The
+time from a frame's arrival to the end of its processing is the **lag**, sampled for p50/p99.
 
 Nothing here computes: it only moves frames, awaits REST and flushes the recording.
 """
@@ -34,9 +36,10 @@ from ares_stream.clock import LiveClock
 from ares_stream.config import Config
 from ares_stream.daemon.prometheus import LagHistogram
 from ares_stream.engine import BatchLearning, Broker, Engine
-from ares_stream.feed import RawFrame
+from ares_stream.feed import RawFrame, universe
 from ares_stream.feed.backfill import Backfiller, BackfillResult
 from ares_stream.feed.gate import BackfillRequest, Gate
+from ares_stream.feed.pool import FeedPool
 from ares_stream.feed.recorder import RecordingWriter
 from ares_stream.feed.ws import FeedNotice, WsFeed, WsSettings, backoff
 from ares_stream.runtime import build_engine
@@ -59,6 +62,7 @@ def ws_settings(config: Config) -> WsSettings:
         base_url=ws_url, symbols=tuple(s.lower() for s in f.symbols), streams=f.streams,
         time_unit=f.time_unit or None, silence_timeout=f.silence_timeout_s,
         rotate_after=f.rotate_hours * 3600, queue_size=f.queue_size,
+        max_streams=f.streams_per_connection,
     )
 
 
@@ -87,8 +91,9 @@ class LagStats:
 class Ingest:
     """Websocket feed → engine, with inline REST backfill and an optional recording."""
 
-    def __init__(self, engine: Engine, feed: WsFeed, backfiller: Backfiller | None = None,
-                 recorder: RecordingWriter | None = None, clock: LiveClock | None = None,
+    def __init__(self, engine: Engine, feed: WsFeed | FeedPool,
+                 backfiller: Backfiller | None = None, recorder: RecordingWriter | None = None,
+                 clock: LiveClock | None = None,
                  *, resumed: bool = False) -> None:
         self.engine = engine
         self.feed = feed
@@ -97,7 +102,9 @@ class Ingest:
         self.clock = clock  # APScheduler: the batch jobs on wall time
         self.lag = LagStats()
         self.stopping = asyncio.Event()
-        self.catch_up_due = False
+        self.catch_up_due = False  # every symbol's cursor
+        self.catch_up_symbols: set[str] = set()  # ... or only these (one connection's)
+        self._up: dict[int, bool] = {}  # each connection's state, by its number
         self.caught_up = not resumed  # a restart's first catch-up is its warm-up: timed
         self.behind = False  # inside an episode of the engine falling behind
         self.checkpoint: Callable[[], object] | None = None  # saves what the engine consumed
@@ -110,13 +117,19 @@ class Ingest:
 
     def on_notice(self, notice: FeedNotice) -> None:
         """A connection incident: counted and stored in feed_health, and ``on_connection``
-        told whether the feed is now connected. A new connection makes the pump catch up over
-        REST from every cursor (what the gap missed may never be revealed by a later live
-        item)."""
-        if notice.kind in ("connected", "rotated"):
-            self.catch_up_due = True
+        told whether the feed is now connected (every connection). A new connection, once it
+        carries all its streams, makes the pump catch up over REST from the cursors of its
+        symbols (what the gap missed may never be revealed by a later live item)."""
+        if notice.kind in ("rotated", "subscribed") or (notice.kind == "connected"
+                                                        and notice.complete):
+            if self.feed.connections > 1 and notice.symbols:
+                self.catch_up_symbols |= notice.symbols
+            else:
+                self.catch_up_due = True
         if self.on_connection is not None and notice.kind in _LINK_STATE:
-            self.on_connection(_LINK_STATE[notice.kind])
+            self._up[notice.conn] = _LINK_STATE[notice.kind]
+            whole = len(self._up) == self.feed.connections and all(self._up.values())
+            self.on_connection(whole)
         self.engine.counts[f"feed_{notice.kind}"] += 1
         self.engine.sink.health("", 0, notice.ts, notice.kind, 1, notice.detail)
         log.info("feed_notice", kind=notice.kind, detail=notice.detail)
@@ -154,7 +167,7 @@ class Ingest:
                     frame = await asyncio.wait_for(queue.get(), timeout=0.25)
                 except TimeoutError:
                     self._idle(task)
-                    if self.catch_up_due:
+                    if self.catch_up_due or self.catch_up_symbols:
                         await self._catch_up()
                     continue
             engine.on_frame(frame.ts_init, frame.data)
@@ -162,7 +175,7 @@ class Ingest:
                 self._ask_snapshots()
             if engine.gate.requests:
                 await self._backfill()
-            if self.catch_up_due:
+            if self.catch_up_due or self.catch_up_symbols:
                 await self._catch_up()
             self.lag.add(time.time_ns() - frame.ts_init)
             frames += 1
@@ -251,18 +264,22 @@ class Ingest:
             self.engine.on_backfill(request, [], result.complete, result.reason)
 
     async def _catch_up(self) -> None:
-        """Everything REST has after each cursor, through the gate (duplicates dropped)."""
-        self.catch_up_due = False
+        """Everything REST has after each cursor (of the symbols due), through the gate
+        (duplicates dropped)."""
+        only = None if self.catch_up_due else self.catch_up_symbols
+        self.catch_up_due, self.catch_up_symbols = False, set()
         if self.backfiller is None:
             return
         for request in self.engine.gate.catch_up_requests():
+            if only is not None and request.symbol.upper() not in only:
+                continue
             result = await self._fetch(request, "" if self.caught_up else "catch_up")
             if result is None:
                 return
             if result.items:
                 why = "" if result.reason in ("", "not_available") else f": {result.reason}"
                 self.engine.on_backfill(request, [], True, f"catch_up{why}")
-        self.caught_up = True
+        self.caught_up = self.caught_up or only is None
 
     def _on_page(self, request: BackfillRequest, frames: list[RawFrame]) -> None:
         """One REST page into the engine at once; a checkpoint every N items or T seconds."""
@@ -344,7 +361,7 @@ def build_ingest(config: Config, store: Any, *, learn: bool = True,
     backfiller = (Backfiller(rest_url, market=market, max_seconds=f.backfill_max_seconds)
                   if f.backfill else None)
     clock = batch_clock(engine.batch)
-    ingest = Ingest(engine, WsFeed(ws_settings(config), reconnect_delays=backoff()),
+    ingest = Ingest(engine, FeedPool(ws_settings(config), reconnect_delays=backoff()),
                     backfiller, recorder, clock, resumed=bool(cursors))
     ingest.feed.on_notice = ingest.on_notice
     return ingest, backfiller
@@ -375,6 +392,7 @@ async def run_record(config: Config, out: str, *, duration: float | None = None,
     from ares_stream.store.db import open_db
     from ares_stream.store.runs import RunStore
 
+    config = await universe.resolve(config)  # a file's or a quote's symbols
     store = RunStore(open_db(Path(out) / "record.db"), mode="record", config=as_dict(config),
                      sources=[config.feed.urls()[0]])
     ingest, backfiller = build_ingest(config, store, learn=False, recordings=out)

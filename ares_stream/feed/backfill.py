@@ -221,6 +221,17 @@ class Backfiller:
         result.complete = not result.reason
         return result
 
+    async def exchange_info(self) -> dict[str, Any]:
+        """``exchangeInfo`` of the market (every symbol, its status and assets); network and
+        HTTP errors propagate (a start-up that needs it cannot go on without it)."""
+        if self._client is None:
+            raise RuntimeError("Backfiller used outside `async with`")
+        get = (self._client.get_exchange_info if self.market == "spot"
+               else self._client.futures_exchange_info)
+        info: dict[str, Any] = await get()
+        self.stats["requests"] += 1
+        return info
+
     async def snapshot(self, symbol: str, limit: int = SNAPSHOT_LIMIT) -> RawFrame | str:
         """The symbol's REST depth snapshot as a frame (:func:`snapshot_frame`) stamped with
         its receive time, or why there is none (an error reason after the retries)."""

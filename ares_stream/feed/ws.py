@@ -1,18 +1,33 @@
 """The live Binance websocket: the only module that touches the socket (client side).
 
-:class:`WsFeed` reads one combined-stream URL and puts every frame, stamped with ``time.time_ns()``
-right after receipt, on a bounded queue as a :class:`~ares_stream.feed.RawFrame`. Nothing is
-dropped: a full queue makes the reader wait (backpressure), counted in ``stats``.
+:class:`WsFeed` serves one connection's streams (at most 1,024, Binance's cap) and puts every
+frame, stamped with ``time.time_ns()`` right after receipt, on a bounded queue as a
+:class:`~ares_stream.feed.RawFrame`. Nothing is dropped: a full queue makes the reader wait
+(backpressure), counted in ``stats``. Many connections are the job of
+:class:`~ares_stream.feed.pool.FeedPool`: one :class:`WsFeed` each, sharing one queue and one
+:class:`ConnectionBudget`.
+
+How a connection asks for its streams: the first ones go in the URL, as many as keep the path
+within :data:`URL_BUDGET` bytes (a server refuses a request line over 8 KB with 414); the rest
+follow as ``SUBSCRIBE`` messages of :data:`SUBSCRIBE_BATCH` names, paced under 5 messages a
+second, on every new connection. The URL alone would need a connection per ~200 streams, SUBSCRIBE
+alone would leave every connection silent until its first reply; both keep a small configuration
+exactly one short URL, and fill a connection up to 1,024 streams with at most 5 messages (1 s).
+A connection is *ready* once every SUBSCRIBE is confirmed (``{"result":null,"id":n}``): its
+``connected`` notice says whether it is already (``complete``); if not, ``subscribed`` follows.
 
 Connections are made by websockets' ``async for ws in connect(url, ...)``; the retry decision
 (:func:`process_exception`) and the delays (:func:`backoff`) are plain functions passed in. What the
 feed adds on top, each reported as a :class:`FeedNotice`:
 
-- a silence watchdog: no frame for ``silence_timeout`` seconds → ``silence``, reconnect;
+- a silence watchdog: no data frame *received by the socket* for ``silence_timeout`` seconds →
+  ``silence``, reconnect (received is stamped where websockets parses the frame, so an engine
+  that holds the loop, or a reader waiting on a full queue, is never taken for a silent server);
 - ``serverShutdown`` and proactive rotation after ``rotate_after`` seconds: a second connection is
-  opened while the old one is still read; the old one is closed (and drained) once the new one has
-  delivered its first data frame (``rotated``). During that overlap both connections' frames reach
-  the queue, so **downstream must deduplicate trades by id** (it already skips ids it has seen);
+  opened while the old one is still read; the old one is closed (and drained) once the new one is
+  ready and has delivered its first data frame (``rotated``). During that overlap both
+  connections' frames reach the queue, so **downstream must deduplicate trades by id** (it
+  already skips ids it has seen);
 - ``disconnected`` whenever the feed was left without a live connection (server close, abrupt
   drop, silence, keepalive timeout): the one notice after which a gap is possible. Finding the
   gap, by trade id, is downstream's job. The next connection waits for the next backoff delay,
@@ -41,22 +56,28 @@ from typing import Any, cast
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
+from websockets.frames import Opcode
 
 from ares_stream.errors import AresError
 from ares_stream.feed import RawFrame
 
-__all__ = ["FeedError", "FeedNotice", "WsFeed", "WsSettings", "backoff", "process_exception",
-           "stream_names", "stream_url"]
+__all__ = ["MAX_STREAMS", "URL_BUDGET", "ConnectionBudget", "FeedError", "FeedNotice", "WsFeed",
+           "WsSettings", "backoff", "connection_url", "process_exception", "stream_names",
+           "stream_url"]
 
 log = structlog.get_logger(__name__)
 
 Delays = Callable[[], Generator[float, None, None]]
 MAX_STREAMS = 1024  # Binance: streams per connection
 SUBSCRIBE_BATCH = 200  # stream names per SUBSCRIBE message
+URL_BUDGET = 4096  # bytes of a connection's path and query: half the usual 8 KB request line
+CONNECTIONS_PER_WINDOW = (300, 300.0)  # Binance: 300 connection attempts per 5 minutes per IP
 CONTROL_SPACING = 0.25  # s between our control messages: 4/s leaves room under 5/s for a ping/pong
 STABLE_AFTER = 10.0  # s a connection must last for the reconnect delays to start over
 _DATA = b'{"stream":"'  # every combined-stream data frame starts so; anything else is inspected
 _BANG = b'{"stream":"!'  # "!serverShutdown" and the all-market streams
+_REPLY = b'{"result":'  # a reply to one of our control messages
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
 class FeedError(AresError):
@@ -78,32 +99,94 @@ class WsSettings:
     ping_interval: float | None = 20.0  # our keepalive pings (server pings are answered anyway)
     ping_timeout: float | None = 20.0
     close_timeout: float = 1.0  # wait for the closing handshake, then drop the TCP connection
+    max_streams: int = MAX_STREAMS  # streams per connection (a pool opens as many as needed)
 
     def __post_init__(self) -> None:
         times = (self.silence_timeout, self.rotate_after, self.open_timeout, self.close_timeout)
         if min(times) <= 0 or self.queue_size < 1:
             raise ValueError("WsSettings: timeouts and rotate_after must be > 0, queue_size >= 1")
+        if not 1 <= self.max_streams <= MAX_STREAMS:
+            raise ValueError(f"WsSettings: max_streams must be 1-{MAX_STREAMS}")
 
 
 @dataclass(frozen=True)
 class FeedNotice:
     """What happened to the connection, for feed health: ``kind`` at ``ts`` (ns)."""
 
-    kind: str  # connected, disconnected, silence, rotated, server_shutdown, error_frame, …
+    kind: str  # connected, subscribed, disconnected, silence, rotated, server_shutdown, …
     ts: int
     detail: str = ""
+    conn: int = 0  # which connection of a pool
+    symbols: frozenset[str] = frozenset()  # the symbols it carries (upper case)
+    complete: bool = True  # connected: every stream is on already (else "subscribed" follows)
 
 
-def stream_names(symbols: Sequence[str], streams: Sequence[str]) -> list[str]:
-    """Combined-stream names, symbol lower-cased, stream kept as given, duplicates dropped.
+class ConnectionBudget:
+    """Binance's limit on connection attempts per IP (300 per 5 minutes), shared by every
+    connection of a process: :meth:`acquire` waits until an attempt is within it."""
+
+    def __init__(self, limit: int = CONNECTIONS_PER_WINDOW[0],
+                 window: float = CONNECTIONS_PER_WINDOW[1]) -> None:
+        self.limit, self.window = limit, window
+        self.attempts: deque[float] = deque()  # monotonic times of the recent attempts
+        self.waited = 0.0  # seconds spent waiting for room
+
+    def note(self) -> None:
+        """Count an attempt made without asking (a retry inside websockets' reconnect loop)."""
+        self.attempts.append(time.monotonic())
+
+    async def acquire(self) -> None:
+        """Wait until one more attempt fits in the window, and count it."""
+        while True:
+            now = time.monotonic()
+            while self.attempts and self.attempts[0] <= now - self.window:
+                self.attempts.popleft()
+            if len(self.attempts) < self.limit:
+                self.attempts.append(now)
+                return
+            delay = self.attempts[0] + self.window - now
+            self.waited += delay
+            await asyncio.sleep(delay)
+
+
+def stream_names(symbols: Sequence[str], streams: Sequence[str],
+                 limit: int | None = MAX_STREAMS) -> list[str]:
+    """Combined-stream names, symbol lower-cased, stream kept as given, duplicates dropped; more
+    than ``limit`` (one connection's) is an error.
 
     >>> stream_names(["BTCUSDT", "ethusdt"], ["aggTrade", "depth@100ms"])
     ['btcusdt@aggTrade', 'btcusdt@depth@100ms', 'ethusdt@aggTrade', 'ethusdt@depth@100ms']
     """
     names = list(dict.fromkeys(f"{s.lower()}@{st}" for s in symbols for st in streams))
-    if len(names) > MAX_STREAMS:
-        raise ValueError(f"{len(names)} streams; Binance allows {MAX_STREAMS} per connection")
+    if limit is not None and len(names) > limit:
+        raise ValueError(f"{len(names)} streams; Binance allows {limit} per connection")
     return names
+
+
+def connection_url(base_url: str, names: Sequence[str], time_unit: str | None = None,
+                   budget: int = URL_BUDGET) -> tuple[str, list[str]]:
+    """A connection's URL with the first ``names`` that keep its path within ``budget`` bytes,
+    and the names left for SUBSCRIBE.
+
+    >>> connection_url("wss://x", ["a@trade", "b@trade", "c@trade"], budget=30)
+    ('wss://x/stream?streams=a@trade', ['b@trade', 'c@trade'])
+    >>> connection_url("wss://x/", [], "MICROSECOND")
+    ('wss://x/stream?timeUnit=MICROSECOND', [])
+    """
+    path, unit = "/stream", f"timeUnit={time_unit}" if time_unit else ""
+    size = len(path) + len("?streams=") + (len(unit) + 1 if unit else 0) - 1
+    n = 0
+    while n < len(names) and size + 1 + len(names[n]) <= budget:
+        size += 1 + len(names[n])
+        n += 1
+    query = ([f"streams={'/'.join(names[:n])}"] if n else []) + ([unit] if unit else [])
+    url = base_url.rstrip("/") + path + ("?" + "&".join(query) if query else "")
+    return url, list(names[n:])
+
+
+def symbols_of(names: Sequence[str]) -> frozenset[str]:
+    """The symbols (upper case) of stream names; all-market streams (``!…``) have none."""
+    return frozenset(n.partition("@")[0].upper() for n in names if not n.startswith("!"))
 
 
 def stream_url(settings: WsSettings) -> str:
@@ -166,6 +249,19 @@ def process_exception(exc: Exception) -> Exception | None:
     return FeedError(f"cannot open the websocket: {exc!r}")
 
 
+class _Stamped(ClientConnection):
+    """websockets' client connection, stamping when the socket last delivered a data frame:
+    where the frame is parsed, before anyone reads it (a busy loop or a full queue delays the
+    reader, never this)."""
+
+    last_frame = 0.0  # time.monotonic() of the last data frame received; 0: none yet
+
+    def process_event(self, event: Any) -> None:
+        if getattr(event, "opcode", None) in _DATA_OPCODES:
+            self.last_frame = time.monotonic()
+        super().process_event(event)
+
+
 class _FrameQueue(asyncio.Queue[RawFrame]):
     """An asyncio queue of frames that can show its oldest frame."""
 
@@ -186,6 +282,9 @@ class _Link:
         self.ws = ws
         self.opened = self.idle_since = time.monotonic()  # idle_since is inf while blocked on put
         self.first_frame = asyncio.Event()  # set by the first data frame
+        self.subscribed = asyncio.Event()  # every SUBSCRIBE of the replay confirmed
+        self.pending: set[int] = set()  # ids of the replay's SUBSCRIBEs not yet answered
+        self.replaying = False  # the replay is still being sent
         self.replace = asyncio.Event()  # set when the connection should be handed over
         self.reason = ""  # why: "age" or "server_shutdown"
         self.closed: ConnectionClosed | None = None
@@ -217,19 +316,31 @@ class WsFeed:
     stays stopped. A fatal handshake refusal ends :meth:`run` with :class:`FeedError`.
     """
 
+    connections = 1
+
     def __init__(self, settings: WsSettings, *, reconnect_delays: Delays | None = None,
-                 on_notice: Callable[[FeedNotice], None] | None = None) -> None:
+                 on_notice: Callable[[FeedNotice], None] | None = None,
+                 names: Sequence[str] | None = None, queue: asyncio.Queue[RawFrame] | None = None,
+                 budget: ConnectionBudget | None = None, conn: int = 0) -> None:
         self.settings = settings
-        self.url = stream_url(settings)
+        if names is None:
+            names = stream_names(settings.symbols, settings.streams, settings.max_streams)
+        elif len(names) > settings.max_streams:
+            raise ValueError(f"{len(names)} streams; at most {settings.max_streams} per connection")
+        self.names = list(names)
+        self.symbols = symbols_of(self.names)
+        self.url, extra = connection_url(settings.base_url, self.names, settings.time_unit)
+        self.conn = conn
+        self.budget = budget if budget is not None else ConnectionBudget()
         self.reconnect_delays = reconnect_delays if reconnect_delays is not None else backoff()
         self.on_notice = on_notice
         self.stats: dict[str, int] = dict.fromkeys(
             ("frames", "connects", "disconnects", "silences", "rotations", "server_shutdowns",
              "error_frames", "subscribe_messages", "queue_full_waits", "max_queue",
-             "connect_failures"), 0)
-        self._queue: _FrameQueue | None = None
+             "connect_failures", "subscribed"), 0)
+        self._queue: _FrameQueue | None = cast(_FrameQueue | None, queue)
         self._links: set[_Link] = set()
-        self._subscribed: list[str] = []  # live subscriptions, replayed on every new connection
+        self._subscribed: list[str] = extra  # subscriptions replayed on every new connection
         self._delays: Generator[float, None, None] | None = None  # after a dropped connection
         self._task: asyncio.Task[Any] | None = None
         self._stopped = False
@@ -255,6 +366,13 @@ class WsFeed:
         if self._stopped:
             return
         self._task = asyncio.current_task()
+        try:
+            await self.budget.acquire()
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise
+            self._task.uncancel()
+            return
         conns = cast(AsyncGenerator[ClientConnection, None], aiter(connect(
             self.url, process_exception=self._failed_attempt,
             reconnect_delays=self.reconnect_delays, **self._options())))
@@ -273,6 +391,8 @@ class WsFeed:
     def _failed_attempt(self, exc: Exception) -> Exception | None:
         """A connection attempt failed: report it (feed_health), then retry or give up."""
         verdict = process_exception(exc)
+        if verdict is None:
+            self.budget.note()  # websockets retries after its delay: one more attempt
         self.stats["connect_failures"] += 1
         self._notice("connect_failed", f"{type(exc).__name__}: {exc}"[:200])
         return verdict
@@ -286,10 +406,11 @@ class WsFeed:
 
     async def subscribe(self, streams: Sequence[str]) -> None:
         """Subscribe to ``streams`` now on every open connection and on every later one."""
-        new = [name for name in dict.fromkeys(streams) if name not in self._subscribed]
-        if len(stream_names(self.settings.symbols, self.settings.streams)) + len(
-                self._subscribed) + len(new) > MAX_STREAMS:
+        new = [name for name in dict.fromkeys(streams)
+               if name not in self._subscribed and name not in self.names]
+        if len(self.names) + len(new) > MAX_STREAMS:
             raise ValueError(f"more than {MAX_STREAMS} streams on one connection")
+        self.names.extend(new)
         self._subscribed.extend(new)
         await asyncio.gather(*(self._send_subscribe(link, new) for link in list(self._links)))
 
@@ -300,7 +421,7 @@ class WsFeed:
         # No permessage-deflate: market-data frames are small and inflating costs CPU per frame.
         return {"open_timeout": s.open_timeout, "ping_interval": s.ping_interval,
                 "ping_timeout": s.ping_timeout, "close_timeout": s.close_timeout,
-                "compression": None, "max_queue": 256}
+                "compression": None, "max_queue": 256, "create_connection": _Stamped}
 
     async def _session(self, ws: ClientConnection) -> None:
         """Serve ``ws`` and its successors until the feed is left without a connection."""
@@ -315,26 +436,32 @@ class WsFeed:
         if time.monotonic() - link.opened >= STABLE_AFTER:
             self._delays = None
         await asyncio.sleep(self._next_delay())
+        await self.budget.acquire()  # the next attempt, made by websockets' loop
 
     def _start(self, ws: ClientConnection) -> _Link:
         link = _Link(ws)
         link.replace_after(self.settings.rotate_after, "age")
         link.tasks.append(asyncio.create_task(self._read(link)))
         if self._subscribed:
-            replay = self._send_subscribe(link, list(self._subscribed))
+            link.replaying = True
+            replay = self._send_subscribe(link, list(self._subscribed), replay=True)
             link.tasks.append(asyncio.create_task(replay))
+        else:
+            link.subscribed.set()
         self._links.add(link)
         self.stats["connects"] += 1
-        self._notice("connected", f"connection {self.stats['connects']}")
+        self._notice("connected", f"connection {self.stats['connects']}",
+                     complete=link.subscribed.is_set())
         return link
 
     async def _watch(self, link: _Link) -> str:
         """Wait until ``link`` closes ("closed"), goes silent or should be replaced."""
         reader, limit = link.tasks[0], self.settings.silence_timeout
         replace = asyncio.ensure_future(link.replace.wait())
+        received = cast(_Stamped, link.ws)
         try:
             while not replace.done() and not reader.done():
-                idle = time.monotonic() - link.idle_since
+                idle = time.monotonic() - max(link.idle_since, received.last_frame)
                 if idle >= limit:
                     return "silence"
                 await asyncio.wait((reader, replace), timeout=limit - idle if idle >= 0 else limit,
@@ -346,6 +473,7 @@ class WsFeed:
     async def _handover(self, old: _Link) -> _Link:
         """Open a successor to ``old``; close ``old`` once the successor has delivered a frame."""
         try:
+            await self.budget.acquire()
             ws = await connect(self.url, **self._options())
         except Exception as exc:
             if (fatal := process_exception(exc)) is not None:
@@ -354,20 +482,27 @@ class WsFeed:
         if old.tasks[0].done():  # the old one ended before the new one was open: a gap is possible
             self._disconnected(old, "")
         new = self._start(ws)
-        first = asyncio.ensure_future(new.first_frame.wait())
+        first = asyncio.ensure_future(self._settled(new))
         try:
             await asyncio.wait((first, new.tasks[0]), timeout=self.settings.silence_timeout,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             first.cancel()
-        if not new.first_frame.is_set():
+        if not (new.first_frame.is_set() and new.subscribed.is_set()):
             await self._finish(new, drain=False)
-            return self._keep(old, f"{old.reason}: the successor sent nothing")
+            why = "sent nothing" if new.subscribed.is_set() else "did not confirm its streams"
+            return self._keep(old, f"{old.reason}: the successor {why}")
         await self._finish(old, drain=True)
         self._delays = None
         self.stats["rotations"] += 1
         self._notice("rotated", old.reason)
         return new
+
+    @staticmethod
+    async def _settled(link: _Link) -> None:
+        """Until ``link`` has every stream on and has delivered a data frame."""
+        await link.subscribed.wait()
+        await link.first_frame.wait()
 
     def _keep(self, old: _Link, detail: str) -> _Link:
         """A handover failed: carry on with ``old`` and try again after the next delay."""
@@ -428,7 +563,9 @@ class WsFeed:
             link.closed = exc
 
     def _inspect(self, link: _Link, data: bytes) -> None:
-        """Notice a ``serverShutdown`` or an error frame (both are forwarded as well)."""
+        """Notice a ``serverShutdown``, an error frame or a reply (all are forwarded as well)."""
+        if data.startswith(_REPLY) or (data.startswith(b'{"code"') and link.pending):
+            self._answered(link, data)
         if b'"serverShutdown"' in data:
             self.stats["server_shutdowns"] += 1
             self._notice("server_shutdown", data[:200].decode(errors="replace"))
@@ -437,24 +574,45 @@ class WsFeed:
             self.stats["error_frames"] += 1
             self._notice("error_frame", data[:200].decode(errors="replace"))
 
-    async def _send_subscribe(self, link: _Link, names: Sequence[str]) -> None:
-        """Send SUBSCRIBE for ``names`` on ``link``, batched and paced; a closed link is skipped."""
+    def _answered(self, link: _Link, data: bytes) -> None:
+        """A reply (or an error) to a SUBSCRIBE of the replay: ``subscribed`` after the last."""
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            link.pending.discard(json.loads(data).get("id"))
+        self._check_subscribed(link)
+
+    def _check_subscribed(self, link: _Link) -> None:
+        if link.pending or link.replaying or link.subscribed.is_set():
+            return
+        link.subscribed.set()
+        self.stats["subscribed"] += 1
+        self._notice("subscribed", f"{len(self.names)} streams on connection {self.conn}")
+
+    async def _send_subscribe(self, link: _Link, names: Sequence[str],
+                              replay: bool = False) -> None:
+        """Send SUBSCRIBE for ``names`` on ``link``, batched and paced; a closed link is skipped.
+        The ``replay`` of a new connection tracks its ids until each is answered."""
         async with link.send_lock:
             for i in range(0, len(names), SUBSCRIBE_BATCH):
                 await asyncio.sleep(max(0.0, link.next_send - time.monotonic()))
                 self._ids += 1
                 message = {"method": "SUBSCRIBE", "params": list(names[i:i + SUBSCRIBE_BATCH]),
                            "id": self._ids}
+                if replay:
+                    link.pending.add(self._ids)
                 try:
                     await link.ws.send(json.dumps(message))
                 except ConnectionClosed:
                     return  # the next connection replays every subscription
                 link.next_send = time.monotonic() + CONTROL_SPACING
                 self.stats["subscribe_messages"] += 1
+            if replay:
+                link.replaying = False
+                self._check_subscribed(link)
 
-    def _notice(self, kind: str, detail: str) -> None:
-        notice = FeedNotice(kind, time.time_ns(), detail)
-        quiet = kind in ("connected", "rotated")
-        (log.info if quiet else log.warning)("feed_" + kind, detail=detail, url=self.url)
+    def _notice(self, kind: str, detail: str, complete: bool = True) -> None:
+        notice = FeedNotice(kind, time.time_ns(), detail, self.conn, self.symbols, complete)
+        quiet = kind in ("connected", "rotated", "subscribed")
+        (log.info if quiet else log.warning)("feed_" + kind, detail=detail, conn=self.conn,
+                                             url=self.url[:200])
         if self.on_notice is not None:
             self.on_notice(notice)

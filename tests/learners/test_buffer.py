@@ -45,7 +45,7 @@ def test_window_holds_samples_in_feature_order() -> None:
     fill(buf, 5)
     ts, X, y, fwd = buf.window()
     assert ts.tolist() == [i * MIN for i in range(1, 6)]
-    assert X.shape == (5, 15) and X.dtype == np.float64
+    assert X.shape == (5, 15) and X.dtype == np.float32  # what XGBoost trains on
     assert X[2].tolist() == [float(300 + j) for j in range(15)]
     assert y.tolist() == [1, 0, 1, 0, 1] and fwd.tolist() == [0.001, 0.002, 0.003, 0.004, 0.005]
     assert (buf.oldest(), buf.newest(), len(buf)) == (MIN, 5 * MIN, 5)
