@@ -45,6 +45,7 @@ class FeedConfig:
     silence_timeout_s: float = 30.0  # no frame for this long: reconnect
     rotate_hours: float = 23.5  # open a fresh connection before Binance's 24 h cut
     queue_size: int = 100_000  # frames buffered between socket and engine (never dropped)
+    shard: str = ""  # "K/N": only the symbols of shard K of N (stable hash; run/replay --shard)
     backfill: bool = True  # fill gaps over REST before live frames resume
     warmup_trades: int = 20_000  # cold start: trades fetched over REST before the first live one
     warmup_klines: int = 500  # cold start: klines fetched over REST before the first closed one
@@ -469,6 +470,9 @@ def _validate(cfg: Config, source: str) -> None:
         *_alert_checks(cfg.alerts),
         (0 <= cfg.monitor.port <= 65535, "monitor.port must be 0-65535"),
         (cfg.batch.executor in ("process", "ray"), "batch.executor must be \"process\" or \"ray\""),
+        (not cfg.feed.shard
+         or re.fullmatch(r"\s*\d+\s*(/|-of-)\s*\d+\s*", cfg.feed.shard) is not None,
+         "feed.shard must be \"K/N\", e.g. \"1/4\""),
         (0 < cfg.stress.max_loss <= 1 and 0 < cfg.stress.max_drawdown <= 1,
          "stress.max_loss and stress.max_drawdown must be fractions in (0, 1]"),
         (cfg.stress.warmup_bars >= 1 and cfg.stress.windows >= 1,
