@@ -36,6 +36,8 @@ ENDPOINTS = {  # name: (websocket base URL, REST base URL, market)
 class FeedConfig:
     """``[feed]``: where market data comes from: symbols, streams, endpoint, reconnection."""
     symbols: tuple[str, ...] = ()  # empty: every symbol the source carries
+    symbols_file: str = ""  # or: a file of symbols, one a line, # comments (read at start)
+    symbols_quote: str = ""  # or: every TRADING symbol quoted in this asset (exchangeInfo)
     skip_bad: bool = False  # replay: skip and count malformed rows instead of stopping
     endpoint: str = "spot"  # spot | spot-data | testnet | usdm: default URLs and REST market
     ws_url: str = ""  # websocket base URL; empty: the endpoint's
@@ -45,6 +47,7 @@ class FeedConfig:
     silence_timeout_s: float = 30.0  # no frame for this long: reconnect
     rotate_hours: float = 23.5  # open a fresh connection before Binance's 24 h cut
     queue_size: int = 100_000  # frames buffered between socket and engine (never dropped)
+    streams_per_connection: int = 1024  # at most (Binance's cap): more streams, more connections
     shard: str = ""  # "K/N": only the symbols of shard K of N (stable hash; run/replay --shard)
     backfill: bool = True  # fill gaps over REST before live frames resume
     warmup_trades: int = 20_000  # cold start: trades fetched over REST before the first live one
@@ -436,6 +439,7 @@ def _validate(cfg: Config, source: str) -> None:
          "trading.candle_slippage_bps and book_max_age_ms must be >= 0"),
         (cfg.feed.rotate_hours > 0, "feed.rotate_hours must be > 0"),
         (cfg.feed.queue_size >= 1, "feed.queue_size must be >= 1"),
+        *_universe_checks(cfg.feed),
         (cfg.feed.warmup_trades >= 0 and cfg.feed.warmup_klines >= 0,
          "feed.warmup_trades / warmup_klines must be >= 0"),
         (cfg.feed.backfill_max_seconds > 0 and cfg.feed.backfill_checkpoint_items >= 1
@@ -492,6 +496,26 @@ def _validate(cfg: Config, source: str) -> None:
         problem = buffer_shortfall(cfg, interval)
         if problem:
             raise ConfigError(f"{source}: {problem}")
+
+
+def _universe_checks(f: FeedConfig) -> list[tuple[bool, str]]:
+    """The symbols named one way, a well-formed quote, a stream cap Binance allows and that
+    holds one symbol's streams."""
+    ways = [k for k, v in (("symbols", f.symbols), ("symbols_file", f.symbols_file),
+                           ("symbols_quote", f.symbols_quote)) if v]
+    per_symbol = len(set(f.streams))
+    return [
+        (len(ways) <= 1, f"feed.{' and feed.'.join(ways)} both name the symbols: set one of "
+         "feed.symbols, feed.symbols_file, feed.symbols_quote"),
+        (not f.symbols_quote or re.fullmatch(r"[A-Z0-9]{2,10}", f.symbols_quote) is not None,
+         f"feed.symbols_quote = {f.symbols_quote!r}: an asset in capitals, e.g. \"USDT\""),
+        (1 <= f.streams_per_connection <= 1024,
+         f"feed.streams_per_connection = {f.streams_per_connection}: must be 1-1024 (Binance "
+         "allows 1,024 streams per connection)"),
+        (f.streams_per_connection >= per_symbol,
+         f"feed.streams_per_connection = {f.streams_per_connection} is below the {per_symbol} "
+         "streams of one symbol (feed.streams): a symbol's streams share a connection"),
+    ]
 
 
 ALERT_FORMATS = ("json", "telegram", "slack", "discord")

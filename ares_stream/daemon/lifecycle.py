@@ -69,6 +69,7 @@ from ares_stream.daemon.ingest import Ingest, build_ingest
 from ares_stream.daemon.prometheus import Metrics
 from ares_stream.daemon.sdnotify import Notifier, watchdog_interval
 from ares_stream.errors import AresError, StorageError
+from ares_stream.feed import universe
 from ares_stream.learners import memory
 from ares_stream.learners.booster import xgboost as booster_module
 from ares_stream.store import checkpoints
@@ -186,6 +187,7 @@ class Daemon:
             log.info("daemon_stopped", checkpoints=0, detail="before opening the database")
             return
         self.lock = DatabaseLock(self.options.db_path).acquire()  # held until main() returns
+        self.config = await universe.resolve(self.config)  # a file's or a quote's symbols
         memory.check(self.config)  # symbols x buffers + state that cannot fit: refused, one line
         self.alerts = await alerts.start(self.config.alerts)  # from here on, events are alerted
         await self._start_metrics()
