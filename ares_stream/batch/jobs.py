@@ -23,6 +23,7 @@ refit, the River learner, the baselines — are refit per fold and are out of sa
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,15 @@ class Blob:
     data: bytes
     meta: dict[str, Any]
     model_id: int | None = None
+    packed: bool = False  # ``data`` is zlib-compressed UBJSON: a booster held for later
+
+
+def pack(blob: Blob) -> Blob:
+    """``blob`` as a symbol holds it between uses (its lineage, its champions): the UBJSON
+    compressed, ~3.6x smaller (zlib level 1, ~0.3 ms a booster); :func:`from_blob` reads both."""
+    if blob.packed:
+        return blob
+    return Blob(zlib.compress(blob.data, 1), blob.meta, blob.model_id, True)
 
 
 def to_blob(tb: bst.TrainedBooster, model_id: int | None = None) -> Blob:
@@ -72,7 +82,12 @@ def to_blob(tb: bst.TrainedBooster, model_id: int | None = None) -> Blob:
 
 def from_blob(blob: Blob) -> bst.TrainedBooster:
     """The booster a :class:`Blob` carries, rebuilt from its UBJSON and metadata."""
-    return bst.from_ubjson(blob.data, blob.meta)
+    return bst.from_ubjson(ubjson(blob), blob.meta)
+
+
+def ubjson(blob: Blob) -> bytes:
+    """The booster's UBJSON, packed or not."""
+    return zlib.decompress(blob.data) if blob.packed else blob.data
 
 
 def train(window: Window, since: int, parent: Blob | None, settings: bst.BoosterSettings,

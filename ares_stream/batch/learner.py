@@ -111,7 +111,7 @@ class SymbolBatch:
     """One symbol's batch state."""
 
     buffer: SampleBuffer
-    lineage: list[jobs.Blob] = field(default_factory=list)  # every trained booster, oldest first
+    lineage: list[jobs.Blob] = field(default_factory=list)  # the newest boosters, oldest first
     champion: jobs.Blob | None = None
     champion_tb: bst.TrainedBooster | None = None
     champion_since: list[tuple[int, jobs.Blob]] = field(default_factory=list)  # (since, model)
@@ -487,8 +487,7 @@ class BatchLearner:
         rec = self.registry.add_booster(p.symbol, tb, created=ts,
                                         parent=parent.model_id if parent is not None else None,
                                         importance=blob.meta.get("importance"))
-        sb.lineage.append(jobs.Blob(blob.data, blob.meta, rec.id))
-        del sb.lineage[:-_TIMELINE]  # validation looks at the newest _TIMELINE only
+        _hold(sb.lineage, jobs.Blob(blob.data, blob.meta, rec.id))
         self.registry.prune(p.symbol, keep=self.cfg.keep_models)  # the champions stay
         sb.trained_through = tb.train_end
         how = {"refit": "refits", "warm_start": "warm_starts", "refresh": "refreshes"}[tb.how]
@@ -572,8 +571,7 @@ class BatchLearner:
         rec = self.registry.add_booster(symbol, tb, created=ts,
                                         importance=out.refit.meta.get("importance"))
         sb.refit_id = rec.id
-        sb.lineage.append(jobs.Blob(out.refit.data, out.refit.meta, rec.id))
-        del sb.lineage[:-_TIMELINE]
+        _hold(sb.lineage, jobs.Blob(out.refit.data, out.refit.meta, rec.id))
         sb.trained_through = max(sb.trained_through, tb.train_end)
         sb.skill["lineage"], sb.edge["lineage"] = _gain(out.summary, "xgb_refit"), out.edges[
             "xgb_refit"]
@@ -586,20 +584,19 @@ class BatchLearner:
             rec = self.registry.add_booster(p.symbol, tb, created=ts,
                                             importance=out.refit.meta.get("importance"))
             sb.refit_id = rec.id
-            blob = jobs.Blob(out.refit.data, out.refit.meta, rec.id)
-            sb.lineage.append(blob)
+            blob = _hold(sb.lineage, jobs.Blob(out.refit.data, out.refit.meta, rec.id))
             sb.trained_through = tb.train_end
         elif out.decision.challenger == "xgb_tuned" and out.tuned is not None:
             rec = self.registry.add_booster(p.symbol, jobs.from_blob(out.tuned), created=ts,
                                             importance=out.tuned.meta.get("importance"))
-            blob = jobs.Blob(out.tuned.data, out.tuned.meta, rec.id)
-            sb.lineage.append(blob)  # same schema: warm starts may continue it
+            blob = _hold(sb.lineage, jobs.Blob(out.tuned.data, out.tuned.meta, rec.id))
+            # same schema: warm starts may continue it
         elif out.decision.challenger == "xgb_selected" and out.selected is not None \
                 and out.selected.model is not None:  # kept features only: not in the lineage
             tb = jobs.from_blob(out.selected.model)  # (its schema differs: no warm start)
             rec = self.registry.add_booster(p.symbol, tb, created=ts,
                                             importance=out.selected.model.meta.get("importance"))
-            blob = jobs.Blob(out.selected.model.data, out.selected.model.meta, rec.id)
+            blob = jobs.pack(jobs.Blob(out.selected.model.data, out.selected.model.meta, rec.id))
         else:
             blob = p.context["candidate"]
         assert blob.model_id is not None
@@ -610,8 +607,7 @@ class BatchLearner:
                         reason=str(exc))
             return None
         sb.champion, sb.champion_tb = blob, jobs.from_blob(blob)
-        sb.champion_since.append((ts, blob))
-        del sb.champion_since[:-_TIMELINE]
+        _keep(sb.champion_since, (ts, blob))
         self.counts["promotions"] += 1
         return blob.model_id
 
@@ -637,16 +633,15 @@ class BatchLearner:
             champ = self.registry.champion(symbol)
             if champ is not None:
                 tb = self.registry.load_booster(champ.id)
-                sb.champion = jobs.to_blob(tb, champ.id)
+                sb.champion = _hold(sb.lineage, jobs.to_blob(tb, champ.id))
                 sb.champion_tb = tb
-                sb.lineage.append(sb.champion)
-                sb.champion_since.append((champ.created, sb.champion))
+                _keep(sb.champion_since, (champ.created, sb.champion))
                 sb.trained_through = tb.train_end
             newest = [m for m in self.registry.list(symbol)
                       if m.kind == "xgboost" and not m.pruned]
             if newest and (champ is None or newest[-1].id != champ.id):  # the lineage goes on
                 tb = self.registry.load_booster(newest[-1].id)
-                sb.lineage.append(jobs.to_blob(tb, newest[-1].id))
+                _hold(sb.lineage, jobs.to_blob(tb, newest[-1].id))
                 sb.trained_through = max(sb.trained_through, tb.train_end)
             self._resume_weights(sb, symbol)
         return sb
@@ -683,10 +678,9 @@ class BatchLearner:
                                  f"does not compute: {', '.join(missing)}")
         sb = self._symbol(choice.symbol)
         manual.apply(self.registry, d, choice, ts)
-        blob = jobs.to_blob(tb, choice.model.id)
+        blob = jobs.pack(jobs.to_blob(tb, choice.model.id))
         sb.champion, sb.champion_tb = blob, tb
-        sb.champion_since.append((ts, blob))
-        del sb.champion_since[:-_TIMELINE]
+        _keep(sb.champion_since, (ts, blob))
         sb.skill["champion"] = 0.0  # unmeasured: no weight, no edge until a validation
         sb.edge.pop("champion", None)
         sb.earned = None
@@ -727,6 +721,23 @@ def _executor(config: Config) -> Executor:
     return ProcessPoolExecutor(1, mp_context=get_context("spawn"),
                                initializer=worker.init_worker,
                                initargs=(os.getpid(), logs.worker_settings()))
+
+
+def _hold(lineage: list[jobs.Blob], blob: jobs.Blob) -> jobs.Blob:
+    """Append ``blob`` to a symbol's lineage as the symbol holds it (:func:`_keep`); the packed
+    booster is returned."""
+    blob = jobs.pack(blob)
+    _keep(lineage, blob)
+    return blob
+
+
+def _keep(timeline: list[Any], item: Any) -> None:
+    """Append to a symbol's lineage or champion history, keeping what a validation needs of it:
+    the newest ``_TIMELINE`` entries (it hands no older one to a job), each booster packed
+    (:func:`jobs.pack`: compressed until a job or a prediction reads it). What a symbol holds
+    is bounded, at most ``2 * _TIMELINE`` packed boosters however long it runs."""
+    timeline.append(item)
+    del timeline[:-_TIMELINE]
 
 
 def _id(blob: jobs.Blob | None) -> int | None:

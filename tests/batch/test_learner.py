@@ -398,7 +398,7 @@ def test_each_validation_refits_and_pools_the_forecast(tmp_path: Path) -> None:
                    {"river": LOSE, "xgb_refit": LOSE, "lineage": LOSE}, refit=refit)
     _validate(learner, DAY, out)
     sb = learner.symbols["BTCUSDT"]
-    assert sb.lineage[-1].data == refit.data and sb.lineage[-1].model_id is not None
+    assert jobs.ubjson(sb.lineage[-1]) == refit.data and sb.lineage[-1].model_id is not None
     assert sb.skill["lineage"] == pytest.approx(0.04) and sb.champion is None
     x = {"a": -0.7, "b": 0.3}
     p_refit = bst.predict_one(jobs.from_blob(refit), x)
@@ -485,3 +485,49 @@ def test_a_manual_champion_trades_only_once_a_validation_measures_it(tmp_path: P
     refused = learner.manual(manual.ManualDecision("promote", "ops", "why", model_id=999), DAY)
     assert not refused.ok and "no model with id 999" in refused.message
     learner.stop()
+
+
+def held_replay(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any]:
+    """A replay of the candles with batch learning; its database and its batch learner."""
+    from ares_stream import replay
+
+    engines: list[Any] = []
+    build = replay.build_engine
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        engines.append(build(*args, **kwargs))
+        return engines[-1]
+
+    monkeypatch.setattr(replay, "build_engine", keep)
+    result = run_replay([str(candles(tmp_path, 12_000))], small_config(),
+                        db_path=tmp_path / f"{name}.db")
+    return result.db_path, engines[0].batch
+
+
+def test_the_held_lineage_is_bounded_and_decides_as_the_unbounded_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over many trainings a symbol holds only the newest boosters a validation is handed
+    (here 4), packed; the same replay holding every booster unpacked stores the same models,
+    validations, promotions and predictions."""
+    import ares_stream.batch.learner as learner_mod
+
+    monkeypatch.setattr(learner_mod, "_TIMELINE", 4)
+    held, batch = held_replay(tmp_path, "held", monkeypatch)
+    with monkeypatch.context() as m:  # the unbounded reference: append everything, raw
+        m.setattr(learner_mod, "_keep", lambda timeline, item: timeline.append(item))
+        m.setattr(jobs, "pack", lambda blob: blob)
+        every, unbounded = held_replay(tmp_path, "every", m)
+    sb, ref = batch.symbols["BTCUSDT"], unbounded.symbols["BTCUSDT"]
+    assert batch.counts["trained"] > 10 and len(ref.lineage) > 10
+    assert query(held, "select count(*) from validations")[0][0] >= 2
+    assert len(sb.lineage) == 4 and all(b.packed for b in sb.lineage)
+    assert [b.model_id for b in sb.lineage] == [b.model_id for b in ref.lineage[-4:]]
+    raw = sum(len(b.data) for b in ref.lineage[-4:])
+    assert sum(len(b.data) for b in sb.lineage) < raw / 2
+    assert [jobs.from_blob(b).n_trees for b in sb.lineage] == [
+        jobs.from_blob(b).n_trees for b in ref.lineage[-4:]]
+    for sql in ("select symbol, version, how, n_trees, rows, status, blob from models",
+                "select ts_event, challenger, promoted, challenger_loss, ci_low, fold_table "
+                "from validations",
+                "select ts_event, proba, value from predictions order by ts_event"):
+        assert query(held, sql) == query(every, sql)
