@@ -11,9 +11,10 @@ its own process (``ares-stream replay``'s own ``run_replay`` into a fresh SQLite
 frames/s of wall time and of the process's CPU time, and its RSS at the end (peak, ``ru_maxrss``).
 Beside them: the bare decode loop, a plain ``msgspec`` typed-Struct decode of the same frames.
 
-``--against DIR`` measures another checkout of the package (e.g. ``git worktree add /tmp/before
-HEAD`` taken before a change) in the same run, each of its replays right after the same replay of
-this tree, so the machine's drift hits both alike. ``--quick``: 20,000 frames, 1 and 100 symbols.
+``--against DIR [DIR …]`` measures other checkouts of the package (e.g. ``git worktree add
+/tmp/before HEAD`` taken before a change) in the same run, each of their replays right after the
+same replay of this tree, so the machine's drift hits them alike. ``--quick``: 20,000 frames,
+1 and 100 symbols.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100_000, help="frames per replay")
     parser.add_argument("--symbols", type=int, nargs="+", default=list(SYMBOLS))
     parser.add_argument("--quick", action="store_true", help="20,000 frames; 1 and 100 symbols")
-    parser.add_argument("--against", type=Path, help="another checkout, measured alongside")
+    parser.add_argument("--against", type=Path, nargs="+", default=[],
+                        help="other checkouts, measured alongside")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -150,7 +152,7 @@ def main() -> None:
         return
     if args.quick:
         args.frames, args.symbols = 20_000, [1, 100]
-    trees = [("this", ROOT)] + ([("against", args.against.resolve())] if args.against else [])
+    trees = [("this", ROOT)] + [(p.resolve().name, p.resolve()) for p in args.against]
     frames = tape(SOURCE)
     print(f"{args.frames:,} trade frames from {SOURCE.name} ({len(frames):,} trades, repeated "
           f"later in time), relabelled round-robin into N symbols. Per tree: frames/s of wall "
