@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ares_stream.config import Config, replace_values
 from ares_stream.errors import AresError
 
-__all__ = ["Shard", "ShardError", "apply", "parse", "select", "shard_of"]
+__all__ = ["Shard", "ShardError", "apply", "narrow", "parse", "select", "shard_of"]
 
 _SPEC = re.compile(r"^\s*(\d+)\s*(?:/|-of-|of)\s*(\d+)\s*$")
 
@@ -92,14 +92,28 @@ def apply(cfg: Config, shard: Shard, *, live: bool = False) -> Config:
     if cfg.features.cross_asset:
         raise ShardError("--shard with features.cross_asset: every shard would need the "
                          f"reference {cfg.features.reference}'s feed; not supported yet")
-    if not cfg.feed.symbols:
-        raise ShardError("--shard needs symbols to split: feed.symbols (or --symbols)")
+    f = cfg.feed
+    if not (f.symbols or f.symbols_file or f.symbols_quote):
+        raise ShardError("--shard needs symbols to split: feed.symbols (or --symbols), "
+                         "feed.symbols_file or feed.symbols_quote")
+    cfg = replace_values(cfg, {
+        "feed": {"shard": str(shard)},
+        "metrics": {"port": shard.port(cfg.metrics.port)},
+        "monitor": {"port": shard.port(cfg.monitor.port)},
+    }, source=f"--shard {shard}")
+    return narrow(cfg) if f.symbols else cfg  # a file's or a quote's: once resolved, at start
+
+
+def narrow(cfg: Config) -> Config:
+    """With ``feed.shard``: ``feed.symbols`` cut to the shard's (the universe resolved); an
+    empty shard is a :class:`ShardError`."""
+    if not cfg.feed.shard:
+        return cfg
+    shard = parse(cfg.feed.shard)
     mine = select(cfg.feed.symbols, shard)
     if not mine:
         raise ShardError(f"shard {shard} has none of the {len(cfg.feed.symbols)} symbols "
                          f"configured: use fewer shards")
-    return replace_values(cfg, {
-        "feed": {"symbols": mine, "shard": str(shard)},
-        "metrics": {"port": shard.port(cfg.metrics.port)},
-        "monitor": {"port": shard.port(cfg.monitor.port)},
-    }, source=f"--shard {shard}")
+    if len(mine) == len(cfg.feed.symbols):
+        return cfg
+    return replace_values(cfg, {"feed": {"symbols": mine}}, source=f"--shard {shard}")

@@ -152,3 +152,19 @@ def test_a_replay_split_in_shards_predicts_what_the_whole_replay_predicts(tmp_pa
     for k, half in enumerate(halves, 1):
         assert {r[0] for r in half} == set(shards.select(SYMBOLS, shards.Shard(k, 2)))
     assert sorted(halves[0] + halves[1]) == whole and whole
+
+
+def test_a_universe_from_a_file_is_cut_to_the_shard_once_resolved(tmp_path: Path) -> None:
+    """With ``feed.symbols_file`` the shard is chosen when the daemon resolves the universe at
+    start (the ports at once): the same split as a list's."""
+    import asyncio
+
+    from ares_stream.feed import universe
+
+    (tmp_path / "symbols.txt").write_text("# the market\n" + "\n".join(SYMBOLS) + "\n")
+    cfg = replace_values(Config(), {"feed": {"symbols_file": str(tmp_path / "symbols.txt")},
+                                    "metrics": {"port": 9464}})
+    two = shards.apply(cfg, shards.parse("2/2"))
+    assert (two.feed.symbols, two.feed.shard, two.metrics.port) == ((), "2/2", 9465)
+    resolved = shards.narrow(asyncio.run(universe.resolve(two)))
+    assert list(resolved.feed.symbols) == shards.select(SYMBOLS, shards.Shard(2, 2))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from ares_stream import shards
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
 from ares_stream.config import Config
@@ -392,7 +393,7 @@ async def run_record(config: Config, out: str, *, duration: float | None = None,
     from ares_stream.store.db import open_db
     from ares_stream.store.runs import RunStore
 
-    config = await universe.resolve(config)  # a file's or a quote's symbols
+    config = shards.narrow(await universe.resolve(config))  # a file's or a quote's symbols
     store = RunStore(open_db(Path(out) / "record.db"), mode="record", config=as_dict(config),
                      sources=[config.feed.urls()[0]])
     ingest, backfiller = build_ingest(config, store, learn=False, recordings=out)

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 
-from ares_stream import codec
+from ares_stream import codec, shards
 from ares_stream.batch import manual
 from ares_stream.batch.learner import BatchLearner
 from ares_stream.clock import LiveClock
@@ -187,7 +187,8 @@ class Daemon:
             log.info("daemon_stopped", checkpoints=0, detail="before opening the database")
             return
         self.lock = DatabaseLock(self.options.db_path).acquire()  # held until main() returns
-        self.config = await universe.resolve(self.config)  # a file's or a quote's symbols
+        self.config = shards.narrow(await universe.resolve(self.config))  # a file's or a
+        # quote's symbols, cut to the shard's (feed.shard)
         memory.check(self.config)  # symbols x buffers + state that cannot fit: refused, one line
         self.alerts = await alerts.start(self.config.alerts)  # from here on, events are alerted
         await self._start_metrics()
