@@ -11,7 +11,7 @@ whose sum exceeds the memory there is (``store.memory_limit_gb``, else ``MemAvai
 >>> from ares_stream.config import Config, replace_values
 >>> cfg = replace_values(Config(), {"feed": {"symbols": [f"S{i}USDT" for i in range(2000)]}})
 >>> print(shortfall(cfg, 20.1e9))  # doctest: +NORMALIZE_WHITESPACE
-2,000 symbols × 200,000 rows × 90 B = 36.1 GB of buffers + 2,000 × 170 KB state + 0.5 GB
+2,000 symbols × 200,000 rows × 90 B = 36.1 GB of buffers + 2,000 × 192 KB state + 0.5 GB
 process = 37.0 GB > 20.1 GB available: lower batch.buffer_rows or add shards (--shard), or raise
 store.memory_limit_gb
 >>> shortfall(cfg, 64e9)
@@ -29,7 +29,8 @@ __all__ = ["PROCESS_BYTES", "MemoryShortfall", "available_bytes", "check", "need
            "state_bytes"]
 
 PROCESS_BYTES = 500 * 10**6  # interpreter + numpy/River/XGBoost + a batch worker (bench/memory.py)
-_STATE_BASE = 48_000  # one symbol's features, labels, bar builder, River model, counters
+_STATE_BASE = 70_000  # features, labels, bar builder, River model, counters, allocator slack
+# (bench/memory.py: 154 KB deep size, ~190 KB of RSS per symbol at the defaults)
 _SCORES = 4  # forecasters in the engine's rolling scores (river, booster, ensemble, baseline)
 
 

@@ -278,7 +278,7 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
 
 def test_per_symbol_state_is_below_the_bound_the_refusal_uses() -> None:
     """After 3,000 real bars (warm samples and rolling windows full) one symbol's state is
-    below :func:`memory.state_bytes` (~170 KB); the deques of before held ~940 KB."""
+    below :func:`memory.state_bytes` (~190 KB); the deques of before held ~940 KB."""
     _, engine = replay(3000)
     st = engine.state["BTCUSDT"]
     assert len(st.learner._buffer) == st.learner.warm_samples
