@@ -23,7 +23,7 @@ from ares_stream.events import Trade
 from ares_stream.feed.backfill import Backfiller
 from ares_stream.feed.gate import Gate
 from ares_stream.feed.pool import FeedPool
-from ares_stream.feed.ws import WsSettings, backoff
+from ares_stream.feed.ws import ConnectionBudget, WsSettings, backoff
 from ares_stream.sim.exchange import LocalExchange, Tape, many_symbols
 from ares_stream.sim.simulator import write_recording
 from tests.conftest import DEADLINE, until
@@ -189,3 +189,21 @@ def test_the_pool_of_one_connection_is_the_single_feed(tmp_path: Path) -> None:
                                streams=STREAMS))
     assert many.connections == 6 and all(len(f.names) == 1000 for f in many.feeds)
     assert all(len(f.url) < 4200 for f in many.feeds)
+
+
+def test_the_connection_budget_holds_attempts_to_its_window() -> None:
+    """Within a window only ``limit`` attempts go at once; the next waits for the oldest to age
+    out of it (Binance: 300 per 5 minutes per IP), and retries noted count too."""
+
+    async def main() -> None:
+        budget = ConnectionBudget(limit=3, window=0.3)
+        began = time.monotonic()
+        for _ in range(3):
+            await budget.acquire()
+        assert time.monotonic() - began < 0.3 and budget.waited == 0
+        budget.note()  # a retry made by websockets' loop
+        await budget.acquire()  # the fifth: waits for the first two to leave the window
+        assert time.monotonic() - began >= 0.3 and budget.waited > 0
+        assert len(budget.attempts) <= 3
+
+    run(main())
