@@ -137,8 +137,9 @@ class BookFeatures:
         or lacks a side, and for the first bar after a (re)load. Then start the next bar."""
         self._follow(book)
         top = _top_of(book) if synced else None
-        if top is None:
-            self.reset()
+        if top is None:  # no close to measure from; the last update's top stays the one the
+            self._total = None  # next update pairs with (the same book: a reload resets)
+            self._start_bar()
             return None
         k = self.levels
         b = _fsum(q for _, q in book.top("bid", k))
