@@ -152,24 +152,25 @@ def test_killing_one_connection_backfills_only_its_symbols(source: Tape) -> None
 
 
 def test_a_slow_engine_never_passes_for_a_silent_connection(source: Tape) -> None:
-    """An engine that holds the loop ~1 s at a time (4 ms a frame, 256 frames between yields)
-    while frames keep arriving: the watchdog (0.5 s) judges what the socket received, so the
-    healthy connection is never replaced, and every id arrives."""
+    """An engine that holds the loop ~2 s at a time (8 ms a frame, 256 frames between yields)
+    while frames keep arriving: the watchdog (1.5 s, shorter than a hold, longer than a busy
+    machine's stall of the exchange's thread) judges what the socket received, so the healthy
+    connection is never replaced, and every id arrives."""
     tape = many_symbols(source, 20, frames=100)
     want = expected(tape)
 
     async def main() -> None:
         with exchange_in_thread(tape, rate=400) as urls:
-            cfg = config(urls["ws"], urls["rest"], tape.symbols, silence_timeout_s=0.5)
+            cfg = config(urls["ws"], urls["rest"], tape.symbols, silence_timeout_s=1.5)
             engine = SymbolEngine(cfg, ListSink(), gate=Gate(backfill=True), learn=False,
-                                  delay=0.004)
+                                  delay=0.008)
             pool = FeedPool(ws_settings(cfg), reconnect_delays=backoff(0.02, cap=0.1))
             ingest = Ingest(engine, pool, None)
             pool.on_notice = ingest.on_notice
             task = asyncio.create_task(ingest.run())
             try:
-                await until(lambda: sum(map(len, engine.ids.values())) >= 700,
-                            what="700 trades through the slow engine")
+                await until(lambda: sum(map(len, engine.ids.values())) >= 500,
+                            what="500 trades through the slow engine")
             finally:
                 ingest.stop()
                 await task
