@@ -4,14 +4,11 @@ shard, and a shard actor killed is restarted by Ray and its daemon resumes from 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,10 +19,10 @@ from ares_stream.sim.exchange import Faults, Tape
 from ares_stream.sim.simulator import write_recording
 from tests.conftest import wait_until
 from tests.daemon.test_ingest import exchange_in_thread
+from tests.paper import NO_BATCH, ROOT, query, recordings, symbols_in, write_config
 
 ray = pytest.importorskip("ray")
 
-ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["SIMAUSDT", "SIMBUSDT", "SIMCUSDT", "SIMDUSDT"]
 
 
@@ -38,14 +35,6 @@ def cluster() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    try:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            return conn.execute(sql).fetchall()
-    except sqlite3.Error:
-        return []
 
 
 def test_batch_jobs_as_ray_tasks_replay_as_the_worker_process_does(
@@ -73,28 +62,16 @@ def test_batch_jobs_as_ray_tasks_replay_as_the_worker_process_does(
     assert out["ray"] == out["process"]
 
 
-CONFIG = """
-[bars]
-interval = "1s"
-[batch]
-enabled = false
-[metrics]
-port = 0
+SHARDS = NO_BATCH + """
 [store]
 dir = "{tmp}"
-[feed]
-silence_timeout_s = 5.0
-recordings_dir = "{tmp}/recordings"
 """
 
 
 def test_the_cluster_places_a_shard_per_actor_and_a_killed_one_resumes(
         cluster: str, tmp_path: Path) -> None:
-    paths = []
-    for i, sym in enumerate(SYMBOLS):
-        paths.append(tmp_path / f"{sym}.gz")
-        write_recording(paths[-1], seconds=900, seed=40 + i, symbol=sym)
-    (tmp_path / "c.toml").write_text(CONFIG.format(tmp=tmp_path))
+    paths = recordings(tmp_path, SYMBOLS, seconds=900, seed=40)
+    config = write_config(tmp_path, SHARDS.format(tmp=tmp_path))
     dbs = [tmp_path / f"paper-shard{k}of2.db" for k in (1, 2)]
     want = [set(shards.select(SYMBOLS, shards.Shard(k, 2))) for k in (1, 2)]
     with exchange_in_thread(Tape.from_recording(paths), rate=600, faults=Faults()) as urls:
@@ -103,15 +80,14 @@ def test_the_cluster_places_a_shard_per_actor_and_a_killed_one_resumes(
              cluster, "--workdir", str(tmp_path), "--every", "0.5", "--", "--paper",
              "--symbols", ",".join(SYMBOLS), "--streams", "aggTrade,bookTicker",
              "--ws-url", urls["ws"], "--rest-url", urls["rest"],
-             "--config", str(tmp_path / "c.toml"), "--log-json", "--checkpoint-every", "1"],
+             "--config", str(config), "--log-json", "--checkpoint-every", "1"],
             cwd=ROOT, stdout=(tmp_path / "runner.out").open("w"), stderr=subprocess.STDOUT,
             text=True)
         try:
             for db, symbols in zip(dbs, want, strict=True):
-                wait_until(lambda db=db, s=symbols: {r[0] for r in query(
-                    db, "select distinct symbol from predictions")} == s
-                    or runner.poll() is not None, what=f"the symbols of {db.name}",
-                    timeout=180)
+                wait_until(lambda db=db, s=symbols: symbols_in(db) == s
+                           or runner.poll() is not None, what=f"the symbols of {db.name}",
+                           timeout=180)
             assert runner.poll() is None, (tmp_path / "runner.out").read_text()
             actor = ray.get_actor("ares-shard-1of2", namespace="ares-stream")
             before = ray.get(actor.status.remote(), timeout=60)

@@ -3,11 +3,7 @@ database and ports, and ``status`` summing them up."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +12,18 @@ from ares_stream import shards
 from ares_stream.cli import main
 from ares_stream.config import Config, replace_values
 from ares_stream.sim.exchange import Faults, Tape
-from ares_stream.sim.simulator import write_recording
 from tests.conftest import wait_until
 from tests.daemon.test_ingest import exchange_in_thread
+from tests.paper import (
+    NO_BATCH,
+    ROOT,
+    paper_daemon,
+    query,
+    recordings,
+    symbols_in,
+    write_config,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["SIMAUSDT", "SIMBUSDT", "SIMCUSDT", "SIMDUSDT", "SIMEUSDT"]
 
 
@@ -66,27 +69,10 @@ def test_bad_shards_are_one_line(argv: list[str], message: str,
     assert err.count("\n") == 1 and message in err, err
 
 
-CONFIG = """
-[bars]
-interval = "1s"
-[batch]
-enabled = false
-[metrics]
-port = 0
+SHARDS = NO_BATCH + """
 [store]
 dir = "{tmp}"
-[feed]
-silence_timeout_s = 5.0
-recordings_dir = "{tmp}/recordings"
 """
-
-
-def symbols_in(db: Path) -> set[str]:
-    try:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            return {s for (s,) in conn.execute("select distinct symbol from predictions")}
-    except sqlite3.Error:
-        return set()
 
 
 def test_two_shards_serve_disjoint_halves_and_status_sums_them(
@@ -94,19 +80,11 @@ def test_two_shards_serve_disjoint_halves_and_status_sums_them(
     """Two paper daemons on one exchange, ``--shard 1/2`` and ``2/2``: each subscribes to and
     stores only its own symbols in its own database; ``status --shards`` shows both and their
     totals."""
-    paths = []
-    for i, sym in enumerate(SYMBOLS):
-        paths.append(tmp_path / f"{sym}.gz")
-        write_recording(paths[-1], seconds=600, seed=30 + i, symbol=sym)
-    tape = Tape.from_recording(paths)
-    (tmp_path / "c.toml").write_text(CONFIG.format(tmp=tmp_path))
+    tape = Tape.from_recording(recordings(tmp_path, SYMBOLS, seconds=600, seed=30))
+    write_config(tmp_path, SHARDS.format(tmp=tmp_path))
     with exchange_in_thread(tape, rate=3000, faults=Faults()) as urls:
-        procs = [subprocess.Popen(
-            [sys.executable, "daemon.py", "--paper", "--symbols", ",".join(SYMBOLS),
-             "--streams", "aggTrade,bookTicker", "--shard", f"{k}/2", "--ws-url", urls["ws"],
-             "--rest-url", urls["rest"], "--config", str(tmp_path / "c.toml"), "--log-json"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp_path / f"d{k}.log").open("w"),
-            text=True) for k in (1, 2)]
+        procs = [paper_daemon(urls, tmp_path, "--shard", f"{k}/2", symbols=",".join(SYMBOLS),
+                              log=f"d{k}.log") for k in (1, 2)]
         dbs = [tmp_path / f"paper-shard{k}of2.db" for k in (1, 2)]
         expected = [set(shards.select(SYMBOLS, shards.Shard(k, 2))) for k in (1, 2)]
         try:
@@ -134,17 +112,13 @@ def test_two_shards_serve_disjoint_halves_and_status_sums_them(
 def test_a_replay_split_in_shards_predicts_what_the_whole_replay_predicts(tmp_path: Path) -> None:
     """``replay --shard K/N`` keeps its shard's symbols; the two halves' predictions are the
     whole replay's, row for row (symbols learn independently without cross-asset features)."""
-    paths = []
-    for i, sym in enumerate(SYMBOLS):
-        paths.append(tmp_path / f"{sym}.gz")
-        write_recording(paths[-1], seconds=900, seed=50 + i, symbol=sym)
+    paths = recordings(tmp_path, SYMBOLS, seconds=900, seed=50)
     base = ["replay", *map(str, paths), "--interval", "10s", "--quiet", "--no-report",
             "--config", str(ROOT / "configs" / "quick.toml")]
 
     def rows(db: Path) -> list[tuple[object, ...]]:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            return conn.execute("select symbol, ts_event, model, proba, value, label from "
-                                "predictions order by symbol, ts_event").fetchall()
+        return query(db, "select symbol, ts_event, model, proba, value, label from "
+                         "predictions order by symbol, ts_event")
     assert main([*base, "--db", str(tmp_path / "all.db")]) == 0
     for k in (1, 2):
         assert main([*base, "--db", str(tmp_path / f"s{k}.db"), "--shard", f"{k}/2"]) == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,32 +14,18 @@ from typing import Any
 from ares_stream.sim.exchange import Faults, Tape
 from tests.conftest import wait_until
 from tests.daemon.conftest import SYMBOL
-from tests.daemon.test_early_flush import count
 from tests.daemon.test_ingest import exchange_in_thread
+from tests.paper import NO_BATCH, count, paper_daemon, write_config
 
-CONFIG = """
-[bars]
-interval = "1s"
-[batch]
-enabled = false
-[metrics]
-port = 0
+MONITOR = NO_BATCH + """
 [monitor]
 enabled = true
 port = {port}
-[feed]
-silence_timeout_s = 5.0
-recordings_dir = "{tmp}/recordings"
 """
 
 
 def daemon(urls: dict[str, str], tmp: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
-         "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
-         "--db", str(tmp / "paper.db"), "--config", str(tmp / "daemon.toml"), "--log-json"],
-        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
-        stderr=(tmp / "daemon.log").open("a"), text=True)
+    return paper_daemon(urls, tmp, "--db", str(tmp / "paper.db"), symbols=SYMBOL)
 
 
 def events(tmp: Path, name: str) -> list[dict[str, Any]]:
@@ -66,7 +51,7 @@ def snapshot(url: str) -> dict[str, Any]:
 
 
 def test_the_daemon_serves_its_dashboard_and_a_kill_ends_it(tape: Tape, tmp_path: Path) -> None:
-    (tmp_path / "daemon.toml").write_text(CONFIG.format(tmp=tmp_path, port=0))
+    write_config(tmp_path, MONITOR.format(port=0))
     with exchange_in_thread(tape, rate=300, faults=Faults()) as urls:
         proc = daemon(urls, tmp_path)
         try:
@@ -93,7 +78,7 @@ def test_a_dashboard_that_cannot_start_is_a_warning_and_the_daemon_goes_on(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        (tmp_path / "daemon.toml").write_text(CONFIG.format(tmp=tmp_path, port=port))
+        write_config(tmp_path, MONITOR.format(port=port))
         with exchange_in_thread(tape, rate=300, faults=Faults()) as urls:
             proc = daemon(urls, tmp_path)
             try:

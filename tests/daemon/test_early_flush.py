@@ -4,20 +4,16 @@ writes them again without a duplicate."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from ares_stream.sim.exchange import Faults, Tape
 from tests.conftest import wait_until
 from tests.daemon.conftest import SYMBOL
 from tests.daemon.test_ingest import exchange_in_thread
+from tests.paper import count, paper_daemon, query, write_config
 
-CONFIG = """
-[bars]
-interval = "1s"
+EXTRA = """
 [labels]
 horizon = 1
 threshold_bps = 1.0
@@ -25,41 +21,19 @@ threshold_bps = 1.0
 delta = 0.9             # the online loss drifts up on this tape (as in test_alerts)
 [batch]
 enabled = false
-[metrics]
-port = 0
 [store]
 flush_seconds = 0.2
-[feed]
-silence_timeout_s = 5.0
-recordings_dir = "{tmp}/recordings"
 """
 
 
-def query(db: Path, sql: str) -> list[tuple[object, ...]]:
-    try:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            return conn.execute(sql).fetchall()
-    except sqlite3.Error:
-        return []
-
-
-def count(db: Path, table: str) -> int:
-    rows = query(db, f"select count(*) from {table}")
-    return int(rows[0][0]) if rows else 0  # type: ignore[arg-type]
-
-
 def daemon(urls: dict[str, str], tmp: Path, checkpoint_every: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
-         "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
-         "--db", str(tmp / "paper.db"), "--config", str(tmp / "daemon.toml"), "--log-json",
-         "--checkpoint-every", checkpoint_every], cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.DEVNULL, stderr=(tmp / "daemon.log").open("a"), text=True)
+    return paper_daemon(urls, tmp, "--db", str(tmp / "paper.db"), "--checkpoint-every",
+                        checkpoint_every, symbols=SYMBOL)
 
 
 def test_bars_reach_the_file_long_before_the_first_checkpoint(tape: Tape, tmp_path: Path) -> None:
     db = tmp_path / "paper.db"
-    (tmp_path / "daemon.toml").write_text(CONFIG.format(tmp=tmp_path))
+    write_config(tmp_path, EXTRA)
     with exchange_in_thread(tape, rate=300, faults=Faults()) as urls:
         proc = daemon(urls, tmp_path, "600")
         try:
@@ -77,7 +51,7 @@ def test_a_kill_after_early_rows_and_a_restart_leave_no_duplicate(tape: Tape,
     detects it again from the checkpoint's state: it is in the file once; the predictions after
     the checkpoint are written again in place."""
     db = tmp_path / "paper.db"
-    (tmp_path / "daemon.toml").write_text(CONFIG.format(tmp=tmp_path))
+    write_config(tmp_path, EXTRA)
     with exchange_in_thread(tape, rate=300, faults=Faults()) as urls:
         proc = daemon(urls, tmp_path, "3")
         try:

@@ -4,10 +4,6 @@ daemon's own next validation measures the champion the user put in."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +14,9 @@ from ares_stream.store.lock import holder
 from tests.conftest import wait_until
 from tests.daemon.conftest import SYMBOL
 from tests.daemon.test_ingest import exchange_in_thread
+from tests.paper import paper_daemon, query, write_config
 
-CONFIG = """
-[bars]
-interval = "1s"
+BATCH = """
 [labels]
 horizon = 5
 threshold_bps = 1.0
@@ -37,20 +32,7 @@ rounds_update = 5
 max_trees = 30
 bootstrap = 200
 margin = 10.0           # the gate never promotes here: every champion is a manual one
-[metrics]
-port = 0
-[feed]
-silence_timeout_s = 5.0
-recordings_dir = "{tmp}/recordings"
 """
-
-
-def query(db: Path, sql: str) -> list[tuple[object, ...]]:
-    try:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            return conn.execute(sql).fetchall()
-    except sqlite3.Error:
-        return []
 
 
 def boosters(db: Path) -> list[int]:
@@ -73,14 +55,9 @@ def last_manual(db: Path) -> tuple[int, int, int | None, str, str]:
 def test_the_running_daemon_applies_promote_and_rollback_without_a_restart(
         tape: Tape, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "paper.db"
-    (tmp_path / "daemon.toml").write_text(CONFIG.format(tmp=tmp_path))
+    write_config(tmp_path, BATCH)
     with exchange_in_thread(tape, rate=250, faults=Faults()) as urls:
-        proc = subprocess.Popen(
-            [sys.executable, "daemon.py", "--paper", "--symbols", SYMBOL, "--streams",
-             "aggTrade,bookTicker", "--ws-url", urls["ws"], "--rest-url", urls["rest"],
-             "--db", str(db), "--config", str(tmp_path / "daemon.toml"), "--log-json"],
-            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "daemon.log").open("w"), text=True)
+        proc = paper_daemon(urls, tmp_path, "--db", str(db), symbols=SYMBOL)
         try:
             wait_until(lambda: len(boosters(db)) >= 2 or proc.poll() is not None,
                        what="two boosters", timeout=180)
