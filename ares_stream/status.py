@@ -46,7 +46,8 @@ value absent from the database is ``null``, lists are sorted by symbol::
      "champions": [{"symbol", "kind", "id", "version", "n_trees", "how", "rows", "created_ns"}],
      "validations": [{"symbol", "ts_event_ns", "decision": "promoted" | "kept", "challenger",
                       "challenger_id", "incumbent", "incumbent_id", "folds", "challenger_loss",
-                      "incumbent_loss", "improvement", "ci_low", "ci_high", "margin", "reason"}],
+                      "incumbent_loss", "improvement", "ci_low", "ci_high", "margin", "reason",
+                      "decided_by"}],  # decided_by: who made a manual decision, else null
      "drift": {"count", "by_symbol": {symbol: n},
                "last": null | {"symbol", "ts_event_ns", "detector", "mean_before", "mean_after",
                                "action"}},
@@ -323,7 +324,10 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
 
 
 def _validation_lines(r: dict[str, Any]) -> list[str]:
-    return [f"{v['symbol']} {v['decision']} {v['challenger']} vs {v['incumbent']} at "
+    return [f"{v['symbol']} {v['challenger']}: model {v['challenger_id']} in (was "
+            f"{v['incumbent_id']}) at {_when(v['ts_event_ns'])}, {v['reason']}"
+            if v.get("decided_by") else
+            f"{v['symbol']} {v['decision']} {v['challenger']} vs {v['incumbent']} at "
             f"{_when(v['ts_event_ns'])}: loss {_num(v['challenger_loss'])} vs "
             f"{_num(v['incumbent_loss'])}, improvement {_num(v['improvement'])} CI "
             f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}], margin {_num(v['margin'])}"

@@ -207,12 +207,17 @@ def champions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def last_validations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """The newest decision of each symbol."""
-    return _dicts(conn, "validations", """
+    """The newest decision of each symbol (``decided_by``: who made a manual one; None for the
+    gate's, and in a file older than schema 11)."""
+    by = "decided_by" if _has(conn, "validations") and any(
+        r[1] == "decided_by" for r in conn.execute("PRAGMA table_info(validations)")) \
+        else "NULL AS decided_by"
+    return _dicts(conn, "validations", f"""
         SELECT symbol, ts_event, promoted, challenger, challenger_id, incumbent, incumbent_id,
-               folds, challenger_loss, incumbent_loss, improvement, ci_low, ci_high, margin, reason
+               folds, challenger_loss, incumbent_loss, improvement, ci_low, ci_high, margin, reason,
+               {by}
         FROM validations v WHERE id = (SELECT id FROM validations w WHERE w.symbol = v.symbol
-                                       ORDER BY ts_event DESC, id DESC LIMIT 1)
+                                       ORDER BY id DESC LIMIT 1)
         ORDER BY symbol""")
 
 

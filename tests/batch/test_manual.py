@@ -158,3 +158,17 @@ def test_a_request_that_is_not_one_is_an_error_not_a_crash(tmp_path: Path) -> No
     got = sorted((p.stem[0], str(e)) for p, e in manual.pending(path))
     assert got[0][0] == "a" and "unknown action 'delete'" in got[0][1]
     assert got[1][0] == "b" and got[1][1].startswith("not a manual decision request")
+
+
+def test_status_shows_the_manual_decision_with_who_and_why(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "paper.db"
+    boosters(path, 2)
+    assert decide(path, "promote", "1") == 0 and decide(path, "promote", "2") == 0
+    capsys.readouterr()
+    assert main(["status", "--db", str(path), "--json"]) == 0
+    [v] = json.loads(capsys.readouterr().out)["validations"]
+    assert (v["challenger"], v["challenger_id"], v["incumbent_id"], v["decided_by"]) == \
+        ("manual_promote", 2, 1, "alice")
+    assert main(["status", "--db", str(path)]) == 0
+    assert "SIMUSDT manual_promote: model 2 in (was 1) at " in capsys.readouterr().out
