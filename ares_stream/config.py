@@ -55,6 +55,7 @@ class FeedConfig:
     backfill_max_seconds: float = 600.0  # one backfill (or catch-up) pages on for at most this
     backfill_checkpoint_items: int = 20_000  # checkpoint during a backfill every this many items
     backfill_checkpoint_seconds: float = 5.0  # ... or this many seconds
+    backfill_concurrency: int = 4  # REST fills (gaps, cold-start warm-ups) running at once
     record: bool = True  # live: record every raw frame under recordings_dir
     recordings_dir: str = "state/recordings"  # hourly gzip recordings
 
@@ -473,6 +474,7 @@ def _validate(cfg: Config, source: str) -> None:
         *_timeframe_checks(cfg),
         *_alert_checks(cfg.alerts),
         (0 <= cfg.monitor.port <= 65535, "monitor.port must be 0-65535"),
+        (cfg.feed.backfill_concurrency >= 1, "feed.backfill_concurrency must be >= 1"),
         (cfg.batch.executor in ("process", "ray"), "batch.executor must be \"process\" or \"ray\""),
         (not cfg.feed.shard
          or re.fullmatch(r"\s*\d+\s*(/|-of-)\s*\d+\s*", cfg.feed.shard) is not None,

@@ -115,6 +115,8 @@ class Ingest:
         self.on_connection: Callable[[bool], None] | None = None  # told on connect/disconnect
         self._snapshots: list[RawFrame] = []  # REST depth snapshots fetched, not yet consumed
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
+        self._backfills: set[asyncio.Task[None]] = set()  # REST fills running (feed.backfill_*)
+        self._fetch_slots: asyncio.Semaphore | None = None  # made on the running loop
 
     def on_notice(self, notice: FeedNotice) -> None:
         """A connection incident: counted and stored in feed_health, and ``on_connection``
@@ -146,9 +148,9 @@ class Ingest:
             if self.clock is not None:
                 await self.clock.shutdown()
             self.feed.stop()
-            for pending in list(self._snapshot_tasks):
+            for pending in [*self._snapshot_tasks, *self._backfills]:
                 pending.cancel()
-            await asyncio.wait_for(asyncio.gather(task, *self._snapshot_tasks,
+            await asyncio.wait_for(asyncio.gather(task, *self._snapshot_tasks, *self._backfills,
                                                   return_exceptions=True), timeout=10)
             if self.recorder is not None:
                 self.recorder.flush()
@@ -175,7 +177,7 @@ class Ingest:
             if engine.snapshot_requests:
                 self._ask_snapshots()
             if engine.gate.requests:
-                await self._backfill()
+                self._start_backfills()  # in the background: other symbols' frames go on
             if self.catch_up_due or self.catch_up_symbols:
                 await self._catch_up()
             self.lag.add(time.time_ns() - frame.ts_init)
@@ -252,17 +254,31 @@ class Ingest:
         for frame in ready:
             self.engine.on_frame(frame.ts_init, frame.data)
 
-    async def _backfill(self) -> None:
-        """Fetch every queued request over REST, or give it up as a gap when there is no REST."""
+    def _start_backfills(self) -> None:
+        """Fetch every queued request over REST in a task of its own, at most
+        ``feed.backfill_concurrency`` at once (one weight budget: the backfiller's), or give it
+        up as a gap when there is no REST. The pump goes on meanwhile: the gate holds the frames
+        of a symbol being filled (or warmed), and passes every other symbol's — a cold start of
+        many symbols never stops the ones already warm."""
         gate = self.engine.gate
         for request in gate.take_requests():
             if self.backfiller is None:
                 self.engine.on_backfill(request, [], complete=False, reason="backfill disabled")
                 continue
-            result = await self._fetch(request, "warmup" if request in gate.warming else "")
-            if result is None:  # stopping: the cursor stays after the pages consumed; the held
-                return  # items were not, so a restart asks for them
-            self.engine.on_backfill(request, [], result.complete, result.reason)
+            task = asyncio.create_task(self._backfill_one(request),
+                                       name=f"backfill-{request.symbol}")
+            self._backfills.add(task)
+            task.add_done_callback(self._backfills.discard)
+
+    async def _backfill_one(self, request: BackfillRequest) -> None:
+        if self._fetch_slots is None:
+            self._fetch_slots = asyncio.Semaphore(self.engine.config.feed.backfill_concurrency)
+        async with self._fetch_slots:
+            warmup = "warmup" if request in self.engine.gate.warming else ""
+            result = await self._fetch(request, warmup)
+        if result is None:  # stopping: the cursor stays after the pages consumed; the held
+            return  # items were not, so a restart asks for them
+        self.engine.on_backfill(request, [], result.complete, result.reason)
 
     async def _catch_up(self) -> None:
         """Everything REST has after each cursor (of the symbols due), through the gate

@@ -41,6 +41,7 @@ class Faults:
     shutdown_after: int = 0  # after this many frames send a serverShutdown event, then close
     rest_429: int = 0  # answer the next N REST market-data requests 429 (Retry-After: 1)
     rest_418: int = 0  # same with 418 (an IP ban)
+    rest_delay_s: float = 0.0  # answer every REST market-data request this much later
     skip_depth: int = 0  # leave out the next N depth diffs, each on the connection it was for
     skip_depth_every: int = 0  # leave out every n-th depth diff of each connection
     stale_depth: int = 0  # answer the next N /api/v3/depth with the book 10 depth diffs back

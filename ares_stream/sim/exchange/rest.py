@@ -23,6 +23,7 @@ LocalClient.create()``; or ``client = AsyncClient(); client.API_URL = rest_url +
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
@@ -259,6 +260,8 @@ class RestServer:
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         self.stats["rest_requests"] += 1
         used = self._weigh(request)
+        if self.faults.rest_delay_s and request.path in _MARKET_DATA:
+            await asyncio.sleep(self.faults.rest_delay_s)  # a far exchange, or a slow one
         try:
             response = await self._fault(request.path) or await handler(request)
         except ApiError as exc:
