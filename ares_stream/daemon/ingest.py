@@ -148,7 +148,8 @@ class Ingest:
             if self.clock is not None:
                 await self.clock.shutdown()
             self.feed.stop()
-            for pending in [*self._snapshot_tasks, *self._backfills]:
+            self.stopping.set()  # a fill in flight ends itself at once (backfill_abandoned)
+            for pending in list(self._snapshot_tasks):
                 pending.cancel()
             await asyncio.wait_for(asyncio.gather(task, *self._snapshot_tasks, *self._backfills,
                                                   return_exceptions=True), timeout=10)
