@@ -40,6 +40,7 @@ import structlog
 
 from ares_stream.errors import AresError
 from ares_stream.store import validations
+from ares_stream.store.db import StoreError
 from ares_stream.store.validations import ValidationRow
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def choose(registry: Registry, d: ManualDecision) -> Choice:
     """The model ``d`` puts in as champion, checked: a booster, stored, not the champion now."""
     if d.action == "promote":
         assert d.model_id is not None
-        record = models_get(registry, d.model_id)
+        record = _model(registry, d.model_id)
         if record.kind != "xgboost":
             raise ManualError(f"model {d.model_id} is a {record.kind} model: only boosters are "
                               "champions (the online learner learns all the time)")
@@ -129,15 +130,13 @@ def choose(registry: Registry, d: ManualDecision) -> Choice:
         if not earlier:
             raise ManualError(f"{d.symbol} has no champion before model {current.id} to roll "
                               "back to")
-        record = models_get(registry, earlier[-1])
+        record = _model(registry, earlier[-1])
     if record.pruned:
         raise ManualError(f"model {record.id}'s booster was pruned: it cannot be champion")
     return Choice(record.symbol, record, current.id if current is not None else None)
 
 
-def models_get(registry: Registry, model_id: int) -> ModelRecord:
-    from ares_stream.store.db import StoreError
-
+def _model(registry: Registry, model_id: int) -> ModelRecord:
     try:
         return registry.get(model_id)
     except StoreError:
@@ -181,9 +180,11 @@ def decide(db_path: str | Path, d: ManualDecision, *, features: Callable[[Any], 
     except DatabaseInUse:
         sent = submit(db_path, d)
         return wait_answer(db_path, sent.id, wait)
+    db = None
     try:
         db = open_db(db_path)
-        run_id = runs(db.conn)[-1]["id"] if runs(db.conn) else None
+        every = runs(db.conn)
+        run_id = every[-1]["id"] if every else None
         registry = Registry(db, run_id=run_id)
         choice = choose(registry, d)
         missing = sorted(set(registry.load_booster(choice.model.id).features) - features(db))
@@ -192,8 +193,9 @@ def decide(db_path: str | Path, d: ManualDecision, *, features: Callable[[Any], 
                               f"not compute: {', '.join(missing)}")
         ts = (newest_event(db.conn, run_id) if run_id is not None else None) or time.time_ns()
         apply(registry, d, choice, ts)
-        db.conn.close()
     finally:
+        if db is not None:
+            db.conn.close()
         lock.release()
     return Answer(True, f"model {choice.model.id} is the champion of {choice.symbol} (was "
                   f"{choice.replaced}); it trades once a validation measures its edge",
